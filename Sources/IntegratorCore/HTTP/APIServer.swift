@@ -1,0 +1,57 @@
+// Builds the HTTP application: middleware, the public routes, and the authenticated /api/v1 routes.
+import Foundation
+import Hummingbird
+import Logging
+
+/// The API server of one process.
+public enum APIServer {
+    /// The Hummingbird application serving `runtime` on the configured host and port.
+    /// - Parameter onServerRunning: called with the bound port once listening (tests use port 0).
+    public static func makeApplication(
+        _ runtime: Runtime, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> Application<RouterResponder<APIRequestContext>> {
+        let router = makeRouter(runtime)
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(runtime.settings.httpHost, port: runtime.settings.httpPort), serverName: "integrator"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: runtime.logger
+        )
+    }
+
+    /// The router alone (used by the application and by tests that need no socket).
+    public static func makeRouter(_ runtime: Runtime) -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        // Logging outermost, so it sees the status of rendered errors too.
+        router.add(middleware: RequestLogMiddleware())
+        router.add(middleware: ErrorMiddleware())
+        let routes = Routes(runtime: runtime)
+        routes.addHealth(to: router)
+        let authGroup = router.group("api/v1/auth")
+        routes.addAuth(to: authGroup)
+        let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(users: runtime.users))
+        routes.addSession(to: api)
+        routes.addPlugins(to: api)
+        routes.addCredentials(to: api.group("credentials"))
+        routes.addIntegrations(to: api.group("integrations"))
+        routes.addUsers(to: api.group("users"))
+        return router
+    }
+}
+
+/// One line per request at info: method, path, status, duration. Never headers or bodies.
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        context.logger.info(
+            "\(request.method) \(request.uri.path) \(response.status.code)",
+            metadata: ["http.duration_ms": "\(String(format: "%.1f", milliseconds))"])
+        return response
+    }
+}

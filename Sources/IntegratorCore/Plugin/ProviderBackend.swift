@@ -1,0 +1,81 @@
+// How a plugin declares a data source: its config fields, the credentials it accepts, and fetch/normalize.
+import Logging
+
+/// A source of records (an events API, a CRM). Stateless: one instance serves every integration of its kind.
+public protocol ProviderBackend: Sendable {
+    /// Stable identifier stored with each integration, such as `sympla`.
+    var id: String { get }
+    var name: String { get }
+    /// A grouping for the admin UI (`event_management`, `testing`, …).
+    var category: String { get }
+    /// Credentials type ids this provider accepts. Empty means the provider needs no credentials.
+    var allowedCredentialTypes: [String] { get }
+    /// Fields of an integration's `config`.
+    var configFields: FieldSet { get }
+    /// Checks on the config that involve more than one field; paths start with `config.`.
+    func validate(config: [String: JSONValue]) -> [FieldIssue]
+    /// Pulls records from the source into `context.records`, checkpointing `context.state` as it goes.
+    func fetch(_ context: FetchContext) async throws
+    /// Maps one raw record to the shape stored and published. The default keeps it as it is.
+    func normalize(_ record: RawRecord) throws -> RawRecord
+}
+
+extension ProviderBackend {
+    public func validate(config: [String: JSONValue]) -> [FieldIssue] { [] }
+    public func normalize(_ record: RawRecord) throws -> RawRecord { record }
+    public var requiresCredentials: Bool { !allowedCredentialTypes.isEmpty }
+}
+
+/// One record as a provider yields it.
+public struct RawRecord: Sendable, Equatable {
+    /// The provider's stream (`events`, `orders`, …).
+    public var stream: String
+    /// The source's own id for the record, unique within the stream.
+    public var externalID: String
+    public var data: JSONValue
+
+    public init(stream: String, externalID: String, data: JSONValue) {
+        self.stream = stream
+        self.externalID = externalID
+        self.data = data
+    }
+}
+
+/// Where a fetch sends its records.
+public protocol RecordSink: Sendable {
+    func emit(_ record: RawRecord) async throws
+}
+
+/// Per-stream cursors that make fetches incremental and resumable.
+public protocol FetchState: Sendable {
+    /// The cursor saved for `stream`, or `nil` on a first run.
+    func cursor(for stream: String) async throws -> JSONValue?
+    /// Saves `cursor` for `stream`; after a crash the next run starts from the last checkpoint.
+    func checkpoint(_ cursor: JSONValue, for stream: String) async throws
+}
+
+/// Everything a provider's fetch receives.
+public struct FetchContext: Sendable {
+    public var integrationID: String
+    public var integrationName: String
+    /// The integration's config, validated and with defaults applied.
+    public var config: [String: JSONValue]
+    /// Decrypted credentials, or `nil` for providers that need none.
+    public var credentials: CredentialValues?
+    public var state: any FetchState
+    public var records: any RecordSink
+    public var logger: Logger
+
+    public init(
+        integrationID: String, integrationName: String, config: [String: JSONValue], credentials: CredentialValues?,
+        state: any FetchState, records: any RecordSink, logger: Logger
+    ) {
+        self.integrationID = integrationID
+        self.integrationName = integrationName
+        self.config = config
+        self.credentials = credentials
+        self.state = state
+        self.records = records
+        self.logger = logger
+    }
+}

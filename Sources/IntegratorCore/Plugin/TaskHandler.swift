@@ -1,0 +1,25 @@
+// How a plugin declares work that runs on workers, addressed by task name.
+import Logging
+
+/// Runs tasks of one name. Handlers must be idempotent: a task runs at least once and may run again after a crash.
+public protocol TaskHandler: Sendable {
+    /// The task name messages carry, such as `core.noop` or `integration.fetch`.
+    var name: String { get }
+    /// Runs one task and returns a small JSON summary that is stored with the run.
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue
+}
+
+/// What a running task knows about itself.
+public struct TaskContext: Sendable {
+    /// Stable across redeliveries and retries.
+    public var taskID: String
+    /// 1 for the first try.
+    public var attempt: Int
+    public var logger: Logger
+
+    public init(taskID: String, attempt: Int, logger: Logger) {
+        self.taskID = taskID
+        self.attempt = attempt
+        self.logger = logger
+    }
+}

@@ -1,0 +1,40 @@
+// The assembled engine of one process: settings, database, plugins and the services built on them.
+import Foundation
+import Logging
+
+/// Everything the API, the CLI and (later) the beat and workers share. Build one per process.
+public struct Runtime: Sendable {
+    public let settings: Settings
+    public let database: Database
+    public let registry: PluginRegistry
+    public let clock: any TimeSource
+    public let logger: Logger
+    public let credentials: CredentialsService
+    public let integrations: IntegrationsService
+    public let users: UsersService
+
+    /// - Parameters:
+    ///   - settings: must carry secret keys; the CLI refuses to build a runtime without them.
+    ///   - passwordHasher: bcrypt cost; tests lower it to keep user creation fast.
+    public init(
+        settings: Settings, database: Database, registry: PluginRegistry, clock: any TimeSource = SystemTimeSource(),
+        logger: Logger, passwordHasher: PasswordHasher = PasswordHasher()
+    ) async throws {
+        guard let keys = settings.secretKeys else {
+            throw ConfigurationError(variable: "INTEGRATOR_SECRET_KEY", expected: "base64 of 32 bytes (it is not set)")
+        }
+        self.settings = settings
+        self.database = database
+        self.registry = registry
+        self.clock = clock
+        self.logger = logger
+        let credentialStore = CredentialStore(database: database)
+        self.credentials = CredentialsService(
+            store: credentialStore, registry: registry, box: SecretBox(keys: keys), clock: clock)
+        self.integrations = IntegrationsService(
+            store: IntegrationStore(database: database), credentials: credentialStore, registry: registry, clock: clock)
+        self.users = UsersService(
+            store: UserStore(database: database), hasher: passwordHasher,
+            tokens: await TokenService(keyRing: keys, clock: clock), apiToken: settings.apiToken, clock: clock)
+    }
+}

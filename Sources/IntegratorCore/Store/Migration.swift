@@ -1,0 +1,131 @@
+// Versioned schema changes and the runner that applies the missing ones, once, under a lock.
+import Foundation
+import SQLKit
+
+/// One schema change. Versions only grow; a released migration is never edited, a new one is added instead.
+public struct Migration: Sendable {
+    public var version: Int
+    public var name: String
+    /// The statements, spelled for the engine at hand.
+    public var statements: @Sendable (SQLDialectFacts) -> [String]
+
+    public init(version: Int, name: String, statements: @escaping @Sendable (SQLDialectFacts) -> [String]) {
+        self.version = version
+        self.name = name
+        self.statements = statements
+    }
+}
+
+/// Applies migrations. Running it again changes nothing; two processes running it at once apply each migration once.
+public struct Migrator: Sendable {
+    public let migrations: [Migration]
+
+    public init(migrations: [Migration] = Migration.all) {
+        self.migrations = migrations.sorted { $0.version < $1.version }
+    }
+
+    /// Applies every migration not yet recorded and returns the versions it applied.
+    @discardableResult
+    public func migrate(_ database: Database) async throws -> [Int] {
+        let facts = database.facts
+        let migrations = self.migrations
+        return try await database.transaction { sql in
+            if facts.engine == .postgres {
+                // Serialises concurrent migrators across processes; released at commit.
+                try await sql.raw("SELECT pg_advisory_xact_lock(7242001)").run()
+            }
+            try await sql.raw(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    applied_at \(unsafeRaw: facts.timestamp) NOT NULL
+                )
+                """
+            ).run()
+            let applied = Set(try await sql.raw("SELECT version FROM schema_migrations").all().map {
+                try $0.decode(column: "version", as: Int.self)
+            })
+            var done: [Int] = []
+            for migration in migrations where !applied.contains(migration.version) {
+                for statement in migration.statements(facts) {
+                    try await sql.raw(SQLQueryString(statement)).run()
+                }
+                try await sql.raw(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date()))"
+                ).run()
+                done.append(migration.version)
+            }
+            return done
+        }
+    }
+
+    /// Versions recorded as applied, ascending.
+    public func appliedVersions(_ database: Database) async throws -> [Int] {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT version FROM schema_migrations ORDER BY version").all().map {
+                try $0.decode(column: "version", as: Int.self)
+            }
+        }
+    }
+}
+
+extension Migration {
+    /// Every migration of the engine, in order.
+    public static let all: [Migration] = [foundation]
+
+    /// Users, API tokens, credentials and integrations.
+    static let foundation = Migration(version: 1, name: "foundation") { facts in
+        [
+            """
+            CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                username TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                created_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE api_tokens (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at \(facts.timestamp) NOT NULL,
+                last_used_at \(facts.timestamp)
+            )
+            """,
+            "CREATE INDEX api_tokens_user ON api_tokens (user_id)",
+            """
+            CREATE TABLE credentials (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                public_data \(facts.json) NOT NULL,
+                secret_data TEXT NOT NULL,
+                created_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            "CREATE INDEX credentials_type ON credentials (type)",
+            """
+            CREATE TABLE integrations (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                provider TEXT NOT NULL,
+                credentials_id TEXT REFERENCES credentials(id) ON DELETE RESTRICT,
+                config \(facts.json) NOT NULL,
+                active \(facts.boolean) NOT NULL,
+                queue TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                created_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            "CREATE INDEX integrations_provider ON integrations (provider)",
+            "CREATE INDEX integrations_credentials ON integrations (credentials_id)",
+        ]
+    }
+}
