@@ -1,6 +1,7 @@
 // Shared pieces of the route handlers: reading bodies and query parameters, rendering resources.
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// The route handlers, grouped by resource in `Routes+*.swift`.
 struct Routes: Sendable {
@@ -12,7 +13,7 @@ struct Routes: Sendable {
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: runtime.settings.maxBodySize)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             throw APIError(
                 .contentTooLarge, code: "body_too_large",
                 message: "request body is larger than \(runtime.settings.maxBodySize) bytes")

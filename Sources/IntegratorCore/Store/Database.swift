@@ -9,6 +9,7 @@ import PostgresNIO
 import SQLKit
 import SQLiteKit
 import ServiceLifecycle
+import Synchronization
 
 /// The store's database. Every query goes through ``withSQL(_:)`` or ``transaction(_:)``, so the two engines look the same to callers.
 public final class Database: Service, Sendable {
@@ -22,6 +23,8 @@ public final class Database: Service, Sendable {
     public let location: DatabaseLocation
     private let backend: Backend
     private let logger: Logger
+    /// How long a query waits for a PostgreSQL connection before the database counts as unavailable.
+    private let acquireTimeout: Duration
 
     private enum Backend: Sendable {
         case postgres(PostgresClient)
@@ -29,7 +32,8 @@ public final class Database: Service, Sendable {
         case sqlite(SQLiteConnection, AsyncGate)
     }
 
-    private init(engine: Engine, location: DatabaseLocation, backend: Backend, logger: Logger) {
+    private init(engine: Engine, location: DatabaseLocation, backend: Backend, logger: Logger, acquireTimeout: Duration = .seconds(10)) {
+        self.acquireTimeout = acquireTimeout
         self.engine = engine
         self.location = location
         self.backend = backend
@@ -37,7 +41,8 @@ public final class Database: Service, Sendable {
     }
 
     /// Opens the database. PostgreSQL connections are made lazily once ``run()`` is running.
-    public static func open(_ location: DatabaseLocation, logger: Logger) async throws -> Database {
+    /// - Parameter acquireTimeout: how long a query may wait for a connection before failing as unavailable.
+    public static func open(_ location: DatabaseLocation, logger: Logger, acquireTimeout: Duration = .seconds(10)) async throws -> Database {
         switch location {
         case .sqlite(let path):
             let url = URL(fileURLWithPath: path)
@@ -64,7 +69,8 @@ public final class Database: Service, Sendable {
             configuration.options.maximumConnections = 20
             configuration.options.connectionIdleTimeout = .seconds(60)
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-            return Database(engine: .postgres, location: location, backend: .postgres(client), logger: logger)
+            return Database(
+                engine: .postgres, location: location, backend: .postgres(client), logger: logger, acquireTimeout: acquireTimeout)
         }
     }
 
@@ -89,9 +95,10 @@ public final class Database: Service, Sendable {
 
     /// Runs `body` with the database open (for one-shot commands and tests), then closes it.
     public static func withDatabase<T: Sendable>(
-        _ location: DatabaseLocation, logger: Logger, _ body: @Sendable (Database) async throws -> T
+        _ location: DatabaseLocation, logger: Logger, acquireTimeout: Duration = .seconds(10),
+        _ body: @Sendable (Database) async throws -> T
     ) async throws -> T {
-        let database = try await open(location, logger: logger)
+        let database = try await open(location, logger: logger, acquireTimeout: acquireTimeout)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             if case .postgres(let client) = database.backend {
                 group.addTask { await client.run() }
@@ -118,9 +125,7 @@ public final class Database: Service, Sendable {
         do {
             switch backend {
             case .postgres(let client):
-                return try await client.withConnection { connection in
-                    try await body(connection.sql(queryLogLevel: .trace, logger: self.logger))
-                }
+                return try await withConnection(client, body)
             case .sqlite(let connection, let gate):
                 return try await gate.withPermit {
                     try await body(connection.sql(queryLogLevel: .trace))
@@ -135,6 +140,42 @@ public final class Database: Service, Sendable {
             throw StoreError(code: .unavailable, message: "the database is unavailable")
         } catch let error as SQLiteError {
             throw StoreError(sqlite: error)
+        }
+    }
+
+    /// Leases a pooled connection, giving up after ``acquireTimeout`` if none could be had (the pool itself
+    /// would keep retrying for about a minute, leaving API callers hanging on a dead server).
+    private func withConnection<T: Sendable>(
+        _ client: PostgresClient, _ body: @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        let leased = LeaseFlag()
+        return try await withoutActuallyEscaping(body) { body in
+            try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        leased.set()
+                        return try await body(connection.sql(queryLogLevel: .trace, logger: self.logger))
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: self.acquireTimeout)
+                    if leased.isSet { return nil }
+                    throw StoreError(code: .unavailable, message: "the database is unavailable (no connection within \(self.acquireTimeout))")
+                }
+                do {
+                    while let result = try await group.next() {
+                        if let value = result {
+                            group.cancelAll()
+                            return value
+                        }
+                    }
+                } catch {
+                    group.cancelAll()
+                    if leased.isSet || error is StoreError { throw error }
+                    throw StoreError(code: .unavailable, message: "the database is unavailable")
+                }
+                throw StoreError(code: .unavailable, message: "the database is unavailable")
+            }
         }
     }
 
@@ -192,4 +233,11 @@ func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable 
         group.cancelAll()
         return first
     }
+}
+
+/// Set once a connection has been leased, read by the acquisition timer.
+private final class LeaseFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

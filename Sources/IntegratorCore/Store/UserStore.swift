@@ -29,6 +29,14 @@ public struct User: Sendable, Equatable {
     public var role: Role
     public var createdAt: Date
     public var updatedAt: Date
+
+    public init(id: String, username: String, role: Role, createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.username = username
+        self.role = role
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 /// A personal API token's record; the token itself is shown once at creation and only its hash is kept.
