@@ -24,6 +24,7 @@ struct HealthAndStoreTests {
     func migrateTwice() async throws {
         try await TestDatabase.withEmptyLocation { location in
             try await Database.withDatabase(location, logger: TestDatabase.logger) { database in
+                #expect(database.engine == TestDatabase.engine)
                 let first = try await Migrator().migrate(database)
                 #expect(first == Migration.all.map(\.version))
                 let second = try await Migrator().migrate(database)
