@@ -126,16 +126,18 @@ struct CLITests {
     }
 
     /// Starts `integrator dev` in `directory` and waits for its "running" line; returns the process and its standard output so far.
-    static func startDev(in directory: URL, port: Int) async throws -> (Process, String) {
+    static func startDev(in directory: URL, port: Int, environment: [String: String] = [:]) async throws -> (Process, String) {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = ["dev", "--port", String(port)]
         process.currentDirectoryURL = directory
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path]
+        process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path].merging(environment) { _, new in new }
         let stdoutFile = directory.appendingPathComponent("stdout-\(port).txt")
+        let stderrFile = directory.appendingPathComponent("stderr-\(port).txt")
         _ = FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
-        process.standardError = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: stderrFile)
         try process.run()
         for _ in 0..<300 {
             try await Task.sleep(for: .milliseconds(100))
@@ -178,7 +180,7 @@ struct CLITests {
 
         // A second start keeps the admin and the key: no new password is printed, and the old token still works.
         let secondPort = try FreePort.make()
-        let (second, secondOutput) = try await Self.startDev(in: directory, port: secondPort)
+        let (second, secondOutput) = try await Self.startDev(in: directory, port: secondPort, environment: ["LOG_FORMAT": "json"])
         defer {
             if second.isRunning { second.terminate() }
             second.waitUntilExit()
@@ -188,6 +190,13 @@ struct CLITests {
         #expect(me["name"] == "admin")
         second.terminate()
         second.waitUntilExit()
+        let logLines = try String(contentsOf: directory.appendingPathComponent("stderr-\(secondPort).txt"), encoding: .utf8)
+            .split(separator: "\n")
+        #expect(logLines.count >= 2)
+        for line in logLines {
+            let entry = try JSONValue.parse(String(line))
+            #expect(entry["level"]?.stringValue != nil && entry["message"]?.stringValue != nil, "not a JSON log line: \(line)")
+        }
 
         for file in try FileManager.default.subpathsOfDirectory(atPath: directory.path) {
             let data = (try? Data(contentsOf: directory.appendingPathComponent(file))) ?? Data()
