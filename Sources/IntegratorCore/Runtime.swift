@@ -12,6 +12,9 @@ public struct Runtime: Sendable {
     public let credentials: CredentialsService
     public let integrations: IntegrationsService
     public let users: UsersService
+    public let broker: any Broker
+    public let runs: TaskRunStore
+    public let tasks: TasksService
 
     /// - Parameters:
     ///   - settings: must carry secret keys; the CLI refuses to build a runtime without them.
@@ -36,5 +39,21 @@ public struct Runtime: Sendable {
         self.users = UsersService(
             store: UserStore(database: database), hasher: passwordHasher,
             tokens: await TokenService(keyRing: keys, clock: clock), apiToken: settings.apiToken, clock: clock)
+        switch settings.broker {
+        case .sql:
+            self.broker = SQLBroker(database: database, clock: clock)
+        case .amqp:
+            throw ConfigurationError(
+                variable: "INTEGRATOR_BROKER_URL", expected: "sql (the RabbitMQ broker is not part of this build yet)")
+        }
+        self.runs = TaskRunStore(database: database)
+        self.tasks = TasksService(broker: broker, runs: runs, registry: registry, clock: clock)
+    }
+}
+
+extension Runtime {
+    /// A worker on this runtime's broker, store and plugins.
+    public func makeWorker(_ options: WorkerOptions, id: String? = nil) -> Worker {
+        Worker(options: options, broker: broker, runs: runs, registry: registry, clock: clock, logger: logger, id: id)
     }
 }

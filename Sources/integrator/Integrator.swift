@@ -16,7 +16,7 @@ struct Integrator: AsyncParsableCommand {
             """,
         version: IntegratorVersion.current,
         subcommands: [
-            DevCommand.self, ServeCommand.self, MigrateCommand.self, UsersCommand.self, TokensCommand.self,
+            DevCommand.self, ServeCommand.self, WorkerCommand.self, MigrateCommand.self, UsersCommand.self, TokensCommand.self,
             PluginsCommand.self,
         ]
     )

@@ -17,7 +17,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let settings = try options.settings()
-            try await Server.run(settings: settings, migrate: false, ensureAdmin: false)
+            try await Server.run(settings: settings, parts: [.api])
         }
     }
 }
@@ -36,13 +36,22 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Where dev keeps its generated secret key.")
     var dataDirectory = "./integrator-data"
 
+    @Option(help: "Comma-separated queues the built-in worker consumes.")
+    var queues = "high,default,low"
+
+    @Option(help: "How many tasks the built-in worker runs at once.")
+    var concurrency = 4
+
     func run() async throws {
         try await reportingErrors {
             var settings = try options.settings()
             if settings.secretKeys == nil {
                 settings.secretKeys = try DevSecretKey.loadOrCreate(in: URL(fileURLWithPath: dataDirectory))
             }
-            try await Server.run(settings: settings, migrate: true, ensureAdmin: true)
+            let queueList = queues.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            try await Server.run(
+                settings: settings,
+                parts: [.migrate, .ensureAdmin, .api, .worker(WorkerOptions(queues: queueList, concurrency: concurrency))])
         }
     }
 }
@@ -64,14 +73,30 @@ enum DevSecretKey {
     }
 }
 
+/// What one process runs.
+enum ServerPart {
+    case migrate
+    case ensureAdmin
+    case api
+    case worker(WorkerOptions)
+}
+
 enum Server {
-    static func run(settings: Settings, migrate: Bool, ensureAdmin: Bool) async throws {
+    static func run(settings: Settings, parts: [ServerPart]) async throws {
+        let migrate = parts.contains { if case .migrate = $0 { true } else { false } }
+        let ensureAdmin = parts.contains { if case .ensureAdmin = $0 { true } else { false } }
+        let serveAPI = parts.contains { if case .api = $0 { true } else { false } }
         let logger = Logger(label: "integrator")
         guard settings.secretKeys != nil else {
             throw ConfigurationError(
                 variable: "INTEGRATOR_SECRET_KEY", expected: "base64 of 32 bytes (it is not set; `openssl rand -base64 32` makes one)")
         }
         let registry = try BuiltinPlugins.registry()
+        if migrate {
+            // Before anything starts, so workers never poll tables that do not exist yet.
+            let applied = try await Database.withDatabase(settings.database, logger: logger) { try await Migrator().migrate($0) }
+            if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied)"]) }
+        }
         let database = try await Database.open(settings.database, logger: logger)
         let runtime = try await Runtime(settings: settings, database: database, registry: registry, logger: logger)
         var app = APIServer.makeApplication(runtime) { port in
@@ -80,10 +105,6 @@ enum Server {
             if ensureAdmin { printNow("Integrator is running at \(url)  (API under \(url)/api/v1, health at \(url)/health)") }
         }
         app.beforeServerStarts {
-            if migrate {
-                let applied = try await Migrator().migrate(database)
-                if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied)"]) }
-            }
             if ensureAdmin, try await !runtime.users.hasAdmin() {
                 let password = PasswordGenerator.make()
                 _ = try await runtime.users.create(username: "admin", role: Role.admin.rawValue, password: password)
@@ -97,9 +118,14 @@ enum Server {
                     """)
             }
         }
+        var services: [any Service] = [database]
+        for part in parts {
+            if case .worker(let options) = part { services.append(runtime.makeWorker(options)) }
+        }
+        if serveAPI { services.append(app) }
+        // Services stop in reverse order: the API first, then workers, the database last.
         let group = ServiceGroup(
-            configuration: .init(
-                services: [database, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -65,7 +65,7 @@ struct CLITests {
         let plugins = try Self.run(["plugins", "list", "--json"], in: directory)
         #expect(plugins.status == 0)
         let parsed = try JSONValue.parse(plugins.stdout)
-        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["generic", "demo"])
+        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["core", "generic", "demo"])
         let text = try Self.run(["plugins", "list"], in: directory)
         #expect(text.stdout.contains("credentials http-bearer: token (secret)"))
     }
@@ -99,7 +99,7 @@ struct CLITests {
             ]
             let first = try Self.run(["migrate"], environment: environment, in: directory)
             #expect(first.status == 0)
-            #expect(first.stdout == "Applied migrations: 1.\n")
+            #expect(first.stdout == "Applied migrations: \(Migration.all.map { String($0.version) }.joined(separator: ", ")).\n")
             #expect(try Self.run(["migrate"], environment: environment, in: directory).stdout == "Database is up to date.\n")
 
             let created = try Self.run(

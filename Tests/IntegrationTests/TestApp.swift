@@ -10,6 +10,7 @@ import Plugins
 struct TestApp: Sendable {
     let runtime: Runtime
     let client: any TestClientProtocol
+    /// The clock the runtime reads, unless the test asked for the real one.
     let clock: ManualTimeSource
     /// An admin's access token, made at startup.
     let adminToken: String
@@ -20,16 +21,16 @@ struct TestApp: Sendable {
 
     /// Runs `body` against a live server. Extra plugins are registered beside the built-in ones.
     static func run<T: Sendable>(
-        extraPlugins: [Plugin] = [], maxBodySize: Int = 1 << 20, _ body: @Sendable (TestApp) async throws -> T
+        extraPlugins: [Plugin] = [], maxBodySize: Int = 1 << 20, realClock: Bool = false, _ body: @Sendable (TestApp) async throws -> T
     ) async throws -> T {
         try await TestDatabase.withDatabase { database in
             let settings = Settings(
                 database: database.location, secretKeys: try SecretKeyRing(parsing: SecretKeyRing.generateEncodedKey(), variable: "test"),
                 apiToken: Secret(apiToken), httpHost: "127.0.0.1", httpPort: 0, maxBodySize: maxBodySize)
-            let clock = ManualTimeSource(startDate)
+            let clock = ManualTimeSource(realClock ? Date() : startDate)
             let runtime = try await Runtime(
                 settings: settings, database: database, registry: try PluginRegistry(BuiltinPlugins.all + extraPlugins),
-                clock: clock, logger: TestDatabase.logger, passwordHasher: PasswordHasher(cost: 4))
+                clock: realClock ? SystemTimeSource() : clock, logger: TestDatabase.logger, passwordHasher: PasswordHasher(cost: 4))
             _ = try await runtime.users.create(username: "admin", role: "admin", password: Secret(adminPassword))
             let app = APIServer.makeApplication(runtime)
             return try await app.test(.live) { client in

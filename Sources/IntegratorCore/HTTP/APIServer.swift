@@ -36,6 +36,7 @@ public enum APIServer {
         routes.addCredentials(to: api.group("credentials"))
         routes.addIntegrations(to: api.group("integrations"))
         routes.addUsers(to: api.group("users"))
+        routes.addTasks(to: api)
         return router
     }
 }

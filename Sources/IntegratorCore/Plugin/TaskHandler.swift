@@ -5,8 +5,18 @@ import Logging
 public protocol TaskHandler: Sendable {
     /// The task name messages carry, such as `core.noop` or `integration.fetch`.
     var name: String { get }
+    /// How failures are retried. Default: ``RetryPolicy/default`` (3 attempts, backoff from 1 s up to 5 min).
+    var retryPolicy: RetryPolicy { get }
+    /// How long one attempt may take before it is cancelled and counted as failed. Default: 5 minutes.
+    var timeout: Duration { get }
     /// Runs one task and returns a small JSON summary that is stored with the run.
+    /// Throw ``PluginError`` with `permanent: true` for errors that retrying cannot fix.
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue
+}
+
+extension TaskHandler {
+    public var retryPolicy: RetryPolicy { .default }
+    public var timeout: Duration { .seconds(300) }
 }
 
 /// What a running task knows about itself.

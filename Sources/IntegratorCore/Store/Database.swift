@@ -217,6 +217,8 @@ public struct SQLDialectFacts: Sendable {
     public var timestamp: String { engine == .postgres ? "TIMESTAMPTZ" : "REAL" }
     public var boolean: String { engine == .postgres ? "BOOLEAN" : "INTEGER" }
     public var bigint: String { engine == .postgres ? "BIGINT" : "INTEGER" }
+    /// An increasing integer key, for FIFO order.
+    public var autoincrementKey: String { engine == .postgres ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT" }
     /// JSON is stored as text on both engines so rows read back identically.
     public var json: String { "TEXT" }
 }

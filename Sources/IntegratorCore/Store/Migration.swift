@@ -72,7 +72,7 @@ public struct Migrator: Sendable {
 
 extension Migration {
     /// Every migration of the engine, in order.
-    public static let all: [Migration] = [foundation]
+    public static let all: [Migration] = [foundation, queues]
 
     /// Users, API tokens, credentials and integrations.
     static let foundation = Migration(version: 1, name: "foundation") { facts in
@@ -126,6 +126,85 @@ extension Migration {
             """,
             "CREATE INDEX integrations_provider ON integrations (provider)",
             "CREATE INDEX integrations_credentials ON integrations (credentials_id)",
+        ]
+    }
+
+    /// The SQL queue, task runs with their attempts, and worker heartbeats.
+    static let queues = Migration(version: 2, name: "queues") { facts in
+        [
+            """
+            CREATE TABLE task_queue (
+                seq \(facts.autoincrementKey),
+                task_id TEXT NOT NULL UNIQUE,
+                task_name TEXT NOT NULL,
+                arguments \(facts.json) NOT NULL,
+                queue TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                enqueued_at \(facts.timestamp) NOT NULL,
+                available_at \(facts.timestamp) NOT NULL,
+                lease_until \(facts.timestamp),
+                leased_by TEXT,
+                deliveries INTEGER NOT NULL,
+                dead \(facts.boolean) NOT NULL,
+                dead_reason TEXT,
+                integration_id TEXT,
+                schedule_id TEXT
+            )
+            """,
+            "CREATE INDEX task_queue_claim ON task_queue (queue, dead, priority DESC, seq)",
+            "CREATE INDEX task_queue_worker ON task_queue (leased_by)",
+            """
+            CREATE TABLE task_runs (
+                id TEXT PRIMARY KEY,
+                task_name TEXT NOT NULL,
+                arguments \(facts.json) NOT NULL,
+                queue TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                worker_id TEXT,
+                enqueued_at \(facts.timestamp) NOT NULL,
+                started_at \(facts.timestamp),
+                finished_at \(facts.timestamp),
+                duration_ms \(facts.bigint),
+                error TEXT,
+                result \(facts.json),
+                integration_id TEXT,
+                schedule_id TEXT,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            "CREATE INDEX task_runs_state ON task_runs (state)",
+            "CREATE INDEX task_runs_name ON task_runs (task_name)",
+            "CREATE INDEX task_runs_enqueued ON task_runs (enqueued_at)",
+            "CREATE INDEX task_runs_integration ON task_runs (integration_id)",
+            "CREATE INDEX task_runs_schedule ON task_runs (schedule_id)",
+            """
+            CREATE TABLE task_run_attempts (
+                task_id TEXT NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
+                attempt INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                worker_id TEXT,
+                deliveries INTEGER NOT NULL,
+                started_at \(facts.timestamp),
+                finished_at \(facts.timestamp),
+                duration_ms \(facts.bigint),
+                error TEXT,
+                PRIMARY KEY (task_id, attempt)
+            )
+            """,
+            """
+            CREATE TABLE workers (
+                id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                queues TEXT NOT NULL,
+                concurrency INTEGER NOT NULL,
+                busy INTEGER NOT NULL,
+                started_at \(facts.timestamp) NOT NULL,
+                last_seen \(facts.timestamp) NOT NULL
+            )
+            """,
         ]
     }
 }

@@ -1,0 +1,174 @@
+// The embedded broker: queue rows in the store's own database, leased to workers, priority then FIFO.
+import Foundation
+import SQLKit
+
+/// A broker on SQL tables. On PostgreSQL, claims use `FOR UPDATE SKIP LOCKED`, so many worker processes share
+/// the queue without blocking each other; SQLite serves one process. A lease that runs out (a worker died) makes
+/// the message deliverable again, so nothing is lost.
+public struct SQLBroker: Broker {
+    let database: Database
+    let clock: any TimeSource
+
+    public init(database: Database, clock: any TimeSource = SystemTimeSource()) {
+        self.database = database
+        self.clock = clock
+    }
+
+    public func publish(_ message: TaskMessage) async throws {
+        try await database.withSQL { sql in try await insert(message, availableAt: message.enqueuedAt, sql) }
+    }
+
+    /// Inserts in an existing transaction, so a run record and its message are written together.
+    func insert(_ message: TaskMessage, availableAt: Date, _ sql: any SQLDatabase) async throws {
+        try await sql.raw(
+            """
+            INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
+                                    deliveries, dead, integration_id, schedule_id)
+            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                    \(bind: message.priority), \(bind: message.attempt), \(bind: message.enqueuedAt), \(bind: availableAt),
+                    0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID))
+            """
+        ).run()
+    }
+
+    public func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] {
+        guard !queues.isEmpty, limit > 0 else { return [] }
+        let now = clock.now()
+        let lock: SQLQueryString = database.engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let rows = try await database.withSQL { sql in
+            try await sql.raw(
+                """
+                UPDATE task_queue SET lease_until = \(bind: leaseUntil), leased_by = \(bind: workerID), deliveries = deliveries + 1
+                WHERE seq IN (
+                    SELECT seq FROM task_queue
+                    WHERE queue IN (\(binds: queues)) AND dead = \(bind: false) AND available_at <= \(bind: now)
+                      AND (lease_until IS NULL OR lease_until < \(bind: now))
+                    ORDER BY priority DESC, seq
+                    LIMIT \(bind: limit)
+                    \(lock)
+                )
+                RETURNING *
+                """
+            ).all()
+        }
+        return try rows.map { row in
+            (try row.decode(column: "priority", as: Int.self), try row.decode(column: "seq", as: Int64.self), try Self.delivery(row))
+        }
+        .sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }
+        .map(\.2)
+    }
+
+    public func acknowledge(_ delivery: Delivery) async throws {
+        try await database.withSQL { sql in
+            try await sql.delete(from: "task_queue").where("seq", .equal, Int64(delivery.tag) ?? -1).run()
+        }
+    }
+
+    public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {
+        try await database.withSQL { sql in
+            try await sql.update("task_queue")
+                .set("attempt", to: next.attempt)
+                .set("available_at", to: notBefore)
+                .set(SQLColumn("lease_until"), to: SQLLiteral.null)
+                .set(SQLColumn("leased_by"), to: SQLLiteral.null)
+                .set("deliveries", to: 0)
+                .where("seq", .equal, Int64(delivery.tag) ?? -1)
+                .run()
+        }
+    }
+
+    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        try await database.withSQL { sql in
+            try await sql.update("task_queue")
+                .set("dead", to: true)
+                .set("dead_reason", to: String(reason.prefix(1000)))
+                .set(SQLColumn("lease_until"), to: SQLLiteral.null)
+                .set(SQLColumn("leased_by"), to: SQLLiteral.null)
+                .where("seq", .equal, Int64(delivery.tag) ?? -1)
+                .run()
+        }
+    }
+
+    public func release(_ deliveries: [Delivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        let tags = deliveries.compactMap { Int64($0.tag) }
+        try await database.withSQL { sql in
+            try await sql.raw(
+                "UPDATE task_queue SET lease_until = NULL, leased_by = NULL WHERE seq IN (\(binds: tags))"
+            ).run()
+        }
+    }
+
+    public func extendLeases(workerID: String, leaseUntil: Date) async throws {
+        try await database.withSQL { sql in
+            try await sql.update("task_queue").set("lease_until", to: leaseUntil)
+                .where("leased_by", .equal, workerID).where("dead", .equal, false).run()
+        }
+    }
+
+    public func revoke(taskID: String) async throws -> Bool {
+        let now = clock.now()
+        return try await database.withSQL { sql in
+            let rows = try await sql.raw(
+                """
+                DELETE FROM task_queue WHERE task_id = \(bind: taskID) AND dead = \(bind: false)
+                  AND (lease_until IS NULL OR lease_until < \(bind: now)) RETURNING seq
+                """
+            ).all()
+            return !rows.isEmpty
+        }
+    }
+
+    public func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool {
+        let now = clock.now()
+        return try await database.withSQL { sql in
+            let rows = try await sql.raw(
+                """
+                UPDATE task_queue SET dead = \(bind: false), dead_reason = NULL, attempt = \(bind: next.attempt),
+                    available_at = \(bind: now), deliveries = 0, lease_until = NULL, leased_by = NULL
+                WHERE task_id = \(bind: taskID) AND dead = \(bind: true) RETURNING seq
+                """
+            ).all()
+            return !rows.isEmpty
+        }
+    }
+
+    public func stats() async throws -> [QueueStats] {
+        let now = clock.now()
+        return try await database.withSQL { sql in
+            try await sql.raw(
+                """
+                SELECT queue,
+                  SUM(CASE WHEN dead = \(bind: false) AND available_at <= \(bind: now) AND (lease_until IS NULL OR lease_until < \(bind: now)) THEN 1 ELSE 0 END) AS ready,
+                  SUM(CASE WHEN dead = \(bind: false) AND lease_until >= \(bind: now) THEN 1 ELSE 0 END) AS in_flight,
+                  SUM(CASE WHEN dead = \(bind: true) THEN 1 ELSE 0 END) AS dead,
+                  SUM(CASE WHEN dead = \(bind: false) AND available_at > \(bind: now) AND (lease_until IS NULL OR lease_until < \(bind: now)) THEN 1 ELSE 0 END) AS delayed
+                FROM task_queue GROUP BY queue ORDER BY queue
+                """
+            ).all().map { row in
+                QueueStats(
+                    queue: try row.decode(column: "queue", as: String.self),
+                    ready: try row.decode(column: "ready", as: Int.self),
+                    inFlight: try row.decode(column: "in_flight", as: Int.self),
+                    dead: try row.decode(column: "dead", as: Int.self),
+                    delayed: try row.decode(column: "delayed", as: Int.self))
+            }
+        }
+    }
+
+    static func delivery(_ row: any SQLRow) throws -> Delivery {
+        let message = TaskMessage(
+            id: try row.decode(column: "task_id", as: String.self),
+            name: try row.decode(column: "task_name", as: String.self),
+            arguments: try row.decodeJSON(column: "arguments"),
+            queue: try row.decode(column: "queue", as: String.self),
+            priority: try row.decode(column: "priority", as: Int.self),
+            attempt: try row.decode(column: "attempt", as: Int.self),
+            enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
+            integrationID: try row.decode(column: "integration_id", as: String?.self),
+            scheduleID: try row.decode(column: "schedule_id", as: String?.self))
+        return Delivery(
+            message: message, tag: String(try row.decode(column: "seq", as: Int64.self)),
+            deliveries: try row.decode(column: "deliveries", as: Int.self))
+    }
+}

@@ -1,0 +1,65 @@
+// What travels on a queue: one task, its arguments, and where it came from.
+import Foundation
+
+/// A task as published to a queue. `id` stays the same across redeliveries and retries; `attempt` counts tries.
+public struct TaskMessage: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var arguments: JSONValue
+    public var queue: String
+    /// 0–9, 9 runs first.
+    public var priority: Int
+    /// 1 for the first try.
+    public var attempt: Int
+    public var enqueuedAt: Date
+    public var integrationID: String?
+    public var scheduleID: String?
+
+    public init(
+        id: String = Identifier.make(), name: String, arguments: JSONValue = .object([:]), queue: String = "default",
+        priority: Int = 5, attempt: Int = 1, enqueuedAt: Date, integrationID: String? = nil, scheduleID: String? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+        self.queue = queue
+        self.priority = priority
+        self.attempt = attempt
+        self.enqueuedAt = enqueuedAt
+        self.integrationID = integrationID
+        self.scheduleID = scheduleID
+    }
+}
+
+/// A message handed to a worker, with what the broker needs to settle it.
+public struct Delivery: Sendable {
+    public var message: TaskMessage
+    /// The broker's own handle (a queue row id, an AMQP delivery tag).
+    public var tag: String
+    /// How many times this attempt has been delivered (more than 1 after a worker died holding it).
+    public var deliveries: Int
+
+    public init(message: TaskMessage, tag: String, deliveries: Int) {
+        self.message = message
+        self.tag = tag
+        self.deliveries = deliveries
+    }
+}
+
+/// Counts for one queue.
+public struct QueueStats: Sendable, Equatable {
+    public var queue: String
+    public var ready: Int
+    public var inFlight: Int
+    public var dead: Int
+    /// Ready but waiting for a retry delay to pass.
+    public var delayed: Int
+
+    public init(queue: String, ready: Int, inFlight: Int, dead: Int, delayed: Int) {
+        self.queue = queue
+        self.ready = ready
+        self.inFlight = inFlight
+        self.dead = dead
+        self.delayed = delayed
+    }
+}

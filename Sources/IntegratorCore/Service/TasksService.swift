@@ -1,0 +1,95 @@
+// Enqueueing, retrying, revoking and reading tasks, shared by the API, the CLI and (later) the beat.
+import Foundation
+
+/// The task use cases.
+public struct TasksService: Sendable {
+    let broker: any Broker
+    let runs: TaskRunStore
+    let registry: PluginRegistry
+    let clock: any TimeSource
+
+    public init(broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, clock: any TimeSource) {
+        self.broker = broker
+        self.runs = runs
+        self.registry = registry
+        self.clock = clock
+    }
+
+    /// Records the task as queued, then publishes it. If publishing fails the run is marked failed and the error thrown.
+    @discardableResult
+    public func enqueue(_ message: TaskMessage) async throws -> TaskMessage {
+        try await runs.recordQueued(message, at: clock.now())
+        do {
+            try await broker.publish(message)
+        } catch {
+            let now = clock.now()
+            try? await runs.recordOutcome(
+                Delivery(message: message, tag: "", deliveries: 0), state: .failed, error: "could not publish: \(error)", result: nil,
+                startedAt: now, finishedAt: now)
+            throw ServiceError(.unavailable, "the broker did not accept the task")
+        }
+        return message
+    }
+
+    /// Enqueues from an API body `{"task", "args", "queue", "priority"}`.
+    public func enqueue(_ body: JSONValue) async throws -> TaskMessage {
+        var input = try InputObject(body)
+        let name = input.string("task", required: true, length: 1...200)
+        let arguments = input.raw("args") ?? .object([:])
+        let queue = input.string("queue", length: 1...64) ?? IntegrationsService.defaultQueue
+        let priority = input.integer("priority", range: IntegrationsService.priorities) ?? IntegrationsService.defaultPriority
+        if let name, registry.taskHandler(name) == nil {
+            input.addIssue("task", "unknown task '\(name)'; known tasks: \(registry.taskNames.joined(separator: ", "))")
+        }
+        if !queue.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            input.addIssue("queue", "may contain only letters, digits, '-', '_' and '.'")
+        }
+        try input.finish()
+        guard let name else { throw ValidationFailure(input.issues) }
+        return try await enqueue(
+            TaskMessage(name: name, arguments: arguments, queue: queue, priority: priority, enqueuedAt: clock.now()))
+    }
+
+    public func get(id: String) async throws -> (TaskRun, [TaskAttempt]) {
+        guard Identifier.isWellFormed(id), let run = try await runs.find(id: id) else {
+            throw ServiceError(.notFound, "no task with id \(id)")
+        }
+        return (run, try await runs.attempts(taskID: id))
+    }
+
+    public func list(_ filter: TaskRunFilter, page: PageRequest) async throws -> Page<TaskRun> {
+        try await runs.list(filter, page: page)
+    }
+
+    /// Runs a failed or dead task again as a new attempt with the same id.
+    public func retry(id: String) async throws -> TaskRun {
+        let (run, _) = try await get(id: id)
+        guard run.state == .failed || run.state == .dead else {
+            throw ServiceError(.conflict, "only failed or dead tasks can be retried; this one is \(run.state.rawValue)")
+        }
+        let next = TaskMessage(
+            id: run.id, name: run.name, arguments: run.arguments, queue: run.queue, priority: run.priority,
+            attempt: run.attempt + 1, enqueuedAt: clock.now(), integrationID: run.integrationID, scheduleID: run.scheduleID)
+        try await runs.recordQueued(next, at: clock.now())
+        if try await !broker.requeueDead(taskID: run.id, as: next) {
+            try await broker.publish(next)
+        }
+        return try await get(id: id).0
+    }
+
+    /// Revokes a task no worker has started.
+    public func revoke(id: String) async throws {
+        let (run, _) = try await get(id: id)
+        guard run.state == .queued || run.state == .retrying, try await broker.revoke(taskID: id) else {
+            throw ServiceError(.conflict, "only tasks that have not started can be revoked; this one is \(run.state.rawValue)")
+        }
+        try await runs.recordRevoked(taskID: id, at: clock.now())
+    }
+
+    public func queues() async throws -> [QueueStats] { try await broker.stats() }
+
+    /// Workers whose last heartbeat is at most 30 seconds old.
+    public func workers() async throws -> [WorkerInfo] {
+        try await runs.liveWorkers(since: clock.now().addingTimeInterval(-30))
+    }
+}

@@ -1,0 +1,280 @@
+// Task runs: one row per task with its current state, one row per attempt, and worker heartbeats.
+import Foundation
+import SQLKit
+
+/// Where a task is in its life.
+public enum TaskState: String, Sendable, Codable, CaseIterable {
+    case queued, started, succeeded, failed, retrying, dead, revoked
+
+    /// States that end a task (until someone retries it by hand).
+    public var isFinal: Bool { [.succeeded, .failed, .dead, .revoked].contains(self) }
+}
+
+/// One task's record.
+public struct TaskRun: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var arguments: JSONValue
+    public var queue: String
+    public var priority: Int
+    public var state: TaskState
+    public var attempt: Int
+    public var workerID: String?
+    public var enqueuedAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var durationMilliseconds: Int?
+    /// A short description of the last error; never contains secrets (handlers' messages are shown to users).
+    public var error: String?
+    public var result: JSONValue?
+    public var integrationID: String?
+    public var scheduleID: String?
+}
+
+/// One attempt of a task.
+public struct TaskAttempt: Sendable, Equatable {
+    public var attempt: Int
+    public var state: TaskState
+    public var workerID: String?
+    public var deliveries: Int
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var durationMilliseconds: Int?
+    public var error: String?
+}
+
+/// Filters for listing runs.
+public struct TaskRunFilter: Sendable {
+    public var state: TaskState?
+    public var name: String?
+    public var queue: String?
+    public var integrationID: String?
+    public var scheduleID: String?
+    public var since: Date?
+    public var until: Date?
+
+    public init(
+        state: TaskState? = nil, name: String? = nil, queue: String? = nil, integrationID: String? = nil,
+        scheduleID: String? = nil, since: Date? = nil, until: Date? = nil
+    ) {
+        self.state = state
+        self.name = name
+        self.queue = queue
+        self.integrationID = integrationID
+        self.scheduleID = scheduleID
+        self.since = since
+        self.until = until
+    }
+}
+
+/// A worker as its heartbeats describe it.
+public struct WorkerInfo: Sendable, Equatable {
+    public var id: String
+    public var host: String
+    public var queues: [String]
+    public var concurrency: Int
+    public var busy: Int
+    public var startedAt: Date
+    public var lastSeen: Date
+}
+
+/// Reads and writes `task_runs`, `task_run_attempts` and `workers`.
+public struct TaskRunStore: Sendable {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// Records a new task (or a new attempt of a known one) as queued.
+    public func recordQueued(_ message: TaskMessage, at now: Date) async throws {
+        try await database.transaction { sql in
+            try await sql.raw(
+                """
+                INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id, updated_at)
+                VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                        \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
+                        \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: now))
+                ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
+                    started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
+                """
+            ).run()
+            try await upsertAttempt(sql, taskID: message.id, attempt: message.attempt, state: .queued, workerID: nil, deliveries: 0)
+        }
+    }
+
+    /// Marks an attempt as running on `workerID`.
+    public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws {
+        let message = delivery.message
+        try await database.transaction { sql in
+            try await sql.update("task_runs")
+                .set("state", to: TaskState.started.rawValue).set("attempt", to: message.attempt)
+                .set("worker_id", to: workerID).set("started_at", to: now).set("updated_at", to: now)
+                .where("id", .equal, message.id).run()
+            try await upsertAttempt(
+                sql, taskID: message.id, attempt: message.attempt, state: .started, workerID: workerID,
+                deliveries: delivery.deliveries, startedAt: now)
+        }
+    }
+
+    /// Records how an attempt ended. For `.retrying`, `nextAttempt` is queued in the same transaction.
+    public func recordOutcome(
+        _ delivery: Delivery, state: TaskState, error: String?, result: JSONValue?, startedAt: Date, finishedAt: Date,
+        nextAttempt: Int? = nil
+    ) async throws {
+        let message = delivery.message
+        let duration = Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded())
+        let error = error.map { String($0.prefix(2000)) }
+        try await database.transaction { sql in
+            var update = sql.update("task_runs")
+                .set("state", to: state.rawValue).set("finished_at", to: finishedAt).set("duration_ms", to: duration)
+                .set("updated_at", to: finishedAt).set("error", to: error)
+                .set("result", to: result?.encodedString())
+            if let nextAttempt { update = update.set("attempt", to: nextAttempt) }
+            try await update.where("id", .equal, message.id).run()
+            try await upsertAttempt(
+                sql, taskID: message.id, attempt: message.attempt, state: state == .retrying ? .failed : state,
+                workerID: nil, deliveries: delivery.deliveries, startedAt: startedAt, finishedAt: finishedAt,
+                duration: duration, error: error)
+            if let nextAttempt {
+                try await upsertAttempt(sql, taskID: message.id, attempt: nextAttempt, state: .queued, workerID: nil, deliveries: 0)
+            }
+        }
+    }
+
+    /// Marks a task revoked.
+    public func recordRevoked(taskID: String, at now: Date) async throws {
+        try await database.withSQL { sql in
+            try await sql.update("task_runs").set("state", to: TaskState.revoked.rawValue).set("finished_at", to: now)
+                .set("updated_at", to: now).where("id", .equal, taskID).run()
+            try await sql.update("task_run_attempts").set("state", to: TaskState.revoked.rawValue)
+                .where("task_id", .equal, taskID).where("state", .equal, TaskState.queued.rawValue).run()
+        }
+    }
+
+    private func upsertAttempt(
+        _ sql: any SQLDatabase, taskID: String, attempt: Int, state: TaskState, workerID: String?, deliveries: Int,
+        startedAt: Date? = nil, finishedAt: Date? = nil, duration: Int? = nil, error: String? = nil
+    ) async throws {
+        try await sql.raw(
+            """
+            INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
+            VALUES (\(bind: taskID), \(bind: attempt), \(bind: state.rawValue), \(bind: workerID), \(bind: deliveries),
+                    \(bind: startedAt), \(bind: finishedAt), \(bind: duration), \(bind: error))
+            ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state,
+                worker_id = COALESCE(excluded.worker_id, task_run_attempts.worker_id),
+                deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries ELSE task_run_attempts.deliveries END,
+                started_at = COALESCE(excluded.started_at, task_run_attempts.started_at),
+                finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
+            """
+        ).run()
+    }
+
+    public func find(id: String) async throws -> TaskRun? {
+        try await database.withSQL { sql in
+            try await sql.select().column("*").from("task_runs").where("id", .equal, id).first().map(Self.run)
+        }
+    }
+
+    public func attempts(taskID: String) async throws -> [TaskAttempt] {
+        try await database.withSQL { sql in
+            try await sql.select().column("*").from("task_run_attempts").where("task_id", .equal, taskID)
+                .orderBy("attempt").all().map(Self.attempt)
+        }
+    }
+
+    public func list(_ filter: TaskRunFilter, page: PageRequest) async throws -> Page<TaskRun> {
+        try await database.withSQL { sql in
+            var query = sql.select().column("*").from("task_runs")
+            if let state = filter.state { query = query.where("state", .equal, state.rawValue) }
+            if let name = filter.name { query = query.where("task_name", .equal, name) }
+            if let queue = filter.queue { query = query.where("queue", .equal, queue) }
+            if let integrationID = filter.integrationID { query = query.where("integration_id", .equal, integrationID) }
+            if let scheduleID = filter.scheduleID { query = query.where("schedule_id", .equal, scheduleID) }
+            if let since = filter.since { query = query.where("enqueued_at", .greaterThanOrEqual, since) }
+            if let until = filter.until { query = query.where("enqueued_at", .lessThan, until) }
+            return try await query.page(page, decode: Self.run, id: \.id)
+        }
+    }
+
+    /// How many runs are in each state (for benchmarks and checks).
+    public func countByState() async throws -> [TaskState: Int] {
+        try await database.withSQL { sql in
+            var counts: [TaskState: Int] = [:]
+            for row in try await sql.raw("SELECT state, COUNT(*) AS n FROM task_runs GROUP BY state").all() {
+                if let state = TaskState(rawValue: try row.decode(column: "state", as: String.self)) {
+                    counts[state] = try row.decode(column: "n", as: Int.self)
+                }
+            }
+            return counts
+        }
+    }
+
+    // MARK: Workers
+
+    public func heartbeat(_ worker: WorkerInfo) async throws {
+        try await database.withSQL { sql in
+            try await sql.raw(
+                """
+                INSERT INTO workers (id, host, queues, concurrency, busy, started_at, last_seen)
+                VALUES (\(bind: worker.id), \(bind: worker.host), \(bind: worker.queues.joined(separator: ",")), \(bind: worker.concurrency),
+                        \(bind: worker.busy), \(bind: worker.startedAt), \(bind: worker.lastSeen))
+                ON CONFLICT (id) DO UPDATE SET busy = excluded.busy, last_seen = excluded.last_seen
+                """
+            ).run()
+        }
+    }
+
+    public func removeWorker(id: String) async throws {
+        try await database.withSQL { sql in try await sql.delete(from: "workers").where("id", .equal, id).run() }
+    }
+
+    /// Workers seen since `since`, most recent first; older rows are pruned.
+    public func liveWorkers(since: Date) async throws -> [WorkerInfo] {
+        try await database.withSQL { sql in
+            try await sql.delete(from: "workers").where("last_seen", .lessThan, since.addingTimeInterval(-3600)).run()
+            return try await sql.select().column("*").from("workers").where("last_seen", .greaterThanOrEqual, since)
+                .orderBy("id").all().map { row in
+                    WorkerInfo(
+                        id: try row.decode(column: "id", as: String.self),
+                        host: try row.decode(column: "host", as: String.self),
+                        queues: try row.decode(column: "queues", as: String.self).split(separator: ",").map(String.init),
+                        concurrency: try row.decode(column: "concurrency", as: Int.self),
+                        busy: try row.decode(column: "busy", as: Int.self),
+                        startedAt: try row.decode(column: "started_at", as: Date.self),
+                        lastSeen: try row.decode(column: "last_seen", as: Date.self))
+                }
+        }
+    }
+
+    static func run(_ row: any SQLRow) throws -> TaskRun {
+        let result = try row.decode(column: "result", as: String?.self)
+        return TaskRun(
+            id: try row.decode(column: "id", as: String.self),
+            name: try row.decode(column: "task_name", as: String.self),
+            arguments: try row.decodeJSON(column: "arguments"),
+            queue: try row.decode(column: "queue", as: String.self),
+            priority: try row.decode(column: "priority", as: Int.self),
+            state: TaskState(rawValue: try row.decode(column: "state", as: String.self)) ?? .failed,
+            attempt: try row.decode(column: "attempt", as: Int.self),
+            workerID: try row.decode(column: "worker_id", as: String?.self),
+            enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
+            startedAt: try row.decode(column: "started_at", as: Date?.self),
+            finishedAt: try row.decode(column: "finished_at", as: Date?.self),
+            durationMilliseconds: try row.decode(column: "duration_ms", as: Int?.self),
+            error: try row.decode(column: "error", as: String?.self),
+            result: try result.map { try JSONValue.parse($0) },
+            integrationID: try row.decode(column: "integration_id", as: String?.self),
+            scheduleID: try row.decode(column: "schedule_id", as: String?.self))
+    }
+
+    static func attempt(_ row: any SQLRow) throws -> TaskAttempt {
+        TaskAttempt(
+            attempt: try row.decode(column: "attempt", as: Int.self),
+            state: TaskState(rawValue: try row.decode(column: "state", as: String.self)) ?? .failed,
+            workerID: try row.decode(column: "worker_id", as: String?.self),
+            deliveries: try row.decode(column: "deliveries", as: Int.self),
+            startedAt: try row.decode(column: "started_at", as: Date?.self),
+            finishedAt: try row.decode(column: "finished_at", as: Date?.self),
+            durationMilliseconds: try row.decode(column: "duration_ms", as: Int?.self),
+            error: try row.decode(column: "error", as: String?.self))
+    }
+}

@@ -1,0 +1,255 @@
+// The worker service: claims tasks up to its free slots, runs their handlers, records every outcome, then settles.
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// What a worker consumes and how.
+public struct WorkerOptions: Sendable {
+    /// Queues to take tasks from.
+    public var queues: [String]
+    /// Tasks run at once. The broker is asked only for as many tasks as there are free slots, so a
+    /// high-priority task published later is the next one taken (no prefetch hoarding).
+    public var concurrency: Int
+    /// How long a claimed task stays ours without a heartbeat; after that another worker may take it.
+    public var lease: TimeInterval
+    /// Longest pause between polls when the queues are empty.
+    public var maxPollInterval: Duration
+    /// How often the worker reports itself and extends its leases.
+    public var heartbeatInterval: Duration
+    /// On graceful shutdown, how long running tasks may take to finish before they are handed back.
+    public var shutdownGrace: Duration
+
+    public init(
+        queues: [String] = ["default"], concurrency: Int = 8, lease: TimeInterval = 60, maxPollInterval: Duration = .milliseconds(200),
+        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30)
+    ) {
+        self.queues = queues
+        self.concurrency = max(1, concurrency)
+        self.lease = lease
+        self.maxPollInterval = maxPollInterval
+        self.heartbeatInterval = heartbeatInterval
+        self.shutdownGrace = shutdownGrace
+    }
+}
+
+/// Consumes queues and runs tasks. Acknowledges a task only after its outcome is recorded, so a worker that dies
+/// loses nothing: its leases run out and the tasks are delivered again.
+public final class Worker: Service {
+    public let id: String
+    let options: WorkerOptions
+    let broker: any Broker
+    let runs: TaskRunStore
+    let registry: PluginRegistry
+    let clock: any TimeSource
+    let logger: Logger
+    private let inFlight = Mutex<[String: Delivery]>([:])
+    private let startedAt: Date
+
+    public init(
+        options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry,
+        clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil
+    ) {
+        let host = ProcessInfo.processInfo.hostName
+        self.id = id ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(Identifier.make().suffix(6))"
+        self.options = options
+        self.broker = broker
+        self.runs = runs
+        self.registry = registry
+        self.clock = clock
+        var logger = logger
+        logger[metadataKey: "worker.id"] = "\(self.id)"
+        self.logger = logger
+        self.startedAt = clock.now()
+    }
+
+    /// Tasks running right now.
+    public var busy: Int { inFlight.withLock { $0.count } }
+
+    public func run() async throws {
+        logger.info("worker started", metadata: ["worker.queues": "\(options.queues.joined(separator: ","))", "worker.concurrency": "\(options.concurrency)"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.heartbeatLoop() }
+            // A discarding group drops finished children at once, so a long-running worker does not accumulate them.
+            await withDiscardingTaskGroup { tasks in
+                await self.consume(into: &tasks)
+                await self.drain(&tasks)
+            }
+            group.cancelAll()
+        }
+        try? await runs.removeWorker(id: id)
+        logger.info("worker stopped")
+    }
+
+    private func consume(into tasks: inout DiscardingTaskGroup) async {
+        var idlePause = Duration.milliseconds(5)
+        var failures = 0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let free = options.concurrency - busy
+            guard free > 0 else {
+                // Every slot is busy; children free theirs when done.
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
+            let deliveries: [Delivery]
+            do {
+                deliveries = try await broker.claim(
+                    queues: options.queues, limit: free, workerID: id, leaseUntil: clock.now().addingTimeInterval(options.lease))
+                failures = 0
+            } catch {
+                failures += 1
+                // The broker is down: say so once per streak, keep trying with a growing pause.
+                if failures == 1 { logger.error("cannot reach the broker; retrying", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(min(5000, 100 * (1 << min(failures, 6)))))
+                continue
+            }
+            for delivery in deliveries {
+                inFlight.withLock { $0[delivery.tag] = delivery }
+                tasks.addTask { await self.process(delivery) }
+            }
+            if deliveries.isEmpty {
+                try? await Task.sleep(for: idlePause)
+                idlePause = min(options.maxPollInterval, idlePause * 2)
+            } else {
+                idlePause = .milliseconds(5)
+            }
+        }
+    }
+
+    /// On shutdown: let running tasks finish within the grace period, then cancel them and hand them back.
+    private func drain(_ tasks: inout DiscardingTaskGroup) async {
+        guard busy > 0 else { return }
+        logger.info("finishing running tasks", metadata: ["worker.busy": "\(busy)"])
+        let deadline = ContinuousClock.now + options.shutdownGrace
+        while busy > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let leftover = inFlight.withLock { Array($0.values) }
+        tasks.cancelAll()
+        if !leftover.isEmpty {
+            logger.warning("handing back unfinished tasks", metadata: ["worker.released": "\(leftover.count)"])
+            try? await broker.release(leftover)
+        }
+    }
+
+    private func heartbeatLoop() async {
+        while !Task.isCancelled {
+            let now = clock.now()
+            do {
+                try await runs.heartbeat(
+                    WorkerInfo(
+                        id: id, host: ProcessInfo.processInfo.hostName, queues: options.queues, concurrency: options.concurrency,
+                        busy: busy, startedAt: startedAt, lastSeen: now))
+                try await broker.extendLeases(workerID: id, leaseUntil: now.addingTimeInterval(options.lease))
+            } catch {
+                logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: options.heartbeatInterval)
+        }
+    }
+
+    /// Runs one delivery to its recorded outcome, then settles it with the broker.
+    func process(_ delivery: Delivery) async {
+        defer { inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) } }
+        let message = delivery.message
+        var logger = self.logger
+        logger[metadataKey: "task.id"] = "\(message.id)"
+        logger[metadataKey: "task.name"] = "\(message.name)"
+        logger[metadataKey: "task.attempt"] = "\(message.attempt)"
+        do {
+            guard let handler = registry.taskHandler(message.name) else {
+                let reason = "unknown task name '\(message.name)'"
+                let now = clock.now()
+                try await runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
+                try await broker.deadLetter(delivery, reason: reason)
+                logger.warning("task dead-lettered: unknown task name")
+                return
+            }
+            let startedAt = clock.now()
+            try await runs.recordStarted(delivery, workerID: id, at: startedAt)
+            let outcome = await execute(handler, message, logger: logger)
+            if Task.isCancelled, case .failure = outcome {
+                // Cancelled by shutdown: the drain hands it back; record nothing final.
+                return
+            }
+            try await settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
+        } catch {
+            // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
+            logger.error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func execute(_ handler: any TaskHandler, _ message: TaskMessage, logger: Logger) async -> Result<JSONValue, any Error> {
+        let context = TaskContext(taskID: message.id, attempt: message.attempt, logger: logger)
+        let timeout = handler.timeout
+        do {
+            let value = try await withThrowingTaskGroup(of: JSONValue?.self) { group in
+                group.addTask { try await handler.run(message.arguments, context: context) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                guard let first = try await group.next() else { throw TaskTimeout(timeout: timeout) }
+                group.cancelAll()
+                guard let value = first else { throw TaskTimeout(timeout: timeout) }
+                return value
+            }
+            return .success(value)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func settle(
+        _ delivery: Delivery, handler: any TaskHandler, outcome: Result<JSONValue, any Error>, startedAt: Date, logger: Logger
+    ) async throws {
+        let message = delivery.message
+        let finishedAt = clock.now()
+        switch outcome {
+        case .success(let value):
+            let result = value.encodedString().utf8.count > 8192 ? JSONValue.object(["truncated": true]) : value
+            try await runs.recordOutcome(delivery, state: .succeeded, error: nil, result: result, startedAt: startedAt, finishedAt: finishedAt)
+            try await broker.acknowledge(delivery)
+        case .failure(let error):
+            let summary = Self.summary(of: error)
+            let permanent = (error as? PluginError)?.isPermanent == true
+            let policy = handler.retryPolicy
+            if permanent {
+                try await runs.recordOutcome(delivery, state: .failed, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
+                try await broker.acknowledge(delivery)
+                logger.info("task failed permanently", metadata: ["error": "\(summary)"])
+            } else if policy.allowsRetry(after: message.attempt) {
+                var generator = SystemRandomNumberGenerator()
+                let delay = policy.nextDelay(after: message.attempt, using: &generator)
+                var next = message
+                next.attempt += 1
+                try await runs.recordOutcome(
+                    delivery, state: .retrying, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+                    nextAttempt: next.attempt)
+                try await broker.retry(delivery, as: next, notBefore: finishedAt.addingTimeInterval(delay))
+                logger.info("task will retry", metadata: ["error": "\(summary)", "retry.delay_s": "\(String(format: "%.2f", delay))"])
+            } else {
+                try await runs.recordOutcome(delivery, state: .dead, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
+                try await broker.deadLetter(delivery, reason: "failed after \(message.attempt) attempts: \(summary)")
+                logger.warning("task dead after its last attempt", metadata: ["error": "\(summary)"])
+            }
+        }
+    }
+
+    /// What is stored about an error. Handlers' own errors (``PluginError``) give their message; others their description.
+    static func summary(of error: any Error) -> String {
+        let text: String
+        switch error {
+        case let error as PluginError: text = error.message
+        case let error as TaskTimeout: text = error.description
+        default: text = "\(type(of: error)): \(error)"
+        }
+        return String(text.prefix(1000))
+    }
+}
+
+/// An attempt ran longer than its handler allows.
+public struct TaskTimeout: Error, CustomStringConvertible {
+    public var timeout: Duration
+    public var description: String { "timed out after \(timeout)" }
+}

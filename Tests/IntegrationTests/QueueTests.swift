@@ -1,0 +1,233 @@
+// The SQL broker and the worker against the real database: priority, leases, retries, dead letters, revocation, shutdown.
+import Foundation
+import IntegratorCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Task handlers that exist only in tests.
+struct AlwaysFails: TaskHandler {
+    let name = "test.fail"
+    var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.02) }
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        throw PluginError("upstream answered 503 on attempt \(context.attempt)")
+    }
+}
+
+struct FailsPermanently: TaskHandler {
+    let name = "test.permanent"
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        throw PluginError("the record does not exist", permanent: true)
+    }
+}
+
+struct Sleeps: TaskHandler {
+    let name = "test.sleep"
+    var timeout: Duration { .milliseconds(300) }
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        try await Task.sleep(for: .milliseconds(arguments["ms"]?.intValue ?? 100))
+        return ["slept": true]
+    }
+}
+
+extension Plugin {
+    static let testTasks = Plugin(id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps()])
+}
+
+/// Polls `condition` every 20 ms for up to `seconds`.
+func eventually(_ seconds: Double = 20, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// Runs a worker for the duration of `body`, then cancels it.
+func withWorker<T: Sendable>(
+    _ app: TestApp, _ options: WorkerOptions, id: String? = nil, _ body: @Sendable (Worker) async throws -> T
+) async throws -> T {
+    let worker = app.runtime.makeWorker(options, id: id)
+    let running = Task { try await worker.run() }
+    defer { running.cancel() }
+    let value = try await body(worker)
+    running.cancel()
+    _ = try? await running.value
+    return value
+}
+
+@Suite("Queues and workers")
+struct QueueTests {
+    func message(_ app: TestApp, priority: Int, name: String = "core.noop", queue: String = "default") -> TaskMessage {
+        TaskMessage(name: name, arguments: ["p": .number(Double(priority))], queue: queue, priority: priority, enqueuedAt: app.runtime.clock.now())
+    }
+
+    @Test("the highest priority comes first, FIFO within a priority, only from the asked queues")
+    func priorityOrder() async throws {
+        try await TestApp.run { app in
+            var low: [String] = []
+            for _ in 0..<5 { low.append(try await app.runtime.tasks.enqueue(message(app, priority: 1)).id) }
+            let high = try await app.runtime.tasks.enqueue(message(app, priority: 9)).id
+            _ = try await app.runtime.tasks.enqueue(message(app, priority: 9, queue: "other"))
+            let leaseUntil = app.clock.now().addingTimeInterval(60)
+            let first = try await app.runtime.broker.claim(queues: ["default"], limit: 1, workerID: "w", leaseUntil: leaseUntil)
+            #expect(first.map(\.message.id) == [high])
+            let rest = try await app.runtime.broker.claim(queues: ["default"], limit: 10, workerID: "w", leaseUntil: leaseUntil)
+            #expect(rest.map(\.message.id) == low)
+            #expect(try await app.runtime.broker.claim(queues: ["default"], limit: 10, workerID: "w", leaseUntil: leaseUntil).isEmpty)
+        }
+    }
+
+    @Test("a lease that runs out makes the task deliverable again, with the same id")
+    func leaseExpiry() async throws {
+        try await TestApp.run { app in
+            let id = try await app.runtime.tasks.enqueue(message(app, priority: 5)).id
+            let broker = app.runtime.broker
+            let first = try await broker.claim(queues: ["default"], limit: 5, workerID: "dead-worker", leaseUntil: app.clock.now().addingTimeInterval(60))
+            #expect(first.count == 1)
+            #expect(try await broker.claim(queues: ["default"], limit: 5, workerID: "other", leaseUntil: app.clock.now().addingTimeInterval(60)).isEmpty)
+            let stats = try await broker.stats()
+            #expect(stats == [QueueStats(queue: "default", ready: 0, inFlight: 1, dead: 0, delayed: 0)])
+            app.clock.advance(by: 61)
+            let again = try await broker.claim(queues: ["default"], limit: 5, workerID: "other", leaseUntil: app.clock.now().addingTimeInterval(60))
+            #expect(again.map(\.message.id) == [id])
+            #expect(again.first?.deliveries == 2)
+        }
+    }
+
+    @Test("a worker runs every task once and records each run before acknowledging")
+    func drainsQueue() async throws {
+        try await TestApp.run(realClock: true) { app in
+            for index in 0..<300 {
+                try await app.runtime.tasks.enqueue(message(app, priority: index % 10))
+            }
+            try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 8)) { _ in
+                let done = try await eventually { try await app.runtime.runs.countByState()[.succeeded] == 300 }
+                #expect(done)
+            }
+            #expect(try await app.runtime.runs.countByState() == [.succeeded: 300])
+            #expect(try await app.runtime.broker.stats().isEmpty)
+            let page = try await app.runtime.runs.list(TaskRunFilter(state: .succeeded), page: PageRequest(limit: 1))
+            let run = try #require(page.items.first)
+            #expect(run.result == run.arguments)
+            #expect(run.workerID != nil)
+            #expect(run.durationMilliseconds != nil)
+        }
+    }
+
+    @Test("a task that always fails is retried with backoff and ends dead, every attempt recorded")
+    func deadAfterAttempts() async throws {
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            let id = try await app.runtime.tasks.enqueue(message(app, priority: 5, name: "test.fail")).id
+            try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 2)) { _ in
+                let dead = try await eventually { try await app.runtime.runs.find(id: id)?.state == .dead }
+                #expect(dead)
+            }
+            let (run, attempts) = try await app.runtime.tasks.get(id: id)
+            #expect(run.attempt == 3)
+            #expect(run.error == "upstream answered 503 on attempt 3")
+            #expect(attempts.map(\.attempt) == [1, 2, 3])
+            #expect(attempts.map(\.state) == [.failed, .failed, .dead])
+            #expect(attempts[0].error == "upstream answered 503 on attempt 1")
+            #expect(try await app.runtime.broker.stats() == [QueueStats(queue: "default", ready: 0, inFlight: 0, dead: 1, delayed: 0)])
+
+            // A dead task can be retried by hand: it comes back as attempt 4 with the same id.
+            let retried = try await app.call(.post, "/api/v1/tasks/\(id)/retry")
+            #expect(retried.status == .accepted)
+            #expect(retried.json["attempt"] == 4)
+            #expect(retried.json["state"] == "queued")
+            #expect(try await app.runtime.broker.stats().first?.ready == 1)
+        }
+    }
+
+    @Test("a permanent error fails at once; a timeout counts as a failure; unknown task names are dead-lettered")
+    func failures() async throws {
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            let permanent = try await app.runtime.tasks.enqueue(message(app, priority: 5, name: "test.permanent")).id
+            let slow = try await app.runtime.tasks.enqueue(
+                TaskMessage(name: "test.sleep", arguments: ["ms": 5000], enqueuedAt: Date()))
+            let unknown = message(app, priority: 5, name: "nobody.handles.this")
+            try await app.runtime.runs.recordQueued(unknown, at: Date())
+            try await app.runtime.broker.publish(unknown)
+            let ids = [permanent, slow.id, unknown.id]
+            try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 4)) { _ in
+                let settled = try await eventually {
+                    let states = try await ids.asyncMap { try await app.runtime.runs.find(id: $0)?.state }
+                    return states[0] == .failed && states[1] == .retrying && states[2] == .dead
+                }
+                #expect(settled)
+            }
+            let (failed, failedAttempts) = try await app.runtime.tasks.get(id: permanent)
+            #expect(failed.error == "the record does not exist")
+            #expect(failedAttempts.count == 1)
+            #expect(try await app.runtime.runs.find(id: slow.id)?.error == "timed out after 0.3 seconds")
+            #expect(try await app.runtime.runs.find(id: unknown.id)?.error == "unknown task name 'nobody.handles.this'")
+        }
+    }
+
+    @Test("graceful shutdown lets running tasks finish")
+    func gracefulShutdown() async throws {
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            let id = try await app.runtime.tasks.enqueue(TaskMessage(name: "test.sleep", arguments: ["ms": 200], enqueuedAt: Date())).id
+            let worker = app.runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: 1))
+            let group = ServiceGroup(configuration: .init(services: [worker], logger: TestDatabase.logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let started = try await eventually { try await app.runtime.runs.find(id: id)?.state == .started }
+                #expect(started)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            #expect(try await app.runtime.runs.find(id: id)?.state == .succeeded)
+            #expect(try await app.runtime.broker.stats().isEmpty)
+        }
+    }
+
+    @Test("tasks API: operators enqueue and revoke, viewers watch queues and workers")
+    func tasksAPI() async throws {
+        try await TestApp.run(realClock: true) { app in
+            let viewer = try await app.token(for: .viewer)
+            let operatorToken = try await app.token(for: .operator)
+            #expect(try await app.call(.post, "/api/v1/tasks", body: ["task": "core.noop"], token: viewer).status == .forbidden)
+            let bad = try await app.call(.post, "/api/v1/tasks", body: ["task": "nope", "priority": 12], token: operatorToken)
+            #expect(Set(bad.errorFields) == ["task", "priority"])
+            let created = try await app.call(
+                .post, "/api/v1/tasks", body: ["task": "core.noop", "args": ["x": 1], "queue": "high", "priority": 7], token: operatorToken)
+            #expect(created.status == .accepted)
+            #expect(created.json["state"] == "queued")
+            let id = try #require(created.json["id"]?.stringValue)
+
+            let queues = try await app.call(.get, "/api/v1/queues", token: viewer)
+            #expect(queues.json["items"] == [["queue": "high", "ready": 1, "in_flight": 0, "dead": 0, "delayed": 0]])
+            #expect(try await app.call(.delete, "/api/v1/tasks/\(id)", token: operatorToken).status == .noContent)
+            #expect(try await app.call(.get, "/api/v1/tasks/\(id)", token: viewer).json["state"] == "revoked")
+            #expect(try await app.call(.delete, "/api/v1/tasks/\(id)", token: operatorToken).status == .conflict)
+
+            let second = try await app.call(.post, "/api/v1/tasks", body: ["task": "core.noop", "queue": "high"], token: operatorToken)
+            let secondID = try #require(second.json["id"]?.stringValue)
+            try await withWorker(app, WorkerOptions(queues: ["high"], concurrency: 2, heartbeatInterval: .milliseconds(50)), id: "worker-one") { _ in
+                let succeeded = try await eventually { try await app.call(.get, "/api/v1/tasks/\(secondID)").json["state"] == "succeeded" }
+                #expect(succeeded)
+                let workers = try await app.call(.get, "/api/v1/workers", token: viewer)
+                #expect(workers.json["items"]?.arrayValue?.first?["id"] == "worker-one")
+                #expect(workers.json["items"]?.arrayValue?.first?["queues"] == ["high"])
+            }
+            let detail = try await app.call(.get, "/api/v1/tasks/\(secondID)", token: viewer)
+            #expect(detail.json["attempts"]?.arrayValue?.count == 1)
+            #expect(detail.json["attempts"]?.arrayValue?.first?["state"] == "succeeded")
+            let listed = try await app.call(.get, "/api/v1/tasks?state=succeeded&task=core.noop", token: viewer)
+            #expect(listed.json["items"]?.arrayValue?.map { $0["id"] } == [.string(secondID)])
+            #expect(try await app.call(.get, "/api/v1/tasks?state=nope", token: viewer).errorFields == ["state"])
+            #expect(try await app.call(.get, "/api/v1/tasks?since=yesterday", token: viewer).errorFields == ["since"])
+        }
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
