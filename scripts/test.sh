@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: builds once, starts a throwaway PostgreSQL, runs every test on SQLite and on PostgreSQL.
+# The whole test suite: builds once, starts a throwaway PostgreSQL and RabbitMQ, runs every test on SQLite and on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 source scripts/postgres.sh
+source scripts/rabbitmq.sh
 
 require_swift
+trap 'stop_postgres; stop_rabbitmq' EXIT
 start_postgres
-trap stop_postgres EXIT
+start_rabbitmq
+# The RabbitMQ restart test drives the node through rabbitmqctl.
+AMQP_TEST_CTL=$(printf '%q ' "${RMQ_CTL[@]}")
+export AMQP_TEST_CTL
 
 swift build --build-tests
 

@@ -39,14 +39,14 @@ public struct Runtime: Sendable {
         self.users = UsersService(
             store: UserStore(database: database), hasher: passwordHasher,
             tokens: await TokenService(keyRing: keys, clock: clock), apiToken: settings.apiToken, clock: clock)
+        let runs = TaskRunStore(database: database)
         switch settings.broker {
         case .sql:
             self.broker = SQLBroker(database: database, clock: clock)
-        case .amqp:
-            throw ConfigurationError(
-                variable: "INTEGRATOR_BROKER_URL", expected: "sql (the RabbitMQ broker is not part of this build yet)")
+        case .amqp(let url):
+            self.broker = try RabbitMQBroker(url: url, runs: runs, clock: clock, logger: logger)
         }
-        self.runs = TaskRunStore(database: database)
+        self.runs = runs
         self.tasks = TasksService(broker: broker, runs: runs, registry: registry, clock: clock)
     }
 }

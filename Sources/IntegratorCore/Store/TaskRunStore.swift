@@ -101,10 +101,13 @@ public struct TaskRunStore: Sendable {
         }
     }
 
-    /// Marks an attempt as running on `workerID`.
-    public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws {
+    /// Marks an attempt as running on `workerID`. Returns `false` (and changes nothing) when the task was revoked.
+    public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws -> Bool {
         let message = delivery.message
-        try await database.transaction { sql in
+        return try await database.transaction { sql in
+            let revoked = try await sql.select().column("id").from("task_runs").where("id", .equal, message.id)
+                .where("state", .equal, TaskState.revoked.rawValue).first()
+            if revoked != nil { return false }
             try await sql.update("task_runs")
                 .set("state", to: TaskState.started.rawValue).set("attempt", to: message.attempt)
                 .set("worker_id", to: workerID).set("started_at", to: now).set("updated_at", to: now)
@@ -112,6 +115,7 @@ public struct TaskRunStore: Sendable {
             try await upsertAttempt(
                 sql, taskID: message.id, attempt: message.attempt, state: .started, workerID: workerID,
                 deliveries: delivery.deliveries, startedAt: now)
+            return true
         }
     }
 
@@ -192,6 +196,21 @@ public struct TaskRunStore: Sendable {
             if let since = filter.since { query = query.where("enqueued_at", .greaterThanOrEqual, since) }
             if let until = filter.until { query = query.where("enqueued_at", .lessThan, until) }
             return try await query.page(page, decode: Self.run, id: \.id)
+        }
+    }
+
+    /// Queue names that have carried tasks.
+    public func knownQueues() async throws -> [String] {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT DISTINCT queue FROM task_runs ORDER BY queue").all().map { try $0.decode(column: "queue", as: String.self) }
+        }
+    }
+
+    /// Runs in `state` on `queue`.
+    public func count(state: TaskState, queue: String) async throws -> Int {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM task_runs WHERE state = \(bind: state.rawValue) AND queue = \(bind: queue)")
+                .first()?.decode(column: "n", as: Int.self) ?? 0
         }
     }
 

@@ -166,7 +166,11 @@ public final class Worker: Service {
                 return
             }
             let startedAt = clock.now()
-            try await runs.recordStarted(delivery, workerID: id, at: startedAt)
+            guard try await runs.recordStarted(delivery, workerID: id, at: startedAt) else {
+                try await broker.acknowledge(delivery)
+                logger.info("skipped a revoked task")
+                return
+            }
             let outcome = await execute(handler, message, logger: logger)
             if Task.isCancelled, case .failure = outcome {
                 // Cancelled by shutdown: the drain hands it back; record nothing final.
