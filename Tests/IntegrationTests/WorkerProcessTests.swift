@@ -1,0 +1,88 @@
+// Real `integrator worker` processes: one is killed with SIGKILL mid-run, another one finishes, and no task is lost or run twice.
+import Foundation
+import IntegratorCore
+import Testing
+
+@Suite("Worker processes", .serialized)
+struct WorkerProcessTests {
+    static func startWorker(database: String, broker: String, queue: String, in directory: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["worker", "--queues", queue, "--concurrency", "16", "--lease", "5"]
+        process.currentDirectoryURL = directory
+        process.environment = [
+            "PATH": "/usr/bin:/bin", "HOME": directory.path, "INTEGRATOR_DATABASE_URL": database, "INTEGRATOR_BROKER_URL": broker,
+            "INTEGRATOR_SECRET_KEY": SecretKeyRing.generateEncodedKey(), "LOG_LEVEL": "warning",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func killAndRecover(broker: @escaping @Sendable (TestApp) throws -> (url: String, instance: any Broker)) async throws {
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await TestApp.run(realClock: true) { app in
+            let (brokerURL, broker) = try broker(app)
+            let queue = "kill-\(UUID().uuidString.prefix(8).lowercased())"
+            let total = 10_000
+            let tasks = TasksService(broker: broker, runs: app.runtime.runs, registry: app.runtime.registry, clock: SystemTimeSource())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for publisher in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: publisher, to: total, by: 8) {
+                            try await tasks.enqueue(TaskMessage(name: "core.noop", arguments: ["i": .number(Double(index))], queue: queue, priority: index % 10, enqueuedAt: Date()))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let databaseURL = CLITests.url(for: app.runtime.database.location)
+            let first = try Self.startWorker(database: databaseURL, broker: brokerURL, queue: queue, in: directory)
+            let halfway = try await eventually(120) { try await app.runtime.runs.count(state: .succeeded, queue: queue) >= total / 4 }
+            #expect(halfway)
+            kill(first.processIdentifier, SIGKILL)
+            first.waitUntilExit()
+            #expect(first.terminationReason == .uncaughtSignal)
+            let killedAt = try await app.runtime.runs.count(state: .succeeded, queue: queue)
+            #expect(killedAt < total)
+
+            let second = try Self.startWorker(database: databaseURL, broker: brokerURL, queue: queue, in: directory)
+            defer {
+                if second.isRunning { second.terminate() }
+                second.waitUntilExit()
+            }
+            let finished = try await eventually(300) { try await app.runtime.runs.count(state: .succeeded, queue: queue) == total }
+            #expect(finished)
+            second.terminate()
+            second.waitUntilExit()
+            #expect(second.terminationStatus == 0)
+
+            #expect(try await app.runtime.runs.countByState() == [.succeeded: total])
+            let attempts = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT state, COUNT(*) AS n, MAX(deliveries) AS most FROM task_run_attempts GROUP BY state").all().map {
+                    (try $0.decode(column: "state", as: String.self), try $0.decode(column: "n", as: Int.self), try $0.decode(column: "most", as: Int.self))
+                }
+            }
+            #expect(attempts.count == 1)
+            #expect(attempts.first?.0 == "succeeded")
+            #expect(attempts.first?.1 == total)
+            // The tasks the killed worker held were delivered a second time.
+            #expect((attempts.first?.2 ?? 0) >= 2)
+        }
+    }
+
+    @Test("SQL queue: 10,000 tasks, a worker killed with SIGKILL and replaced, every task succeeded exactly once")
+    func sqlQueue() async throws {
+        try await killAndRecover { app in ("sql", app.runtime.broker) }
+    }
+
+    @Test("RabbitMQ: 10,000 tasks, a worker killed with SIGKILL and replaced, every task succeeded exactly once")
+    func rabbitMQ() async throws {
+        let url = try RabbitMQTests.url()
+        try await killAndRecover { app in
+            (url.reveal(), try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: TestDatabase.logger))
+        }
+    }
+}
