@@ -96,6 +96,25 @@ struct QueueTests {
         }
     }
 
+    @Test("a message that keeps coming back without an outcome is dead-lettered after too many deliveries")
+    func poisonMessage() async throws {
+        try await TestApp.run { app in
+            let id = try await app.runtime.tasks.enqueue(message(app, priority: 5)).id
+            for _ in 0..<5 {
+                let claimed = try await app.runtime.broker.claim(
+                    queues: ["default"], limit: 1, workerID: "crashing", leaseUntil: app.clock.now().addingTimeInterval(60))
+                #expect(claimed.count == 1)
+                app.clock.advance(by: 61)
+            }
+            try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 1, maxDeliveries: 5)) { _ in
+                let dead = try await eventually { try await app.runtime.runs.find(id: id)?.state == .dead }
+                #expect(dead)
+            }
+            #expect(try await app.runtime.runs.find(id: id)?.error?.hasPrefix("delivered 6 times") == true)
+            #expect(try await app.runtime.broker.stats().first?.dead == 1)
+        }
+    }
+
     @Test("a worker runs every task once and records each run before acknowledging")
     func drainsQueue() async throws {
         try await TestApp.run(realClock: true) { app in
@@ -130,7 +149,10 @@ struct QueueTests {
             #expect(attempts.map(\.attempt) == [1, 2, 3])
             #expect(attempts.map(\.state) == [.failed, .failed, .dead])
             #expect(attempts[0].error == "upstream answered 503 on attempt 1")
-            #expect(try await app.runtime.broker.stats() == [QueueStats(queue: "default", ready: 0, inFlight: 0, dead: 1, delayed: 0)])
+            let deadLettered = try await eventually {
+                try await app.runtime.broker.stats() == [QueueStats(queue: "default", ready: 0, inFlight: 0, dead: 1, delayed: 0)]
+            }
+            #expect(deadLettered)
 
             // A dead task can be retried by hand: it comes back as attempt 4 with the same id.
             let retried = try await app.call(.post, "/api/v1/tasks/\(id)/retry")

@@ -19,11 +19,14 @@ public struct WorkerOptions: Sendable {
     public var heartbeatInterval: Duration
     /// On graceful shutdown, how long running tasks may take to finish before they are handed back.
     public var shutdownGrace: Duration
+    /// A message delivered more often than this without an outcome (its workers keep dying on it) is dead-lettered.
+    public var maxDeliveries: Int
 
     public init(
         queues: [String] = ["default"], concurrency: Int = 8, lease: TimeInterval = 60, maxPollInterval: Duration = .milliseconds(200),
-        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30)
+        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), maxDeliveries: Int = 5
     ) {
+        self.maxDeliveries = max(1, maxDeliveries)
         self.queues = queues
         self.concurrency = max(1, concurrency)
         self.lease = lease
@@ -44,6 +47,8 @@ public final class Worker: Service {
     let clock: any TimeSource
     let logger: Logger
     private let inFlight = Mutex<[String: Delivery]>([:])
+    /// Yields when a task frees its slot; keeps only the newest signal, which is all the consume loop needs.
+    private let slotSignals = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let startedAt: Date
 
     public init(
@@ -82,13 +87,14 @@ public final class Worker: Service {
     }
 
     private func consume(into tasks: inout DiscardingTaskGroup) async {
+        var slotFreed = slotSignals.stream.makeAsyncIterator()
         var idlePause = Duration.milliseconds(5)
         var failures = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let free = options.concurrency - busy
             guard free > 0 else {
-                // Every slot is busy; children free theirs when done.
-                try? await Task.sleep(for: .milliseconds(1))
+                // Every slot is busy: sleep until a task finishes (or shutdown begins).
+                _ = await slotFreed.next(isolation: #isolation)
                 continue
             }
             let deliveries: [Delivery]
@@ -150,7 +156,10 @@ public final class Worker: Service {
 
     /// Runs one delivery to its recorded outcome, then settles it with the broker.
     func process(_ delivery: Delivery) async {
-        defer { inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) } }
+        defer {
+            inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) }
+            slotSignals.continuation.yield()
+        }
         let message = delivery.message
         var logger = self.logger
         logger[metadataKey: "task.id"] = "\(message.id)"
@@ -165,6 +174,14 @@ public final class Worker: Service {
                 logger.warning("task dead-lettered: unknown task name")
                 return
             }
+            if delivery.deliveries > options.maxDeliveries {
+                let reason = "delivered \(delivery.deliveries) times without an outcome; the task may crash its worker"
+                let now = clock.now()
+                try await runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
+                try await broker.deadLetter(delivery, reason: reason)
+                logger.warning("task dead-lettered: too many deliveries")
+                return
+            }
             let startedAt = clock.now()
             guard try await runs.recordStarted(delivery, workerID: id, at: startedAt) else {
                 try await broker.acknowledge(delivery)
@@ -176,7 +193,12 @@ public final class Worker: Service {
                 // Cancelled by shutdown: the drain hands it back; record nothing final.
                 return
             }
-            try await settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
+            // Once the handler is done, recording and settling must finish even if the worker is being cancelled,
+            // or a recorded outcome could be left with its message still leased. The unstructured task does not
+            // inherit cancellation; its value is awaited, so it never outlives this call.
+            try await Task {
+                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
+            }.value
         } catch {
             // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
             logger.error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
