@@ -85,4 +85,37 @@ struct WorkerProcessTests {
             (url.reveal(), try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: TestDatabase.logger))
         }
     }
+
+    @Test("a worker whose RabbitMQ is down says so in one line and keeps retrying instead of exiting")
+    func brokerDown() async throws {
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = try FreePort.make()
+        try await TestDatabase.withEmptyLocation { location in
+            let database = CLITests.url(for: location)
+            let environment = ["INTEGRATOR_DATABASE_URL": database, "INTEGRATOR_SECRET_KEY": SecretKeyRing.generateEncodedKey()]
+            #expect(try CLITests.run(["migrate"], environment: environment, in: directory).status == 0)
+            let process = Process()
+            process.executableURL = CLITests.binary
+            process.arguments = ["worker", "--queues", "default"]
+            process.currentDirectoryURL = directory
+            process.environment = environment.merging(
+                ["PATH": "/usr/bin:/bin", "HOME": directory.path, "INTEGRATOR_BROKER_URL": "amqp://guest:secret-pw@127.0.0.1:\(port)/%2f"]
+            ) { _, new in new }
+            let stderrFile = directory.appendingPathComponent("stderr.txt")
+            _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: stderrFile)
+            try process.run()
+            try await Task.sleep(for: .seconds(3))
+            #expect(process.isRunning)
+            process.terminate()
+            process.waitUntilExit()
+            let log = try String(contentsOf: stderrFile, encoding: .utf8)
+            let complaints = log.split(separator: "\n").filter { $0.contains("cannot reach RabbitMQ; retrying") }
+            #expect(complaints.count == 2)  // one per connection: publishing and consuming
+            #expect(complaints.allSatisfy { $0.contains("127.0.0.1:\(port)") })
+            #expect(!log.contains("secret-pw"))
+        }
+    }
 }

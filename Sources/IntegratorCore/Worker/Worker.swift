@@ -167,24 +167,18 @@ public final class Worker: Service {
         logger[metadataKey: "task.attempt"] = "\(message.attempt)"
         do {
             guard let handler = registry.taskHandler(message.name) else {
-                let reason = "unknown task name '\(message.name)'"
-                let now = clock.now()
-                try await runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
-                try await broker.deadLetter(delivery, reason: reason)
+                try await deadLetter(delivery, reason: "unknown task name '\(message.name)'")
                 logger.warning("task dead-lettered: unknown task name")
                 return
             }
             if delivery.deliveries > options.maxDeliveries {
-                let reason = "delivered \(delivery.deliveries) times without an outcome; the task may crash its worker"
-                let now = clock.now()
-                try await runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
-                try await broker.deadLetter(delivery, reason: reason)
+                try await deadLetter(delivery, reason: "delivered \(delivery.deliveries) times without an outcome; the task may crash its worker")
                 logger.warning("task dead-lettered: too many deliveries")
                 return
             }
             let startedAt = clock.now()
             guard try await runs.recordStarted(delivery, workerID: id, at: startedAt) else {
-                try await broker.acknowledge(delivery)
+                try await Self.completing { try await self.broker.acknowledge(delivery) }
                 logger.info("skipped a revoked task")
                 return
             }
@@ -193,15 +187,29 @@ public final class Worker: Service {
                 // Cancelled by shutdown: the drain hands it back; record nothing final.
                 return
             }
-            // Once the handler is done, recording and settling must finish even if the worker is being cancelled,
-            // or a recorded outcome could be left with its message still leased. The unstructured task does not
-            // inherit cancellation; its value is awaited, so it never outlives this call.
-            try await Task {
-                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
-            }.value
+            let taskLogger = logger
+            try await Self.completing {
+                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: taskLogger)
+            }
         } catch {
             // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
             logger.error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs bookkeeping that must finish even if the worker is being cancelled, or a recorded outcome could be
+    /// left with its message still leased. The unstructured task does not inherit cancellation; its value is
+    /// awaited, so it never outlives the caller.
+    private static func completing(_ work: @escaping @Sendable () async throws -> Void) async throws {
+        try await Task { try await work() }.value
+    }
+
+    /// Records the task dead and moves its message to the dead letters.
+    private func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        try await Self.completing {
+            let now = self.clock.now()
+            try await self.runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
+            try await self.broker.deadLetter(delivery, reason: reason)
         }
     }
 
