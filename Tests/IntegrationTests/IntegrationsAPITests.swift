@@ -25,7 +25,13 @@ struct IntegrationsAPITests {
             #expect(patched.json["priority"] == 9)
             #expect(patched.json["queue"] == "high")
             #expect(patched.json["active"] == false)
-            #expect(try await app.call(.get, "/api/v1/integrations/\(id)").json == patched.json)
+            #expect(patched.json["max_attempts"] == .null)
+            let override = try await app.call(.patch, "/api/v1/integrations/\(id)", body: ["max_attempts": 7])
+            #expect(override.json["max_attempts"] == 7)
+            #expect(try await app.call(.patch, "/api/v1/integrations/\(id)", body: ["max_attempts": 0]).errorFields == ["max_attempts"])
+            let cleared = try await app.call(.patch, "/api/v1/integrations/\(id)", body: ["max_attempts": nil])
+            #expect(cleared.json["max_attempts"] == .null)
+            #expect(try await app.call(.get, "/api/v1/integrations/\(id)").json["config"] == patched.json["config"])
         }
     }
 

@@ -163,6 +163,20 @@ struct QueueTests {
         }
     }
 
+    @Test("a message's max_attempts overrides the handler's retry policy")
+    func attemptOverride() async throws {
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            var message = message(app, priority: 5, name: "test.fail")
+            message.maxAttempts = 1
+            let id = try await app.runtime.tasks.enqueue(message).id
+            try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 1)) { _ in
+                let dead = try await eventually { try await app.runtime.runs.find(id: id)?.state == .dead }
+                #expect(dead)
+            }
+            #expect(try await app.runtime.runs.attempts(taskID: id).map(\.state) == [.dead])
+        }
+    }
+
     @Test("a permanent error fails at once; a timeout counts as a failure; unknown task names are dead-lettered")
     func failures() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in

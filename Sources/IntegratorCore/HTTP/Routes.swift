@@ -95,6 +95,7 @@ struct Routes: Sendable {
             "active": .bool(integration.active),
             "queue": .string(integration.queue),
             "priority": .number(Double(integration.priority)),
+            "max_attempts": integration.maxAttempts.map { .number(Double($0)) } ?? .null,
             "created_at": .string(integration.createdAt.apiString),
             "updated_at": .string(integration.updatedAt.apiString),
         ])

@@ -142,6 +142,7 @@ public final class RabbitMQBroker: Broker {
             "enqueued_at": .number(message.enqueuedAt.timeIntervalSince1970),
             "integration": message.integrationID.map(JSONValue.string) ?? .null,
             "schedule": message.scheduleID.map(JSONValue.string) ?? .null,
+            "max_attempts": message.maxAttempts.map { .number(Double($0)) } ?? .null,
         ]
     }
 
@@ -157,6 +158,6 @@ public final class RabbitMQBroker: Broker {
         return TaskMessage(
             id: id, name: name, arguments: value["args"] ?? .object([:]), queue: queue, priority: priority, attempt: attempt,
             enqueuedAt: Date(timeIntervalSince1970: enqueued), integrationID: value["integration"]?.stringValue,
-            scheduleID: value["schedule"]?.stringValue)
+            scheduleID: value["schedule"]?.stringValue, maxAttempts: value["max_attempts"]?.intValue)
     }
 }

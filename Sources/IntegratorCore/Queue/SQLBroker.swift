@@ -23,10 +23,10 @@ public struct SQLBroker: Broker {
         try await sql.raw(
             """
             INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
-                                    deliveries, dead, integration_id, schedule_id)
+                                    deliveries, dead, integration_id, schedule_id, max_attempts)
             VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
                     \(bind: message.priority), \(bind: message.attempt), \(bind: message.enqueuedAt), \(bind: availableAt),
-                    0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID))
+                    0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: message.maxAttempts))
             """
         ).run()
     }
@@ -166,7 +166,8 @@ public struct SQLBroker: Broker {
             attempt: try row.decode(column: "attempt", as: Int.self),
             enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
             integrationID: try row.decode(column: "integration_id", as: String?.self),
-            scheduleID: try row.decode(column: "schedule_id", as: String?.self))
+            scheduleID: try row.decode(column: "schedule_id", as: String?.self),
+            maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
         return Delivery(
             message: message, tag: String(try row.decode(column: "seq", as: Int64.self)),
             deliveries: try row.decode(column: "deliveries", as: Int.self))

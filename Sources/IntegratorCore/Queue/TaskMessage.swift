@@ -14,11 +14,15 @@ public struct TaskMessage: Sendable, Equatable {
     public var enqueuedAt: Date
     public var integrationID: String?
     public var scheduleID: String?
+    /// Overrides the handler's ``RetryPolicy/maxAttempts`` (an integration's own setting travels here).
+    public var maxAttempts: Int?
 
     public init(
         id: String = Identifier.make(), name: String, arguments: JSONValue = .object([:]), queue: String = "default",
-        priority: Int = 5, attempt: Int = 1, enqueuedAt: Date, integrationID: String? = nil, scheduleID: String? = nil
+        priority: Int = 5, attempt: Int = 1, enqueuedAt: Date, integrationID: String? = nil, scheduleID: String? = nil,
+        maxAttempts: Int? = nil
     ) {
+        self.maxAttempts = maxAttempts
         self.id = id
         self.name = name
         self.arguments = arguments

@@ -12,6 +12,8 @@ public struct IntegrationsService: Sendable {
     public static let priorities = 0...9
     public static let defaultPriority = 5
     public static let defaultQueue = "default"
+    /// Allowed overrides of a fetch's number of attempts.
+    public static let attempts = 1...20
 
     public init(store: IntegrationStore, credentials: CredentialStore, registry: PluginRegistry, clock: any TimeSource) {
         self.store = store
@@ -30,6 +32,7 @@ public struct IntegrationsService: Sendable {
         let active = input.bool("active") ?? true
         let queue = readQueue(&input) ?? Self.defaultQueue
         let priority = input.integer("priority", range: Self.priorities) ?? Self.defaultPriority
+        let maxAttempts = input.integer("max_attempts", range: Self.attempts)
         var provider: (any ProviderBackend)?
         if let providerID {
             provider = registry.provider(providerID)
@@ -49,7 +52,7 @@ public struct IntegrationsService: Sendable {
         let now = clock.now()
         let integration = Integration(
             id: Identifier.make(now: now), name: name, provider: provider.id, credentialsID: credentialsID, config: config,
-            active: active, queue: queue, priority: priority, createdAt: now, updatedAt: now)
+            active: active, queue: queue, priority: priority, maxAttempts: maxAttempts, createdAt: now, updatedAt: now)
         try await save(integration, insert: true)
         return integration
     }
@@ -77,6 +80,7 @@ public struct IntegrationsService: Sendable {
         if let active = input.bool("active") { integration.active = active }
         if let queue = readQueue(&input) { integration.queue = queue }
         if let priority = input.integer("priority", range: Self.priorities) { integration.priority = priority }
+        if input.has("max_attempts") { integration.maxAttempts = input.integer("max_attempts", range: Self.attempts) }
         try input.finish()
         integration.updatedAt = clock.now()
         try await save(integration, insert: false)

@@ -13,6 +13,8 @@ public struct Integration: Sendable, Equatable {
     public var queue: String
     /// 0–9, 9 highest.
     public var priority: Int
+    /// Overrides the fetch task's number of attempts; `nil` keeps the handler's default.
+    public var maxAttempts: Int?
     public var createdAt: Date
     public var updatedAt: Date
 }
@@ -42,11 +44,11 @@ public struct IntegrationStore: Sendable {
         try await database.withSQL { sql in
             try await sql.raw(
                 """
-                INSERT INTO integrations (id, name, provider, credentials_id, config, active, queue, priority, created_at, updated_at)
+                INSERT INTO integrations (id, name, provider, credentials_id, config, active, queue, priority, max_attempts, created_at, updated_at)
                 VALUES (\(bind: integration.id), \(bind: integration.name), \(bind: integration.provider),
                         \(bind: integration.credentialsID), \(bind: JSONValue.object(integration.config).encodedString()),
                         \(bind: integration.active), \(bind: integration.queue), \(bind: integration.priority),
-                        \(bind: integration.createdAt), \(bind: integration.updatedAt))
+                        \(bind: integration.maxAttempts), \(bind: integration.createdAt), \(bind: integration.updatedAt))
                 """
             ).run()
         }
@@ -61,6 +63,7 @@ public struct IntegrationStore: Sendable {
                 .set("active", to: integration.active)
                 .set("queue", to: integration.queue)
                 .set("priority", to: integration.priority)
+                .set("max_attempts", to: integration.maxAttempts)
                 .set("updated_at", to: integration.updatedAt)
                 .where("id", .equal, integration.id)
                 .run()
@@ -104,6 +107,7 @@ public struct IntegrationStore: Sendable {
             active: try row.decode(column: "active", as: Bool.self),
             queue: try row.decode(column: "queue", as: String.self),
             priority: try row.decode(column: "priority", as: Int.self),
+            maxAttempts: try row.decode(column: "max_attempts", as: Int?.self),
             createdAt: try row.decode(column: "created_at", as: Date.self),
             updatedAt: try row.decode(column: "updated_at", as: Date.self)
         )

@@ -72,7 +72,7 @@ public struct Migrator: Sendable {
 
 extension Migration {
     /// Every migration of the engine, in order.
-    public static let all: [Migration] = [foundation, queues]
+    public static let all: [Migration] = [foundation, queues, attemptOverrides]
 
     /// Users, API tokens, credentials and integrations.
     static let foundation = Migration(version: 1, name: "foundation") { facts in
@@ -126,6 +126,14 @@ extension Migration {
             """,
             "CREATE INDEX integrations_provider ON integrations (provider)",
             "CREATE INDEX integrations_credentials ON integrations (credentials_id)",
+        ]
+    }
+
+    /// Integrations (and the messages they enqueue) may override a handler's number of attempts.
+    static let attemptOverrides = Migration(version: 3, name: "attempt_overrides") { _ in
+        [
+            "ALTER TABLE integrations ADD COLUMN max_attempts INTEGER",
+            "ALTER TABLE task_queue ADD COLUMN max_attempts INTEGER",
         ]
     }
 

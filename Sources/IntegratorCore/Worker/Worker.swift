@@ -247,7 +247,8 @@ public final class Worker: Service {
         case .failure(let error):
             let summary = Self.summary(of: error)
             let permanent = (error as? PluginError)?.isPermanent == true
-            let policy = handler.retryPolicy
+            var policy = handler.retryPolicy
+            if let maxAttempts = message.maxAttempts { policy.maxAttempts = max(1, maxAttempts) }
             if permanent {
                 try await runs.recordOutcome(delivery, state: .failed, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
                 try await broker.acknowledge(delivery)
