@@ -116,11 +116,17 @@ public struct IntegrationsService: Sendable {
 
     private func readQueue(_ input: inout InputObject) -> String? {
         guard let queue = input.string("queue", length: 1...64) else { return nil }
-        guard queue.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
-            input.addIssue("queue", "may contain only letters, digits, '-', '_' and '.'")
+        if let problem = Self.problem(withQueueName: queue) {
+            input.addIssue("queue", problem)
             return nil
         }
         return queue
+    }
+
+    /// Why `name` cannot be a queue name (it becomes a RabbitMQ queue name too), or `nil`.
+    static func problem(withQueueName name: String) -> String? {
+        name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) })
+            ? nil : "may contain only letters, digits, '-', '_' and '.'"
     }
 
     private func checkCredentials(_ credentialsID: String?, for provider: any ProviderBackend, input: inout InputObject)

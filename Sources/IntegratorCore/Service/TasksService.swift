@@ -41,9 +41,7 @@ public struct TasksService: Sendable {
         if let name, registry.taskHandler(name) == nil {
             input.addIssue("task", "unknown task '\(name)'; known tasks: \(registry.taskNames.joined(separator: ", "))")
         }
-        if !queue.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
-            input.addIssue("queue", "may contain only letters, digits, '-', '_' and '.'")
-        }
+        if let problem = IntegrationsService.problem(withQueueName: queue) { input.addIssue("queue", problem) }
         try input.finish()
         guard let name else { throw ValidationFailure(input.issues) }
         return try await enqueue(
