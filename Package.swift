@@ -73,6 +73,7 @@ let package = Package(
         .testTarget(
             name: "IntegratorCoreTests",
             dependencies: ["IntegratorCore"],
+            exclude: ["cron_reference.py"],
             swiftSettings: strictConcurrency
         ),
         .testTarget(
