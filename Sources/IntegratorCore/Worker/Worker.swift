@@ -102,7 +102,10 @@ public final class Worker: Service {
                 deliveries = try await broker.claim(
                     queues: options.queues, limit: free, workerID: id, leaseUntil: clock.now().addingTimeInterval(options.lease))
                 failures = 0
+            } catch is CancellationError {
+                break
             } catch {
+                if Task.isCancelled { break }
                 failures += 1
                 // The broker is down: say so once per streak, keep trying with a growing pause.
                 if failures == 1 { logger.error("cannot reach the broker; retrying", metadata: ["error": "\(error)"]) }

@@ -1,0 +1,310 @@
+// `integrator bench queue`: publish no-op tasks and measure how fast one in-process worker drains them.
+import ArgumentParser
+import Foundation
+import IntegratorCore
+import Logging
+import Plugins
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self])
+}
+
+struct QueueBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Publish no-op tasks and measure how fast one in-process worker drains them.",
+        discussion: """
+            Applies migrations, starts one worker on a queue of its own (bench-…), and has --publishers concurrent \
+            publishers enqueue --tasks core.noop tasks in total with priorities 0–9. Reports the publish rate, the \
+            drain rate (tasks from the first enqueue until the last run was recorded succeeded), the latency from \
+            enqueue to recorded outcome (p50, p99) and the process's peak resident memory. With --prefill the worker \
+            starts only after every task was published. Uses a throwaway secret \
+            key when INTEGRATOR_SECRET_KEY is not set (the benchmark stores no secrets). Its runs stay in task_runs, \
+            so point it at a database of its own (--database-url).
+            """)
+
+    @Option(help: "How many tasks to publish in total.")
+    var tasks = 10_000
+
+    @Option(help: "How many tasks the worker runs at once.")
+    var concurrency = 16
+
+    @Option(help: "How many concurrent publishers share the tasks.")
+    var publishers = 4
+
+    @Flag(help: """
+        Publish every task first and start the worker only then; the drain rate counts from the first to the \
+        last recorded success, so it measures the worker alone.
+        """)
+    var prefill = false
+
+    @Option(help: "Seconds to wait for every task to be recorded before giving up.")
+    var timeout = 600
+
+    @Option(name: .customLong("broker-url"), help: "Overrides INTEGRATOR_BROKER_URL: sql or amqp://USER:PASSWORD@HOST:PORT/VHOST.")
+    var brokerURL: String?
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @OptionGroup var options: GlobalOptions
+
+    func validate() throws {
+        guard (1...10_000_000).contains(tasks) else { throw ValidationError("--tasks must be from 1 to 10000000") }
+        guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
+        guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            var overrides: [String: String] = [:]
+            overrides["INTEGRATOR_DATABASE_URL"] = options.databaseURL
+            overrides["INTEGRATOR_HTTP_HOST"] = options.host
+            overrides["INTEGRATOR_HTTP_PORT"] = options.port
+            overrides["LOG_LEVEL"] = options.logLevel
+            overrides["LOG_FORMAT"] = options.logFormat
+            overrides["INTEGRATOR_BROKER_URL"] = brokerURL
+            var settings = try Settings.load(overrides: overrides)
+            LogSetup.bootstrap(level: settings.logLevel, format: settings.logFormat)
+            if settings.secretKeys == nil {
+                settings.secretKeys = try SecretKeyRing(
+                    parsing: SecretKeyRing.generateEncodedKey(), variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
+            }
+            let plan = QueueBenchPlan(
+                tasks: tasks, concurrency: concurrency, publishers: publishers, prefill: prefill, timeoutSeconds: timeout)
+            let logger = Logger(label: "integrator")
+            let registry = try BuiltinPlugins.registry()
+            let frozen = settings
+            let report = try await Database.withDatabase(frozen.database, logger: logger) { database in
+                _ = try await Migrator().migrate(database)
+                let runtime = try await Runtime(settings: frozen, database: database, registry: registry, logger: logger)
+                return try await plan.run(on: runtime)
+            }
+            print(json ? report.json.encodedString() : report.text)
+        }
+    }
+}
+
+/// What one benchmark run does.
+struct QueueBenchPlan: Sendable {
+    var tasks: Int
+    var concurrency: Int
+    var publishers: Int
+    var prefill: Bool
+    var timeoutSeconds: Int
+
+    func run(on runtime: Runtime) async throws -> QueueBenchReport {
+        let queue = "bench-" + Identifier.make().suffix(12).lowercased()
+        defer { (runtime.broker as? RabbitMQBroker)?.shutdown() }
+        if prefill {
+            let publishSeconds = try await publish(runtime, queue: queue)
+            return try await withWorker(runtime, queue: queue) {
+                try await collect(runtime, queue: queue, publishSeconds: publishSeconds)
+            }
+        }
+        return try await withWorker(runtime, queue: queue) {
+            let publishSeconds = try await publish(runtime, queue: queue)
+            return try await collect(runtime, queue: queue, publishSeconds: publishSeconds)
+        }
+    }
+
+    /// Runs `body` while one worker consumes `queue`, then stops the worker.
+    private func withWorker<T: Sendable>(
+        _ runtime: Runtime, queue: String, _ body: @Sendable () async throws -> T
+    ) async throws -> T {
+        let worker = runtime.makeWorker(WorkerOptions(queues: [queue], concurrency: concurrency))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            do {
+                let value = try await body()
+                group.cancelAll()
+                do { try await group.waitForAll() } catch is CancellationError {}
+                return value
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+
+    /// Each publisher enqueues its share, one task after another, priorities cycling 0–9. Returns the seconds taken.
+    private func publish(_ runtime: Runtime, queue: String) async throws -> Double {
+        let clock = ContinuousClock()
+        let publishStart = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for publisher in 0..<publishers {
+                let indices = Array(stride(from: publisher, to: tasks, by: publishers))
+                group.addTask {
+                    for index in indices {
+                        try await runtime.tasks.enqueue(
+                            TaskMessage(name: "core.noop", queue: queue, priority: index % 10, enqueuedAt: runtime.clock.now()))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return (clock.now - publishStart).seconds
+    }
+
+    /// Waits until every task of `queue` was recorded succeeded, then reads the runs back for the figures.
+    private func collect(_ runtime: Runtime, queue: String, publishSeconds: Double) async throws -> QueueBenchReport {
+        let clock = ContinuousClock()
+        // Wait: count this queue's succeeded runs every 100 ms; once a second, look for failed ones.
+        let deadline = clock.now + .seconds(timeoutSeconds)
+        var polls = 0
+        while true {
+            let succeeded = try await runtime.runs.count(state: .succeeded, queue: queue)
+            if succeeded >= tasks { break }
+            polls += 1
+            if polls % 10 == 0, let state = try await brokenState(runtime, queue: queue) {
+                throw BenchFailure(
+                    "a benchmark task was recorded \(state.rawValue) (see the log and task_runs); \(succeeded) of \(tasks) had succeeded")
+            }
+            if clock.now >= deadline {
+                throw BenchFailure(
+                    "timed out after \(timeoutSeconds) s: \(succeeded) of \(tasks) tasks were recorded succeeded; "
+                        + "is the broker reachable and the worker running?")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+
+        // Read every run of this queue back: latency per task, the last recorded outcome.
+        var latencies: [Double] = []
+        latencies.reserveCapacity(tasks)
+        var firstEnqueued = Date.distantFuture
+        var firstFinished = Date.distantFuture
+        var lastFinished = Date.distantPast
+        var succeeded = 0
+        var after: String?
+        repeat {
+            let page = try await runtime.runs.list(
+                TaskRunFilter(queue: queue), page: PageRequest(limit: PageRequest.maximumLimit, after: after))
+            for run in page.items {
+                firstEnqueued = min(firstEnqueued, run.enqueuedAt)
+                guard run.state == .succeeded, let finished = run.finishedAt else { continue }
+                succeeded += 1
+                firstFinished = min(firstFinished, finished)
+                lastFinished = max(lastFinished, finished)
+                latencies.append(finished.timeIntervalSince(run.enqueuedAt) * 1000)
+            }
+            after = page.nextCursor.flatMap(PageRequest.decodeCursor)
+        } while after != nil
+        guard succeeded == tasks else {
+            throw BenchFailure("expected \(tasks) succeeded runs on queue \(queue), found \(succeeded)")
+        }
+        latencies.sort()
+        // Concurrent: from the first enqueue. Prefilled: from the first success, so the worker's start is not counted
+        // (tasks - 1 intervals then, see QueueBenchReport.drainRate).
+        let drainSeconds = max(lastFinished.timeIntervalSince(prefill ? firstFinished : firstEnqueued), 1e-9)
+        return QueueBenchReport(
+            broker: Self.brokerName(runtime.settings.broker), database: runtime.database.engine.rawValue, queue: queue,
+            tasks: tasks, concurrency: concurrency, publishers: publishers, prefill: prefill,
+            publishSeconds: publishSeconds, drainSeconds: drainSeconds,
+            latencyP50: Self.percentile(latencies, 0.50), latencyP99: Self.percentile(latencies, 0.99),
+            peakRSSMiB: Self.peakResidentMiB())
+    }
+
+    /// The first state of failure found among the runs of `queue`, if any.
+    private func brokenState(_ runtime: Runtime, queue: String) async throws -> TaskState? {
+        for state in [TaskState.failed, .dead, .retrying] {
+            if try await runtime.runs.count(state: state, queue: queue) > 0 { return state }
+        }
+        return nil
+    }
+
+    static func brokerName(_ broker: BrokerLocation) -> String {
+        switch broker {
+        case .sql: "sql"
+        case .amqp: "amqp"
+        }
+    }
+
+    /// Nearest-rank percentile of sorted values.
+    static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((fraction * Double(sorted.count)).rounded(.up))
+        return sorted[min(sorted.count, max(1, rank)) - 1]
+    }
+
+    /// The most resident memory this process has used, in MiB.
+    static func peakResidentMiB() -> Double {
+        var usage = rusage()
+        guard getrusage(Int32(RUSAGE_SELF.rawValue), &usage) == 0 else { return 0 }
+        #if canImport(Darwin)
+        return Double(usage.ru_maxrss) / 1_048_576  // bytes
+        #else
+        return Double(usage.ru_maxrss) / 1024  // KiB
+        #endif
+    }
+}
+
+/// The figures of one run.
+struct QueueBenchReport: Sendable {
+    var broker: String
+    var database: String
+    var queue: String
+    var tasks: Int
+    var concurrency: Int
+    var publishers: Int
+    var prefill: Bool
+    var publishSeconds: Double
+    var drainSeconds: Double
+    var latencyP50: Double
+    var latencyP99: Double
+    var peakRSSMiB: Double
+
+    var publishRate: Double { Double(tasks) / max(publishSeconds, 1e-9) }
+    var drainRate: Double { Double(prefill ? max(1, tasks - 1) : tasks) / drainSeconds }
+
+    var mode: String { prefill ? "prefill" : "concurrent" }
+
+    var text: String {
+        func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+        return """
+            integrator queue benchmark: broker \(broker), database \(database), queue \(queue)
+              tasks \(tasks) core.noop, worker concurrency \(concurrency), publishers \(publishers), \(mode)
+              publish   \(fixed(publishRate)) tasks/s  (\(fixed(publishSeconds, 2)) s to enqueue all)
+              drain     \(fixed(drainRate)) tasks/s  (\(fixed(drainSeconds, 2)) s from the first \(prefill ? "recorded success" : "enqueue") to the last recorded success)
+              latency   p50 \(fixed(latencyP50)) ms, p99 \(fixed(latencyP99)) ms  (enqueued_at to finished_at of each run)
+              peak RSS  \(fixed(peakRSSMiB, 1)) MiB  (the whole process: publishers, worker, database client)
+            """
+    }
+
+    var json: JSONValue {
+        func rounded(_ value: Double, _ digits: Double = 1) -> JSONValue {
+            let scale = pow(10, digits)
+            return .number((value * scale).rounded() / scale)
+        }
+        return .object([
+            "system": "integrator", "broker": .string(broker), "database": .string(database), "queue": .string(queue),
+            "tasks": .number(Double(tasks)), "concurrency": .number(Double(concurrency)),
+            "publishers": .number(Double(publishers)), "mode": .string(mode),
+            "publish_seconds": rounded(publishSeconds, 3), "publish_rate": rounded(publishRate),
+            "drain_seconds": rounded(drainSeconds, 3), "drain_rate": rounded(drainRate),
+            "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99),
+            "peak_rss_mib": rounded(peakRSSMiB),
+        ])
+    }
+}
+
+/// A benchmark that could not finish; its description is the message shown.
+struct BenchFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    /// This duration in seconds, as a floating-point number.
+    fileprivate var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
