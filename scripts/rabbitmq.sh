@@ -2,7 +2,7 @@
 # After start_rabbitmq: AMQP_TEST_URL points at the node (user guest, vhost /), RMQ_PORT is its port.
 
 start_rabbitmq() {
-    ensure_packages rabbitmq-server librabbitmq-dev
+    ensure_packages rabbitmq-server librabbitmq-dev pkg-config
     RMQ_DIR=$(mktemp -d /tmp/integrator-rabbitmq.XXXXXX)
     chmod 755 "$RMQ_DIR"
     RMQ_PORT=$(free_port)
