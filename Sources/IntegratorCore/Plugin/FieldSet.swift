@@ -45,8 +45,20 @@ public struct FieldSet: Sendable, ExpressibleByArrayLiteral {
     /// Validates and returns the object with defaults filled in and nulls dropped.
     /// - Throws: ``ValidationFailure`` with every issue found.
     public func normalize(_ value: JSONValue?, at path: String) throws(ValidationFailure) -> [String: JSONValue] {
-        let found = issues(in: value, at: path)
+        var found: [FieldIssue] = []
+        let result = normalized(value, at: path, collecting: &found)
         guard found.isEmpty else { throw ValidationFailure(found) }
+        return result
+    }
+
+    /// Validates once, appending every issue to `issues`; returns the object with defaults filled in and nulls
+    /// dropped, or an empty object when something was wrong.
+    public func normalized(_ value: JSONValue?, at path: String, collecting issues: inout [FieldIssue]) -> [String: JSONValue] {
+        let found = self.issues(in: value, at: path)
+        guard found.isEmpty else {
+            issues.append(contentsOf: found)
+            return [:]
+        }
         var result: [String: JSONValue] = [:]
         let object = value?.objectValue ?? [:]
         for field in fields {

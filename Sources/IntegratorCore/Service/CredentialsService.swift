@@ -43,11 +43,11 @@ public struct CredentialsService: Sendable {
         var publicValues: [String: JSONValue] = [:]
         var secretValues: [String: JSONValue] = [:]
         if let type {
-            input.add(type.publicFields.issues(in: publicValue, at: "public"))
-            input.add(type.secretFields.issues(in: secretValue, at: "secret"))
+            var fieldIssues: [FieldIssue] = []
+            publicValues = type.publicFields.normalized(publicValue, at: "public", collecting: &fieldIssues)
+            secretValues = type.secretFields.normalized(secretValue, at: "secret", collecting: &fieldIssues)
+            input.add(fieldIssues)
             if input.issues.isEmpty {
-                publicValues = try type.publicFields.normalize(publicValue, at: "public")
-                secretValues = try type.secretFields.normalize(secretValue, at: "secret")
                 input.add(type.validate(Self.values(typeID: type.id, publicValues, secretValues)))
             }
         }
@@ -85,11 +85,10 @@ public struct CredentialsService: Sendable {
         let currentSecrets = try box.open(stored.secretEnvelope, boundTo: stored.id)
         let mergedPublic = Self.merge(stored.publicData, publicPatch)
         let mergedSecret = Self.merge(currentSecrets, secretPatch)
-        var issues = type.publicFields.issues(in: .object(mergedPublic), at: "public")
-        issues += type.secretFields.issues(in: .object(mergedSecret), at: "secret")
+        var issues: [FieldIssue] = []
+        let publicValues = type.publicFields.normalized(.object(mergedPublic), at: "public", collecting: &issues)
+        let secretValues = type.secretFields.normalized(.object(mergedSecret), at: "secret", collecting: &issues)
         if !issues.isEmpty { throw ValidationFailure(issues) }
-        let publicValues = try type.publicFields.normalize(.object(mergedPublic), at: "public")
-        let secretValues = try type.secretFields.normalize(.object(mergedSecret), at: "secret")
         issues = type.validate(Self.values(typeID: type.id, publicValues, secretValues))
         if !issues.isEmpty { throw ValidationFailure(issues) }
 

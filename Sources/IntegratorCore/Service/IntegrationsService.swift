@@ -158,8 +158,9 @@ public struct IntegrationsService: Sendable {
     private func validatedConfig(_ value: JSONValue?, for provider: any ProviderBackend, input: inout InputObject)
         -> [String: JSONValue]
     {
-        let issues = provider.configFields.issues(in: value, at: "config")
-        guard issues.isEmpty, let config = try? provider.configFields.normalize(value, at: "config") else {
+        var issues: [FieldIssue] = []
+        let config = provider.configFields.normalized(value, at: "config", collecting: &issues)
+        guard issues.isEmpty else {
             input.add(issues)
             return [:]
         }
