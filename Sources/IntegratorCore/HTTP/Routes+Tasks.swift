@@ -86,6 +86,7 @@ extension Routes {
             "duration_ms": run.durationMilliseconds.map { .number(Double($0)) } ?? .null,
             "error": run.error.map(JSONValue.string) ?? .null, "result": run.result ?? .null,
             "integration": run.integrationID.map(JSONValue.string) ?? .null, "schedule": run.scheduleID.map(JSONValue.string) ?? .null,
+            "scheduled_for": date(run.scheduledFor),
         ]
         if let attempts {
             object["attempts"] = .array(attempts.map { attempt in

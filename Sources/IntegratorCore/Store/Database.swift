@@ -194,6 +194,20 @@ public final class Database: Service, Sendable {
         }
     }
 
+    /// Calls `onNotification` for every PostgreSQL `NOTIFY` on `channel` until cancelled or the connection drops
+    /// (then it throws). On SQLite, which has no notifications, it waits until cancelled.
+    public func listen(channel: String, onNotification: @escaping @Sendable () -> Void) async throws {
+        guard case .postgres(let client) = backend else {
+            while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
+            return
+        }
+        try await client.withConnection { connection in
+            try await connection.listen(on: channel) { notifications in
+                for try await _ in notifications { onNotification() }
+            }
+        }
+    }
+
     /// `true` when a trivial query answers.
     public func isReachable() async -> Bool {
         do {

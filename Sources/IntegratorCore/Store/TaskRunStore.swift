@@ -29,6 +29,8 @@ public struct TaskRun: Sendable, Equatable {
     public var result: JSONValue?
     public var integrationID: String?
     public var scheduleID: String?
+    /// The fire time of the schedule or timer that published the task.
+    public var scheduledFor: Date?
 }
 
 /// One attempt of a task.
@@ -86,28 +88,41 @@ public struct TaskRunStore: Sendable {
 
     /// Records a new task (or a new attempt of a known one) as queued.
     public func recordQueued(_ message: TaskMessage, at now: Date) async throws {
-        try await database.transaction { sql in
-            try await sql.raw(
-                """
-                INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id, updated_at)
-                VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
-                        \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
-                        \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: now))
-                ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
-                    started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
-                """
-            ).run()
-            try await upsertAttempt(sql, taskID: message.id, attempt: message.attempt, state: .queued, workerID: nil, deliveries: 0)
-        }
+        try await database.transaction { sql in try await insertQueued(message, at: now, sql) }
     }
 
-    /// Marks an attempt as running on `workerID`. Returns `false` (and changes nothing) when the task was revoked.
+    /// Records `message` as queued inside the caller's transaction, so the run and what publishes it commit together.
+    /// - Parameter scheduledFor: the fire time of the schedule or timer that published it; one schedule never has
+    ///   two runs for the same fire time (a unique index says so).
+    func insertQueued(_ message: TaskMessage, at now: Date, scheduledFor: Date? = nil, _ sql: any SQLDatabase) async throws {
+        try await sql.raw(
+            """
+            INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id,
+                                   scheduled_for, updated_at)
+            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                    \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
+                    \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: scheduledFor), \(bind: now))
+            ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
+                started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
+            """
+        ).run()
+        try await upsertAttempt(sql, taskID: message.id, attempt: message.attempt, state: .queued, workerID: nil, deliveries: 0)
+    }
+
+    /// Marks an attempt as running on `workerID`. Returns `false` (and changes nothing) when the task was revoked or
+    /// this message is a stale copy: a later attempt is already recorded, or this attempt already finished. Copies
+    /// come from the outbox, which may publish a message twice if it stops between publishing and forgetting it.
     public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws -> Bool {
         let message = delivery.message
         return try await database.transaction { sql in
-            let revoked = try await sql.select().column("id").from("task_runs").where("id", .equal, message.id)
-                .where("state", .equal, TaskState.revoked.rawValue).first()
-            if revoked != nil { return false }
+            if let current = try await sql.select().column("state").column("attempt").from("task_runs")
+                .where("id", .equal, message.id).first()
+            {
+                let state = TaskState(rawValue: try current.decode(column: "state", as: String.self))
+                let attempt = try current.decode(column: "attempt", as: Int.self)
+                if state == .revoked || attempt > message.attempt { return false }
+                if attempt == message.attempt, state == .succeeded || state == .failed || state == .dead { return false }
+            }
             try await sql.update("task_runs")
                 .set("state", to: TaskState.started.rawValue).set("attempt", to: message.attempt)
                 .set("worker_id", to: workerID).set("started_at", to: now).set("updated_at", to: now)
@@ -282,7 +297,8 @@ public struct TaskRunStore: Sendable {
             error: try row.decode(column: "error", as: String?.self),
             result: try result.map { try JSONValue.parse($0) },
             integrationID: try row.decode(column: "integration_id", as: String?.self),
-            scheduleID: try row.decode(column: "schedule_id", as: String?.self))
+            scheduleID: try row.decode(column: "schedule_id", as: String?.self),
+            scheduledFor: try row.decode(column: "scheduled_for", as: Date?.self))
     }
 
     static func attempt(_ row: any SQLRow) throws -> TaskAttempt {

@@ -182,7 +182,7 @@ public final class Worker: Service {
             let startedAt = clock.now()
             guard try await runs.recordStarted(delivery, workerID: id, at: startedAt) else {
                 try await Self.completing { try await self.broker.acknowledge(delivery) }
-                logger.info("skipped a revoked task")
+                logger.info("skipped a task that was revoked or already ran")
                 return
             }
             let outcome = await execute(handler, message, logger: logger)

@@ -1,0 +1,88 @@
+// Publishing as part of a database transaction: the run record and its message commit together or not at all.
+import Foundation
+import Logging
+import SQLKit
+
+/// Writes task runs and their messages inside the caller's transaction, so a crash between "recorded" and
+/// "published" can neither lose a task nor publish it twice.
+///
+/// With the SQL broker the message row is written in the same transaction: atomic by construction. An external
+/// broker cannot join a database transaction, so the message goes to the `task_outbox` table instead and
+/// ``flushOutbox(limit:)`` publishes it after the commit and deletes the row. A crash after the broker confirmed but
+/// before the row was deleted publishes that message again; the copy carries the same task id and attempt, and the
+/// worker drops it (``TaskRunStore/recordStarted(_:workerID:at:)`` refuses an attempt that already finished or was
+/// superseded), so the task still runs once.
+public struct TaskDispatcher: Sendable {
+    let database: Database
+    let broker: any Broker
+    let runs: TaskRunStore
+
+    public init(database: Database, broker: any Broker, runs: TaskRunStore) {
+        self.database = database
+        self.broker = broker
+        self.runs = runs
+    }
+
+    /// `true` when messages wait in the outbox until ``flushOutbox(limit:)`` publishes them.
+    public var usesOutbox: Bool { !(broker is SQLBroker) }
+
+    /// Records `message` as queued and stages it for its queue, inside the caller's transaction.
+    func stage(_ message: TaskMessage, at now: Date, scheduledFor: Date? = nil, _ sql: any SQLDatabase) async throws {
+        try await runs.insertQueued(message, at: now, scheduledFor: scheduledFor, sql)
+        if let queue = broker as? SQLBroker {
+            try await queue.insert(message, availableAt: message.enqueuedAt, sql)
+            return
+        }
+        try await sql.raw(
+            """
+            INSERT INTO task_outbox (task_id, task_name, arguments, queue, priority, attempt, max_attempts, enqueued_at,
+                                     integration_id, schedule_id)
+            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                    \(bind: message.priority), \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.enqueuedAt),
+                    \(bind: message.integrationID), \(bind: message.scheduleID))
+            """
+        ).run()
+    }
+
+    /// Publishes up to `limit` staged messages and forgets them; returns how many went out. Concurrent flushers on
+    /// PostgreSQL skip each other's rows. If the broker refuses, the rows stay for the next flush.
+    @discardableResult
+    public func flushOutbox(limit: Int = 500) async throws -> Int {
+        guard usesOutbox else { return 0 }
+        let lock: SQLQueryString = database.engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let broker = self.broker
+        return try await database.transaction { sql in
+            let rows = try await sql.raw("SELECT * FROM task_outbox ORDER BY seq LIMIT \(bind: limit) \(lock)").all()
+            guard !rows.isEmpty else { return 0 }
+            let staged = try rows.map { row in
+                (
+                    try row.decode(column: "seq", as: Int64.self),
+                    TaskMessage(
+                        id: try row.decode(column: "task_id", as: String.self),
+                        name: try row.decode(column: "task_name", as: String.self),
+                        arguments: try row.decodeJSON(column: "arguments"),
+                        queue: try row.decode(column: "queue", as: String.self),
+                        priority: try row.decode(column: "priority", as: Int.self),
+                        attempt: try row.decode(column: "attempt", as: Int.self),
+                        enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
+                        integrationID: try row.decode(column: "integration_id", as: String?.self),
+                        scheduleID: try row.decode(column: "schedule_id", as: String?.self),
+                        maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
+                )
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (_, message) in staged { group.addTask { try await broker.publish(message) } }
+                try await group.waitForAll()
+            }
+            try await sql.raw("DELETE FROM task_outbox WHERE seq IN (\(binds: staged.map(\.0)))").run()
+            return staged.count
+        }
+    }
+
+    /// Messages waiting in the outbox.
+    public func outboxCount() async throws -> Int {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM task_outbox").first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+}

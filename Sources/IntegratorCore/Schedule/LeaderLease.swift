@@ -1,0 +1,127 @@
+// One leader among however many beats run: a PostgreSQL advisory lock, or a lease row on SQLite.
+import Foundation
+import Logging
+import SQLKit
+
+/// Elects one leader per database. On PostgreSQL the leader holds a session advisory lock on a connection of its
+/// own: if the process dies, even by SIGKILL, the server drops the connection and the lock with it, and a standby
+/// (trying once per ``retryInterval``) takes over within seconds. On SQLite a row in `beat_lease` is held by renewing
+/// it; a leader that stops renewing loses it when it expires.
+struct LeaderLease: Sendable {
+    let database: Database
+    let holder: String
+    let clock: any TimeSource
+    let logger: Logger
+    var retryInterval: Duration = .seconds(1)
+    /// How often the leader checks it still holds the lease.
+    var checkInterval: Duration = .seconds(2)
+    /// SQLite only: how long a lease lasts without renewal.
+    var leaseSeconds: TimeInterval = 10
+
+    /// The advisory lock key: any fixed number, distinct from the migrator's.
+    static let lockKey: Int64 = 7_242_002
+
+    /// Runs `lead` each time this process wins the lease, until cancelled. `lead` is cancelled when the lease is lost.
+    func run(_ lead: @escaping @Sendable () async throws -> Void) async throws {
+        var waitingLogged = false
+        while !Task.isCancelled {
+            let led: Bool
+            do {
+                led = try await attempt(lead)
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("beat lease lost or unavailable", metadata: ["error": "\(error)"])
+                led = true
+            }
+            if !led, !waitingLogged {
+                logger.info("another beat leads; standing by")
+                waitingLogged = true
+            } else if led {
+                waitingLogged = false
+            }
+            try? await Task.sleep(for: retryInterval)
+        }
+    }
+
+    /// Tries once; if the lease is won, leads until it is lost or the task is cancelled. Returns whether it led.
+    private func attempt(_ lead: @escaping @Sendable () async throws -> Void) async throws -> Bool {
+        switch database.engine {
+        case .postgres:
+            return try await database.withSQL { sql in
+                let won = try await sql.raw("SELECT pg_try_advisory_lock(\(bind: Self.lockKey)) AS won").first()?
+                    .decode(column: "won", as: Bool.self) ?? false
+                guard won else { return false }
+                defer { logger.info("beat leadership ended") }
+                do {
+                    try await leadWhile(lead) {
+                        // A query on the lock's own connection: if it fails, the lock may be gone.
+                        _ = try await sql.raw("SELECT 1 AS alive").first()
+                        return true
+                    }
+                } catch {
+                    _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first()
+                    throw error
+                }
+                _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first()
+                return true
+            }
+        case .sqlite:
+            guard try await claimRow() else { return false }
+            defer { logger.info("beat leadership ended") }
+            do {
+                try await leadWhile(lead) { try await claimRow() }
+            } catch {
+                try? await releaseRow()
+                throw error
+            }
+            try? await releaseRow()
+            return true
+        }
+    }
+
+    /// Runs `lead` next to a loop that calls `stillLeading` every ``checkInterval``; whichever ends first ends both.
+    private func leadWhile(
+        _ lead: @escaping @Sendable () async throws -> Void, stillLeading: @escaping @Sendable () async throws -> Bool
+    ) async throws {
+        logger.info("this beat leads")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await lead() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: checkInterval)
+                    guard try await stillLeading() else { throw LeaseLost() }
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// Takes or renews the SQLite lease; `false` when another live holder has it.
+    private func claimRow() async throws -> Bool {
+        let now = clock.now()
+        return try await database.withSQL { sql in
+            let rows = try await sql.raw(
+                """
+                INSERT INTO beat_lease (name, holder, expires_at) VALUES ('beat', \(bind: holder), \(bind: now.addingTimeInterval(leaseSeconds)))
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE beat_lease.holder = excluded.holder OR beat_lease.expires_at < \(bind: now)
+                RETURNING holder
+                """
+            ).all()
+            return !rows.isEmpty
+        }
+    }
+
+    private func releaseRow() async throws {
+        try await database.withSQL { sql in
+            try await sql.raw("DELETE FROM beat_lease WHERE name = 'beat' AND holder = \(bind: holder)").run()
+        }
+    }
+}
+
+/// The leader found it no longer holds the lease.
+struct LeaseLost: Error, CustomStringConvertible {
+    var description: String { "the beat lease was lost" }
+}

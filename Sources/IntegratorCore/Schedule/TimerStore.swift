@@ -1,0 +1,115 @@
+// Durable one-shot timers: a task to publish at a due time, stored until the beat fires it.
+import Foundation
+import SQLKit
+
+/// A task due at one instant. Clocked work, retries, scheduled webhooks and debounce flushes are all timers.
+public struct DurableTimer: Sendable, Equatable {
+    /// Caller-chosen (`debounce:user-42`) for upsert and cancel, or generated.
+    public var id: String
+    public var dueAt: Date
+    /// The message published when the timer fires; its `id` is the task id the run will carry.
+    public var message: TaskMessage
+
+    public init(id: String = Identifier.make(), dueAt: Date, message: TaskMessage) {
+        self.id = id
+        self.dueAt = dueAt
+        self.message = message
+    }
+}
+
+/// Reads and writes `timers`. Writers wake the beat so a timer due soon fires on time.
+public struct TimerStore: Sendable {
+    let database: Database
+    let wakeup: BeatWakeup
+
+    public init(database: Database, wakeup: BeatWakeup) {
+        self.database = database
+        self.wakeup = wakeup
+    }
+
+    /// Creates the timer, or moves an existing one with the same id to the new due time and task (a debounce).
+    public func upsert(_ timer: DurableTimer, at now: Date) async throws {
+        try await database.transaction { sql in
+            try await upsert(timer, at: now, sql)
+            try await BeatWakeup.notifyOthers(sql)
+        }
+        wakeup.notify()
+    }
+
+    /// Writes the timer inside the caller's transaction. The caller notifies the beat after committing.
+    func upsert(_ timer: DurableTimer, at now: Date, _ sql: any SQLDatabase) async throws {
+        let message = timer.message
+        try await sql.raw(
+            """
+            INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
+                                integration_id, schedule_id, created_at)
+            VALUES (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),
+                    \(bind: message.arguments.encodedString()), \(bind: message.queue), \(bind: message.priority),
+                    \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.integrationID),
+                    \(bind: message.scheduleID), \(bind: now))
+            ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
+                arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
+                attempt = excluded.attempt, max_attempts = excluded.max_attempts,
+                integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
+            """
+        ).run()
+    }
+
+    /// Removes a timer that has not fired; `false` when there is none with that id.
+    @discardableResult
+    public func cancel(id: String) async throws -> Bool {
+        try await database.withSQL { sql in
+            !(try await sql.raw("DELETE FROM timers WHERE id = \(bind: id) RETURNING id").all()).isEmpty
+        }
+    }
+
+    public func find(id: String) async throws -> DurableTimer? {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT * FROM timers WHERE id = \(bind: id)").first().map(Self.timer)
+        }
+    }
+
+    public func count() async throws -> Int {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM timers").first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
+    /// The earliest due time, if any timer is pending.
+    func earliestDue() async throws -> Date? {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT due_at FROM timers ORDER BY due_at LIMIT 1").first()?.decode(column: "due_at", as: Date.self)
+        }
+    }
+
+    /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them. On PostgreSQL
+    /// rows another transaction holds are skipped, so two beats never take the same timer.
+    func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> [DurableTimer] {
+        let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let rows = try await sql.raw(
+            "SELECT * FROM timers WHERE due_at <= \(bind: now) ORDER BY due_at, id LIMIT \(bind: limit) \(lock)"
+        ).all()
+        let timers = try rows.map(Self.timer)
+        if !timers.isEmpty {
+            try await sql.raw("DELETE FROM timers WHERE id IN (\(binds: timers.map(\.id)))").run()
+        }
+        return timers
+    }
+
+    static func timer(_ row: any SQLRow) throws -> DurableTimer {
+        DurableTimer(
+            id: try row.decode(column: "id", as: String.self),
+            dueAt: try row.decode(column: "due_at", as: Date.self),
+            message: TaskMessage(
+                id: try row.decode(column: "task_id", as: String.self),
+                name: try row.decode(column: "task_name", as: String.self),
+                arguments: try row.decodeJSON(column: "arguments"),
+                queue: try row.decode(column: "queue", as: String.self),
+                priority: try row.decode(column: "priority", as: Int.self),
+                attempt: try row.decode(column: "attempt", as: Int.self),
+                enqueuedAt: try row.decode(column: "created_at", as: Date.self),
+                integrationID: try row.decode(column: "integration_id", as: String?.self),
+                scheduleID: try row.decode(column: "schedule_id", as: String?.self),
+                maxAttempts: try row.decode(column: "max_attempts", as: Int?.self)))
+    }
+}

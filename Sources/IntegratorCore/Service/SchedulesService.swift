@@ -1,0 +1,285 @@
+// Creating, changing, firing and previewing schedules, shared by the API and the CLI.
+import Foundation
+
+/// The schedules use cases.
+public struct SchedulesService: Sendable {
+    let store: ScheduleStore
+    let integrations: IntegrationStore
+    let dispatcher: TaskDispatcher
+    let registry: PluginRegistry
+    let wakeup: BeatWakeup
+    let clock: any TimeSource
+
+    /// The task an integration's schedule runs.
+    public static let fetchTask = "integration.fetch"
+    public static let previewCounts = 1...1000
+    static let graceSeconds = 0...604_800
+    static let longestInterval = 1...31_622_400
+
+    public init(
+        store: ScheduleStore, integrations: IntegrationStore, dispatcher: TaskDispatcher, registry: PluginRegistry,
+        wakeup: BeatWakeup, clock: any TimeSource
+    ) {
+        self.store = store
+        self.integrations = integrations
+        self.dispatcher = dispatcher
+        self.registry = registry
+        self.wakeup = wakeup
+        self.clock = clock
+    }
+
+    /// Creates a schedule from its API body (see the README for the fields).
+    public func create(_ body: JSONValue) async throws -> Schedule {
+        var input = try InputObject(body)
+        let now = clock.now()
+        let name = input.string("name", required: true)
+        var schedule = Schedule(
+            id: Identifier.make(now: now), name: name ?? "", taskName: "", arguments: .object([:]), timing: .interval(seconds: 60),
+            enabled: true, oneOff: false, startTime: nil, expires: nil, queue: IntegrationsService.defaultQueue,
+            priority: IntegrationsService.defaultPriority, misfire: .runOnce,
+            misfireGraceSeconds: Schedule.defaultMisfireGraceSeconds, overlap: .skip, integrationID: nil, anchor: now,
+            nextRunAt: nil, lastRunAt: nil, lastTaskID: nil, totalRunCount: 0, createdAt: now, updatedAt: now)
+        try await readTarget(&input, into: &schedule, creating: true)
+        if let timing = readTiming(&input) {
+            schedule.timing = timing
+        } else if !input.issues.contains(where: { ["interval", "crontab", "clocked"].contains($0.field) }) {
+            input.addIssue("interval", "one of interval, crontab or clocked is required")
+        }
+        readOptions(&input, into: &schedule)
+        try input.finish()
+        schedule.anchor = schedule.startTime ?? now
+        schedule.nextRunAt = schedule.firstFireTime(from: now)
+        try await save(schedule, insert: true)
+        wakeup.notify()
+        return schedule
+    }
+
+    /// Changes any writable field. The next fire time is recomputed when the timing, window or `enabled` changes.
+    public func update(id: String, _ body: JSONValue) async throws -> Schedule {
+        var schedule = try await get(id: id)
+        let before = schedule
+        var input = try InputObject(body)
+        if let name = input.string("name") { schedule.name = name }
+        try await readTarget(&input, into: &schedule, creating: false)
+        if let timing = readTiming(&input) { schedule.timing = timing }
+        readOptions(&input, into: &schedule)
+        try input.finish()
+        let now = clock.now()
+        schedule.updatedAt = now
+        if schedule.startTime != before.startTime { schedule.anchor = schedule.startTime ?? before.createdAt }
+        let timingChanged =
+            schedule.timing != before.timing || schedule.startTime != before.startTime || schedule.expires != before.expires
+            || schedule.enabled != before.enabled
+        if timingChanged || schedule.nextRunAt == nil {
+            schedule.nextRunAt = schedule.firstFireTime(from: now)
+        }
+        try await save(schedule, insert: false)
+        wakeup.notify()
+        return schedule
+    }
+
+    public func get(id: String) async throws -> Schedule {
+        guard Identifier.isWellFormed(id), let schedule = try await store.find(id: id) else {
+            throw ServiceError(.notFound, "no schedule with id \(id)")
+        }
+        return schedule
+    }
+
+    /// A schedule by id, or by name for the CLI.
+    public func get(idOrName: String) async throws -> Schedule {
+        if Identifier.isWellFormed(idOrName), let schedule = try await store.find(id: idOrName) { return schedule }
+        guard let schedule = try await store.find(name: idOrName) else {
+            throw ServiceError(.notFound, "no schedule with id or name '\(idOrName)'")
+        }
+        return schedule
+    }
+
+    public func list(enabled: Bool?, integrationID: String?, page: PageRequest) async throws -> Page<Schedule> {
+        try await store.list(enabled: enabled, integrationID: integrationID, page: page)
+    }
+
+    public func delete(id: String) async throws {
+        guard Identifier.isWellFormed(id), try await store.delete(id: id) else {
+            throw ServiceError(.notFound, "no schedule with id \(id)")
+        }
+        wakeup.notify()
+    }
+
+    /// Fires the schedule once now, whatever its timing and `enabled`; returns the task.
+    public func runNow(id: String) async throws -> TaskMessage {
+        let schedule = try await get(id: id)
+        let now = clock.now()
+        let message = schedule.message(at: now)
+        try await dispatcher.database.transaction { sql in
+            try await dispatcher.stage(message, at: now, sql)
+            try await store.recordManualRun(id: schedule.id, taskID: message.id, at: now, sql)
+        }
+        if dispatcher.usesOutbox {
+            do {
+                try await dispatcher.flushOutbox()
+            } catch {
+                // The run is recorded and waits in the outbox; the beat publishes it when the broker is back.
+                wakeup.notify()
+            }
+        }
+        return message
+    }
+
+    /// The next `count` fire times of a stored schedule, from now.
+    public func preview(id: String, count: Int) async throws -> [Date] {
+        let schedule = try await get(id: id)
+        var times: [Date] = []
+        var cursor = schedule.nextRunAt ?? schedule.firstFireTime(from: clock.now())
+        while let time = cursor, times.count < count {
+            times.append(time)
+            if case .clocked = schedule.timing { break }
+            cursor = schedule.nextFireTime(after: time)
+        }
+        return times
+    }
+
+    // MARK: Reading input
+
+    /// `task` + `args`, or `integration` (which implies the fetch task with the integration's queue and priority).
+    private func readTarget(_ input: inout InputObject, into schedule: inout Schedule, creating: Bool) async throws {
+        if let integrationID = input.string("integration", length: 1...100) {
+            if Identifier.isWellFormed(integrationID), let integration = try await integrations.find(id: integrationID) {
+                schedule.integrationID = integration.id
+                schedule.taskName = Self.fetchTask
+                schedule.arguments = ["integration_id": .string(integration.id)]
+                schedule.queue = integration.queue
+                schedule.priority = integration.priority
+            } else {
+                input.addIssue("integration", "no integration with id \(integrationID)")
+            }
+            if input.has("task") { input.addIssue("task", "must be absent when integration is given") }
+            if input.has("args") { input.addIssue("args", "must be absent when integration is given") }
+            return
+        }
+        if let task = input.string("task", required: creating, length: 1...200) {
+            if registry.taskHandler(task) == nil {
+                input.addIssue("task", "unknown task '\(task)'; known tasks: \(registry.taskNames.joined(separator: ", "))")
+            }
+            schedule.taskName = task
+            schedule.integrationID = nil
+        }
+        if let arguments = input.raw("args"), arguments != .null {
+            if arguments.objectValue == nil {
+                input.addIssue("args", "must be an object, got \(arguments.typeName)")
+            } else {
+                schedule.arguments = arguments
+            }
+        }
+    }
+
+    /// Exactly one of `interval`, `crontab`, `clocked`; `nil` when none is given (or it is wrong, with issues added).
+    private func readTiming(_ input: inout InputObject) -> ScheduleTiming? {
+        let given = ["interval", "crontab", "clocked"].filter { input.has($0) && input.raw($0) != .null }
+        if given.count > 1 {
+            input.addIssue(given[1], "give only one of interval, crontab or clocked (also got \(given[0]))")
+            return nil
+        }
+        guard let kind = given.first, let value = input.object(kind) else { return nil }
+        guard var timing = try? InputObject(value, path: kind) else { return nil }
+        defer { input.add(timing.issues) }
+        switch kind {
+        case "interval":
+            guard let every = timing.integer("every", required: true, range: Self.longestInterval) else {
+                try? timing.finish()
+                return nil
+            }
+            return (try? timing.finish()) == nil ? nil : .interval(seconds: every)
+        case "crontab":
+            let text = timing.string("expression", required: true, length: 1...200)
+            let zoneName = timing.string("timezone", length: 1...100) ?? "UTC"
+            var expression: CronExpression?
+            if let text {
+                do {
+                    expression = try CronExpression(text)
+                } catch {
+                    timing.addIssue("expression", error.message)
+                }
+            }
+            let zone = TimeZone(identifier: zoneName)
+            if zone == nil {
+                timing.addIssue("timezone", "unknown time zone '\(zoneName)'; use an IANA name such as Europe/London")
+            }
+            guard (try? timing.finish()) != nil, let expression, let zone else { return nil }
+            return .crontab(expression, timeZone: zone)
+        default:
+            let at = Self.readDate(&timing, "at", required: true)
+            guard (try? timing.finish()) != nil, let at else { return nil }
+            return .clocked(at)
+        }
+    }
+
+    private func readOptions(_ input: inout InputObject, into schedule: inout Schedule) {
+        if let enabled = input.bool("enabled") { schedule.enabled = enabled }
+        if let oneOff = input.bool("one_off") { schedule.oneOff = oneOff }
+        if input.has("start_time") { schedule.startTime = Self.readDate(&input, "start_time") }
+        if input.has("expires") { schedule.expires = Self.readDate(&input, "expires") }
+        if let queue = input.string("queue", length: 1...64) {
+            if let problem = IntegrationsService.problem(withQueueName: queue) {
+                input.addIssue("queue", problem)
+            } else {
+                schedule.queue = queue
+            }
+        }
+        if let priority = input.integer("priority", range: IntegrationsService.priorities) { schedule.priority = priority }
+        if let misfire = input.string("misfire", length: 1...20) {
+            if let policy = MisfirePolicy(rawValue: misfire) {
+                schedule.misfire = policy
+            } else {
+                input.addIssue("misfire", "must be one of \(MisfirePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        if let grace = input.integer("misfire_grace_seconds", range: Self.graceSeconds) { schedule.misfireGraceSeconds = grace }
+        if let overlap = input.string("overlap", length: 1...20) {
+            if let policy = OverlapPolicy(rawValue: overlap) {
+                schedule.overlap = policy
+            } else {
+                input.addIssue("overlap", "must be one of \(OverlapPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        for readOnly in ["last_run_at", "total_run_count", "next_run_at", "id", "created_at", "updated_at"] where input.has(readOnly) {
+            _ = input.raw(readOnly)
+            input.addIssue(readOnly, "is read-only")
+        }
+        if let start = schedule.startTime, let expires = schedule.expires, expires <= start {
+            input.addIssue("expires", "must be after start_time")
+        }
+    }
+
+    /// An ISO 8601 date-time member, with or without fractional seconds.
+    static func readDate(_ input: inout InputObject, _ key: String, required: Bool = false) -> Date? {
+        guard let text = input.string(key, required: required, length: 1...64) else { return nil }
+        guard let date = parseDate(text) else {
+            input.addIssue(key, "must be an ISO 8601 date-time with a zone, such as 2026-11-23T12:00:00Z")
+            return nil
+        }
+        return date
+    }
+
+    /// Parses an ISO 8601 instant such as `2026-11-23T12:00:00Z` or `2026-11-23T09:00:00.250-03:00`.
+    public static func parseDate(_ text: String) -> Date? {
+        if let date = try? Date(text, strategy: .iso8601) { return date }
+        return try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    private func save(_ schedule: Schedule, insert: Bool) async throws {
+        do {
+            if insert { try await store.insert(schedule) } else { try await store.update(schedule) }
+        } catch let error as StoreError where error.code == .conflict {
+            throw ServiceError(.conflict, "a schedule named '\(schedule.name)' already exists")
+        }
+    }
+}
+
+extension Schedule {
+    /// The task message one fire of this schedule publishes.
+    func message(at now: Date) -> TaskMessage {
+        TaskMessage(
+            name: taskName, arguments: arguments, queue: queue, priority: priority, enqueuedAt: now,
+            integrationID: integrationID, scheduleID: id)
+    }
+}
