@@ -15,13 +15,16 @@ public struct Runtime: Sendable {
     public let broker: any Broker
     public let runs: TaskRunStore
     public let tasks: TasksService
+    /// Outbound HTTP for plugins: pooled connections, the SSRF guard, rate budgets. Shut down by ``shutdown()``.
+    public let outbound: OutboundHTTP
 
     /// - Parameters:
     ///   - settings: must carry secret keys; the CLI refuses to build a runtime without them.
     ///   - passwordHasher: bcrypt cost; tests lower it to keep user creation fast.
+    ///   - outboundOptions: defaults to the settings' allowed ranges and the system clock.
     public init(
         settings: Settings, database: Database, registry: PluginRegistry, clock: any TimeSource = SystemTimeSource(),
-        logger: Logger, passwordHasher: PasswordHasher = PasswordHasher()
+        logger: Logger, passwordHasher: PasswordHasher = PasswordHasher(), outboundOptions: OutboundHTTP.Options? = nil
     ) async throws {
         guard let keys = settings.secretKeys else {
             throw ConfigurationError(variable: "INTEGRATOR_SECRET_KEY", expected: "base64 of 32 bytes (it is not set)")
@@ -32,8 +35,10 @@ public struct Runtime: Sendable {
         self.clock = clock
         self.logger = logger
         let credentialStore = CredentialStore(database: database)
+        self.outbound = OutboundHTTP(
+            options: outboundOptions ?? OutboundHTTP.Options(allowedRanges: settings.outboundAllowedRanges), logger: logger)
         self.credentials = CredentialsService(
-            store: credentialStore, registry: registry, box: SecretBox(keys: keys), clock: clock)
+            store: credentialStore, registry: registry, box: SecretBox(keys: keys), clock: clock, outbound: outbound)
         self.integrations = IntegrationsService(
             store: IntegrationStore(database: database), credentials: credentialStore, registry: registry, clock: clock)
         self.users = UsersService(
@@ -52,6 +57,11 @@ public struct Runtime: Sendable {
 }
 
 extension Runtime {
+    /// Releases what the runtime holds open besides the database (outbound connections). Call once, at the end.
+    public func shutdown() async {
+        await outbound.shutdown()
+    }
+
     /// A worker on this runtime's broker, store and plugins.
     public func makeWorker(_ options: WorkerOptions, id: String? = nil) -> Worker {
         Worker(options: options, broker: broker, runs: runs, registry: registry, clock: clock, logger: logger, id: id)

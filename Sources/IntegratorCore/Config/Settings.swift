@@ -20,11 +20,13 @@ public struct Settings: Sendable {
     public var maxBodySize: Int
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
+    /// Private, loopback and other guarded ranges that outbound HTTP may reach anyway. Default none.
+    public var outboundAllowedRanges: [IPAddressRange]
 
     public init(
         database: DatabaseLocation = .defaultSQLite, broker: BrokerLocation = .sql, secretKeys: SecretKeyRing? = nil,
         apiToken: Secret? = nil, httpHost: String = "127.0.0.1", httpPort: Int = 8000, maxBodySize: Int = 1 << 20,
-        logLevel: Logger.Level = .info, logFormat: LogFormat = .text
+        logLevel: Logger.Level = .info, logFormat: LogFormat = .text, outboundAllowedRanges: [IPAddressRange] = []
     ) {
         self.database = database
         self.broker = broker
@@ -35,6 +37,7 @@ public struct Settings: Sendable {
         self.maxBodySize = maxBodySize
         self.logLevel = logLevel
         self.logFormat = logFormat
+        self.outboundAllowedRanges = outboundAllowedRanges
     }
 
     /// Log output shape.
@@ -100,6 +103,18 @@ public struct Settings: Sendable {
                     variable: "LOG_LEVEL", expected: "one of trace, debug, info, notice, warning, error, critical", got: text)
             }
             logLevel = level
+        }
+        if let text = value("INTEGRATOR_OUTBOUND_ALLOW_CIDRS") {
+            outboundAllowedRanges = try text.split(separator: ",").map { item throws(ConfigurationError) in
+                let cidr = item.trimmingCharacters(in: .whitespaces)
+                guard let range = IPAddressRange(cidr) else {
+                    throw ConfigurationError(
+                        variable: "INTEGRATOR_OUTBOUND_ALLOW_CIDRS",
+                        expected: "comma-separated CIDRs such as 10.0.0.0/8 or fd00::/8 (a network address, prefix up to 32 or 128)",
+                        got: cidr)
+                }
+                return range
+            }
         }
         if let text = value("LOG_FORMAT") {
             guard let format = LogFormat(rawValue: text.lowercased()) else {

@@ -63,11 +63,17 @@ public struct CredentialValues: Sendable, CustomStringConvertible {
     }
 }
 
-/// What the engine hands a plugin when it calls it outside a fetch: a logger, for now.
+/// What the engine hands a plugin when it calls it outside a fetch (a connection test).
 public struct PluginContext: Sendable {
     public var logger: Logger
+    /// HTTP signed with the credentials under test; see ``OutboundClient``.
+    public var http: OutboundClient
 
-    public init(logger: Logger) { self.logger = logger }
+    /// - Parameter http: defaults to a client that refuses every request.
+    public init(logger: Logger, http: OutboundClient = .unavailable) {
+        self.logger = logger
+        self.http = http
+    }
 }
 
 /// An error a plugin raises on purpose. Its message is shown to users and stored with runs, so it must hold no secret.

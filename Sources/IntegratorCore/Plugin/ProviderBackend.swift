@@ -65,10 +65,14 @@ public struct FetchContext: Sendable {
     public var state: any FetchState
     public var records: any RecordSink
     public var logger: Logger
+    /// HTTP for the fetch, signed with the integration's credentials and guarded against private addresses.
+    /// Built by `runtime.outbound.client(for:credentialsID:type:logger:)`.
+    public var http: OutboundClient
 
+    /// - Parameter http: defaults to a client that refuses every request, for providers that make none.
     public init(
         integrationID: String, integrationName: String, config: [String: JSONValue], credentials: CredentialValues?,
-        state: any FetchState, records: any RecordSink, logger: Logger
+        state: any FetchState, records: any RecordSink, logger: Logger, http: OutboundClient = .unavailable
     ) {
         self.integrationID = integrationID
         self.integrationName = integrationName
@@ -77,5 +81,6 @@ public struct FetchContext: Sendable {
         self.state = state
         self.records = records
         self.logger = logger
+        self.http = http
     }
 }

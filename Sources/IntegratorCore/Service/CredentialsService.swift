@@ -20,12 +20,17 @@ public struct CredentialsService: Sendable {
     let registry: PluginRegistry
     let box: SecretBox
     let clock: any TimeSource
+    /// Gives connection tests a working HTTP client.
+    let outbound: OutboundHTTP?
 
-    public init(store: CredentialStore, registry: PluginRegistry, box: SecretBox, clock: any TimeSource) {
+    public init(
+        store: CredentialStore, registry: PluginRegistry, box: SecretBox, clock: any TimeSource, outbound: OutboundHTTP? = nil
+    ) {
         self.store = store
         self.registry = registry
         self.box = box
         self.clock = clock
+        self.outbound = outbound
     }
 
     /// Creates credentials from `{"name", "type", "public", "secret"}`.
@@ -139,7 +144,8 @@ public struct CredentialsService: Sendable {
             throw ServiceError(.unsupported, "credentials type '\(values.typeID)' has no connection test")
         }
         do {
-            return try await tester.testConnection(values, context: PluginContext(logger: logger))
+            let http = outbound?.client(for: values, credentialsID: id, type: tester, logger: logger) ?? .unavailable
+            return try await tester.testConnection(values, context: PluginContext(logger: logger, http: http))
         } catch let error as PluginError {
             return .failure(error.message)
         }

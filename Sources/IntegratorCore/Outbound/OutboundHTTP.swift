@@ -1,0 +1,237 @@
+// Outbound HTTP for one process: the pinned connection pools, the SSRF guard, DNS, rate budgets, and the send loop.
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The process's outbound HTTP. ``Runtime`` owns one; plugins get ``OutboundClient`` views of it through their
+/// context. Shut it down once at the end (``shutdown()``, or run it as a `Service` in the process's group).
+public final class OutboundHTTP: Sendable, Service {
+    /// Behaviour shared by every client of the process.
+    public struct Options: Sendable {
+        /// Ranges the SSRF guard lets through although they are private, loopback, link-local… Default none.
+        public var allowedRanges: [IPAddressRange]
+        /// The time and the waiting for backoff and rate budgets. Default the system clock; tests pass a ``ManualSleeper``.
+        public var sleeper: any Sleeper
+        /// The budget per credentials id for clients that do not set their own. Default 10 requests/s, bursts of 20.
+        public var rateLimit: RateLimit
+        /// Seconds to establish a connection. Default 10.
+        public var connectTimeout: TimeInterval
+        /// Seconds a DNS answer is reused. Default 30.
+        public var resolutionTTL: TimeInterval
+        /// `User-Agent` for requests that set none. Default `Integrator`.
+        public var userAgent: String
+
+        public init(
+            allowedRanges: [IPAddressRange] = [], sleeper: any Sleeper = SystemSleeper(), rateLimit: RateLimit = .default,
+            connectTimeout: TimeInterval = 10, resolutionTTL: TimeInterval = 30, userAgent: String = "Integrator"
+        ) {
+            self.allowedRanges = allowedRanges
+            self.sleeper = sleeper
+            self.rateLimit = rateLimit
+            self.connectTimeout = connectTimeout
+            self.resolutionTTL = resolutionTTL
+            self.userAgent = userAgent
+        }
+    }
+
+    public let options: Options
+    let policy: AddressPolicy
+    private let resolver: HostResolver
+    private let pool: PinnedClientPool
+    private let budgets = RateBudgets()
+    private let logger: Logger
+
+    public init(options: Options = Options(), logger: Logger) {
+        self.options = options
+        self.policy = AddressPolicy(allowing: options.allowedRanges)
+        self.resolver = HostResolver(ttl: options.resolutionTTL, clock: options.sleeper)
+        self.pool = PinnedClientPool(connectTimeout: options.connectTimeout, clock: options.sleeper)
+        self.logger = logger
+    }
+
+    /// The client for one fetch or connection test.
+    /// - Parameters:
+    ///   - credentials: decrypted credentials; `type` signs requests with them when it is ``RequestAuthenticating``.
+    ///   - credentialsID: the stored credentials' id, which keys the rate budget.
+    ///   - type: the credentials' type, from the registry.
+    public func client(
+        for credentials: CredentialValues?, credentialsID: String?, type: (any CredentialsType)?, logger: Logger
+    ) -> OutboundClient {
+        var logger = logger
+        if let credentialsID { logger[metadataKey: "credentials.id"] = "\(credentialsID)" }
+        return OutboundClient(
+            engine: self, credentials: credentials, credentialsID: credentialsID,
+            authenticator: credentials == nil ? nil : type as? any RequestAuthenticating,
+            rateLimit: credentialsID == nil ? nil : options.rateLimit, logger: logger)
+    }
+
+    /// A client without credentials.
+    public func client(logger: Logger) -> OutboundClient {
+        client(for: nil, credentialsID: nil, type: nil, logger: logger)
+    }
+
+    /// Waits for the service group's shutdown, then closes every connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Closes every connection; later requests fail with code `unavailable`. Safe to call more than once.
+    public func shutdown() async {
+        await pool.shutdown()
+    }
+
+    // MARK: Sending
+
+    func send(_ original: OutboundRequest, with client: OutboundClient) async throws -> OutboundResponse {
+        var request = original
+        let target = try OutboundURL(target: request.target, base: client.baseURL, items: [])
+        if let authenticator = client.authenticator, let credentials = client.credentials,
+            try client.baseURL.map({ try OutboundURL(parsing: $0).origin == target.origin }) ?? true
+        {
+            try authenticator.authenticate(&request, with: credentials)
+        }
+        let url = try OutboundURL(target: request.target, base: client.baseURL, items: request.query)
+        for header in client.headers where request.header(header.name) == nil { request.headers.append(header) }
+        if request.header("user-agent") == nil { request.headers.append(("user-agent", options.userAgent)) }
+        let label = "\(request.method) \(url.redacted)"
+        let sleeper = options.sleeper
+        var attempt = 0
+        while true {
+            attempt += 1
+            try await waitForBudget(client)
+            let response: OutboundResponse
+            do {
+                response = try await exchange(request, url: url, label: label, attempt: attempt, client: client)
+            } catch let error as OutboundError
+                where error.isTransient && request.isIdempotent && client.retry.allowsRetry(after: attempt)
+            {
+                let delay = backoff(after: attempt, client.retry)
+                client.logger.debug(
+                    "outbound request failed, retrying",
+                    metadata: ["http.request": "\(label)", "error": "\(error.detail)", "retry.delay_s": "\(delay)"])
+                try await sleeper.sleep(seconds: delay)
+                continue
+            }
+            let retryable = response.status == 429 || (response.status >= 500 && request.isIdempotent)
+            guard retryable, client.retry.allowsRetry(after: attempt) else { return response }
+            let delay: TimeInterval
+            if let asked = RetryAfter.seconds(from: response.header("retry-after"), now: sleeper.now()) {
+                guard asked <= client.maxRetryAfter else {
+                    client.logger.debug(
+                        "server asked to wait longer than allowed; not retrying",
+                        metadata: ["http.request": "\(label)", "retry_after_s": "\(asked)"])
+                    return response
+                }
+                delay = asked
+            } else {
+                delay = backoff(after: attempt, client.retry)
+            }
+            if response.status == 429, let key = client.credentialsID, let limit = client.rateLimit {
+                // Other fetches with the same credentials wait too: the server counts them together.
+                budgets.pause(key, until: sleeper.now().addingTimeInterval(delay), limit: limit, now: sleeper.now())
+            }
+            client.logger.debug(
+                "outbound request got a retryable status",
+                metadata: ["http.request": "\(label)", "http.status": "\(response.status)", "retry.delay_s": "\(delay)"])
+            try await sleeper.sleep(seconds: delay)
+        }
+    }
+
+    private func waitForBudget(_ client: OutboundClient) async throws {
+        guard let key = client.credentialsID, let limit = client.rateLimit else { return try Task.checkCancellation() }
+        let wait = budgets.reserve(key, limit: limit, now: options.sleeper.now())
+        if wait > 0 {
+            client.logger.trace("waiting for the rate budget", metadata: ["wait_s": "\(wait)"])
+        }
+        try await options.sleeper.sleep(seconds: wait)
+    }
+
+    private func backoff(after attempt: Int, _ policy: RetryPolicy) -> TimeInterval {
+        var generator = SystemRandomNumberGenerator()
+        return policy.nextDelay(after: attempt, using: &generator)
+    }
+
+    /// One attempt: resolve, check every address, connect to a checked one, read the whole body.
+    private func exchange(
+        _ request: OutboundRequest, url: OutboundURL, label: String, attempt: Int, client: OutboundClient
+    ) async throws -> OutboundResponse {
+        let addresses: [IPAddress]
+        do {
+            addresses = try await resolver.addresses(of: url.host)
+        } catch var error as OutboundError {
+            error.request = label
+            throw error
+        }
+        for address in addresses {
+            if let reason = policy.refusal(for: address) {
+                let subject = IPAddress(url.host) == nil ? "\(url.host) → \(address)" : "\(address)"
+                throw OutboundError(
+                    .refusedAddress, request: label,
+                    detail: "refused \(subject) (\(reason)); list it in INTEGRATOR_OUTBOUND_ALLOW_CIDRS to allow it")
+            }
+        }
+        // Later attempts move through the addresses, so one unreachable address does not fail every try.
+        let address = addresses[(attempt - 1) % addresses.count]
+        var outgoing = HTTPClientRequest(url: url.absoluteString)
+        outgoing.setMethod(request.method)
+        for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
+        if let body = request.body { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
+        let timeout = TimeAmount.milliseconds(Int64((request.timeout ?? client.timeout) * 1000))
+        let limit = client.maxResponseSize
+        do {
+            let response = try await pool.withClient(for: .init(host: url.host, address: address)) { http in
+                let response = try await http.execute(outgoing, timeout: timeout)
+                let body = try await response.body.collect(upTo: limit)
+                return OutboundResponse(
+                    status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                    body: Data(body.readableBytesView))
+            }
+            client.logger.debug(
+                "outbound request",
+                metadata: [
+                    "http.request": "\(label)", "http.status": "\(response.status)", "net.peer.address": "\(address)",
+                    "http.attempt": "\(attempt)",
+                ])
+            return response
+        } catch var error as OutboundError {
+            error.request = label
+            throw error
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw Self.translate(error, label: label, limit: limit)
+        }
+    }
+
+    /// A transport error as an ``OutboundError``. AsyncHTTPClient's and NIO's descriptions name codes, hosts and
+    /// ports, never headers or queries, so they are safe to keep as detail.
+    private static func translate(_ error: any Error, label: String, limit: Int) -> OutboundError {
+        if error is NIOTooManyBytesError {
+            return OutboundError(.tooLarge, request: label, detail: "the response is larger than \(limit) bytes")
+        }
+        if let error = error as? HTTPClientError,
+            [.deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout].contains(error)
+        {
+            return OutboundError(.timeout, request: label, detail: "timed out (\(error))")
+        }
+        return OutboundError(.connection, request: label, detail: String("\(error)".prefix(300)))
+    }
+}
+
+extension HTTPClientRequest {
+    /// Known methods as their own cases: AsyncHTTPClient frames `HEAD` responses and bodiless requests by case.
+    fileprivate mutating func setMethod(_ name: String) {
+        switch name {
+        case "GET": method = .GET
+        case "HEAD": method = .HEAD
+        case "POST": method = .POST
+        case "PUT": method = .PUT
+        case "PATCH": method = .PATCH
+        case "DELETE": method = .DELETE
+        case "OPTIONS": method = .OPTIONS
+        default: method = .RAW(value: name)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+// Turning a request's target, base URL and query into the URL that is sent, and the redacted form errors show.
+import Foundation
+
+/// A checked http(s) URL, split into the parts the client needs.
+struct OutboundURL: Sendable, Equatable {
+    var scheme: String
+    /// Lower case; IPv6 literals without brackets.
+    var host: String
+    var port: Int?
+    /// Percent-encoded, starting with `/`.
+    var path: String
+    /// Percent-encoded, without `?`; may be empty.
+    var query: String
+
+    /// Parses an absolute URL.
+    /// - Throws: ``OutboundError`` with code `invalidURL`; the message shows the URL without its query.
+    init(parsing text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            throw OutboundError(.invalidURL, detail: "'\(Self.redact(text))' is not a valid URL")
+        }
+        guard scheme == "http" || scheme == "https" else {
+            throw OutboundError(.invalidURL, detail: "'\(Self.redact(text))' is not an http or https URL")
+        }
+        guard components.user == nil, components.password == nil else {
+            throw OutboundError(.invalidURL, detail: "URLs must not carry user names or passwords; use credentials")
+        }
+        var host = (components.host ?? "").lowercased()
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else {
+            throw OutboundError(.invalidURL, detail: "'\(Self.redact(text))' has no host")
+        }
+        self.scheme = scheme
+        self.host = host
+        self.port = components.port
+        let path = components.percentEncodedPath
+        self.path = path.isEmpty ? "/" : path
+        self.query = components.percentEncodedQuery ?? ""
+    }
+
+    /// `target` under `base` (paths are appended to the base path, as API docs write them), or `target` itself when
+    /// it is absolute; then `items` added to the query.
+    init(target: String, base: String?, items: [URLQueryItem]) throws {
+        let head = target.prefix(8).lowercased()
+        if head.hasPrefix("http://") || head.hasPrefix("https://") {
+            try self.init(parsing: target)
+        } else {
+            guard let base else {
+                throw OutboundError(.invalidURL, detail: "'\(Self.redact(target))' is relative and the client has no base URL")
+            }
+            var url = try OutboundURL(parsing: base)
+            let (targetPath, targetQuery) = Self.split(target)
+            let basePath = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+            url.path = targetPath.isEmpty ? url.path : basePath + (targetPath.hasPrefix("/") ? "" : "/") + targetPath
+            url.query = [url.query, targetQuery].filter { !$0.isEmpty }.joined(separator: "&")
+            self = url
+        }
+        let encoded = items.map { Self.encode($0.name) + ($0.value.map { "=" + Self.encode($0) } ?? "") }
+        if !encoded.isEmpty {
+            query = ([query].filter { !$0.isEmpty } + encoded).joined(separator: "&")
+        }
+    }
+
+    /// Scheme, host and port: requests to another origin do not get the client's credentials.
+    var origin: String {
+        "\(scheme)://\(hostForURL)\(port.map { ":\($0)" } ?? "")"
+    }
+
+    /// The URL as sent.
+    var absoluteString: String {
+        origin + path + (query.isEmpty ? "" : "?" + query)
+    }
+
+    /// The URL without its query, for errors and logs.
+    var redacted: String { origin + path }
+
+    var defaultPort: Int { scheme == "https" ? 443 : 80 }
+
+    private var hostForURL: String { host.contains(":") ? "[\(host)]" : host }
+
+    private static func split(_ target: String) -> (path: String, query: String) {
+        guard let mark = target.firstIndex(of: "?") else { return (target, "") }
+        return (String(target[..<mark]), String(target[target.index(after: mark)...]))
+    }
+
+    /// Cuts the query and any user info from a URL that failed to parse.
+    static func redact(_ text: String) -> String {
+        var text = Substring(text.prefix { $0 != "?" && $0 != "#" })
+        if let schemeEnd = text.range(of: "://"), let at = text[schemeEnd.upperBound...].firstIndex(of: "@"),
+            !text[schemeEnd.upperBound..<at].contains("/")
+        {
+            text = text[..<schemeEnd.upperBound] + text[text.index(after: at)...]
+        }
+        return String(text.prefix(200))
+    }
+
+    /// RFC 3986 unreserved characters stay; everything else is percent-encoded (so `+`, `&`, `=` survive).
+    private static func encode(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
+
+/// Reads `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+enum RetryAfter {
+    /// Seconds to wait from `now`, or `nil` when the header is absent or malformed. Dates in the past give 0.
+    static func seconds(from value: String?, now: Date) -> TimeInterval? {
+        guard let value = value?.split(separator: " ").joined(separator: " "), !value.isEmpty else { return nil }
+        if value.allSatisfy(\.isASCII), value.allSatisfy(\.isNumber) {
+            return TimeInterval(value)
+        }
+        // IMF-fixdate, then the two obsolete forms recipients must still accept.
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = format
+            if let date = formatter.date(from: value) { return max(0, date.timeIntervalSince(now)) }
+        }
+        return nil
+    }
+}
