@@ -17,7 +17,7 @@ struct Integrator: AsyncParsableCommand {
         version: IntegratorVersion.current,
         subcommands: [
             DevCommand.self, ServeCommand.self, WorkerCommand.self, MigrateCommand.self, UsersCommand.self, TokensCommand.self,
-            PluginsCommand.self, BenchCommand.self,
+            PluginsCommand.self, BenchCommand.self, BeatCommand.self, ScheduleCommand.self, SchedulesCommand.self,
         ]
     )
 }
@@ -84,7 +84,13 @@ func withRuntime(_ settings: Settings, _ body: @Sendable (Runtime) async throws 
     let registry = try BuiltinPlugins.registry()
     try await Database.withDatabase(settings.database, logger: logger) { database in
         let runtime = try await Runtime(settings: settings, database: database, registry: registry, logger: logger)
-        try await body(runtime)
+        do {
+            try await body(runtime)
+        } catch {
+            await runtime.shutdown()
+            throw error
+        }
+        await runtime.shutdown()
     }
 }
 

@@ -49,7 +49,7 @@ extension Routes {
             }
             let schedule = try await runtime.schedules.get(id: try context.parameters.require("id"))
             let times = try await runtime.schedules.preview(id: schedule.id, count: count)
-            let zone = schedule.timing.timeZone
+            let zone = schedule.timing.displayZone
             return JSONValue.object([
                 "timezone": .string(zone.identifier),
                 "times": .array(times.map { .string($0.iso8601(in: zone)) }),
@@ -94,7 +94,7 @@ extension Routes {
 
 extension ScheduleTiming {
     /// The zone fire times are shown in: the crontab's, else UTC.
-    var timeZone: TimeZone {
+    public var displayZone: TimeZone {
         if case .crontab(_, let zone) = self { return zone }
         return TimeZone(identifier: "UTC")!
     }
