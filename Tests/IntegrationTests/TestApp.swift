@@ -26,19 +26,28 @@ struct TestApp: Sendable {
         try await TestDatabase.withDatabase { database in
             let settings = Settings(
                 database: database.location, secretKeys: try SecretKeyRing(parsing: SecretKeyRing.generateEncodedKey(), variable: "test"),
-                apiToken: Secret(apiToken), httpHost: "127.0.0.1", httpPort: 0, maxBodySize: maxBodySize)
+                apiToken: Secret(apiToken), httpHost: "127.0.0.1", httpPort: 0, maxBodySize: maxBodySize,
+                // Fake external APIs listen on 127.0.0.1.
+                outboundAllowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let clock = ManualTimeSource(realClock ? Date() : startDate)
             let runtime = try await Runtime(
                 settings: settings, database: database, registry: try PluginRegistry(BuiltinPlugins.all + extraPlugins),
                 clock: realClock ? SystemTimeSource() : clock, logger: TestDatabase.logger, passwordHasher: PasswordHasher(cost: 4))
             _ = try await runtime.users.create(username: "admin", role: "admin", password: Secret(adminPassword))
             let app = APIServer.makeApplication(runtime)
-            return try await app.test(.live) { client in
-                let login = try await client.json(.post, "/api/v1/auth/token", body: ["username": "admin", "password": .string(adminPassword)])
-                guard login.status == .ok, let token = login.json["access_token"]?.stringValue else {
-                    throw TestSetupError("admin login failed: \(login.status)")
+            do {
+                let value = try await app.test(.live) { client in
+                    let login = try await client.json(.post, "/api/v1/auth/token", body: ["username": "admin", "password": .string(adminPassword)])
+                    guard login.status == .ok, let token = login.json["access_token"]?.stringValue else {
+                        throw TestSetupError("admin login failed: \(login.status)")
+                    }
+                    return try await body(TestApp(runtime: runtime, client: client, clock: clock, adminToken: token))
                 }
-                return try await body(TestApp(runtime: runtime, client: client, clock: clock, adminToken: token))
+                await runtime.shutdown()
+                return value
+            } catch {
+                await runtime.shutdown()
+                throw error
             }
         }
     }
