@@ -17,6 +17,10 @@ public struct Runtime: Sendable {
     public let tasks: TasksService
     /// Outbound HTTP for plugins: pooled connections, the SSRF guard, rate budgets. Shut down by ``shutdown()``.
     public let outbound: OutboundHTTP
+    /// Runs and enqueues provider fetches (the `integration.fetch` and `integration.fetch_all` tasks).
+    public let fetches: FetchService
+    /// What fetches stored: records, change events, fetch state.
+    public let records: RecordsService
 
     /// - Parameters:
     ///   - settings: must carry secret keys; the CLI refuses to build a runtime without them.
@@ -31,7 +35,6 @@ public struct Runtime: Sendable {
         }
         self.settings = settings
         self.database = database
-        self.registry = registry
         self.clock = clock
         self.logger = logger
         let credentialStore = CredentialStore(database: database)
@@ -52,7 +55,16 @@ public struct Runtime: Sendable {
             self.broker = try RabbitMQBroker(url: url, runs: runs, clock: clock, logger: logger)
         }
         self.runs = runs
-        self.tasks = TasksService(broker: broker, runs: runs, registry: registry, clock: clock)
+        // The engine's fetch tasks need this runtime's services, so they join the plugins' registry here, and
+        // every process that runs workers finds them.
+        let fetches = FetchService(
+            database: database, integrations: integrations, credentials: credentials, registry: registry, runs: runs,
+            tasks: TasksService(broker: broker, runs: runs, registry: registry, clock: clock), clock: clock)
+        let engineRegistry = try PluginRegistry(registry.plugins.filter { $0.id != Plugin.fetchPipelineID } + [.fetchPipeline(fetches)])
+        self.registry = engineRegistry
+        self.fetches = fetches
+        self.records = RecordsService(database: database, integrations: integrations)
+        self.tasks = TasksService(broker: broker, runs: runs, registry: engineRegistry, clock: clock)
     }
 }
 

@@ -17,7 +17,7 @@ struct Integrator: AsyncParsableCommand {
         version: IntegratorVersion.current,
         subcommands: [
             DevCommand.self, ServeCommand.self, WorkerCommand.self, MigrateCommand.self, UsersCommand.self, TokensCommand.self,
-            PluginsCommand.self, BenchCommand.self, BeatCommand.self, ScheduleCommand.self, SchedulesCommand.self,
+            PluginsCommand.self, BenchCommand.self, RunCommand.self, BeatCommand.self, ScheduleCommand.self, SchedulesCommand.self,
         ]
     )
 }

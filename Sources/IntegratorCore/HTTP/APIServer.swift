@@ -37,6 +37,7 @@ public enum APIServer {
         routes.addIntegrations(to: api.group("integrations"))
         routes.addUsers(to: api.group("users"))
         routes.addTasks(to: api)
+        routes.addRecords(to: api)
         routes.addSchedules(to: api.group("schedules"))
         return router
     }

@@ -3,5 +3,52 @@ import SQLKit
 
 extension Migration {
     /// Records, fetch state and events.
-    static let fetchPipeline = Migration(version: 5, name: "fetch_pipeline") { _ in [] }
+    ///
+    /// Records and fetch state belong to their integration and go with it. Events are a log for delivery: they
+    /// carry a copy of the record and outlive both the record and the integration.
+    static let fetchPipeline = Migration(version: 5, name: "fetch_pipeline") { facts in
+        [
+            """
+            CREATE TABLE records (
+                id TEXT PRIMARY KEY,
+                integration_id TEXT NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+                stream TEXT NOT NULL,
+                external_id TEXT NOT NULL,
+                data \(facts.json) NOT NULL,
+                content_hash TEXT NOT NULL,
+                first_seen_at \(facts.timestamp) NOT NULL,
+                last_seen_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL,
+                UNIQUE (integration_id, stream, external_id)
+            )
+            """,
+            // Listing one integration's records in id order, and "changed since".
+            "CREATE INDEX records_listing ON records (integration_id, id)",
+            "CREATE INDEX records_changed ON records (integration_id, updated_at)",
+            """
+            CREATE TABLE fetch_state (
+                integration_id TEXT NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+                stream TEXT NOT NULL,
+                cursor \(facts.json) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL,
+                PRIMARY KEY (integration_id, stream)
+            )
+            """,
+            """
+            CREATE TABLE events (
+                id TEXT PRIMARY KEY,
+                type TEXT NOT NULL,
+                integration_id TEXT NOT NULL,
+                stream TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                external_id TEXT NOT NULL,
+                data \(facts.json) NOT NULL,
+                created_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            "CREATE INDEX events_type ON events (type, id)",
+            "CREATE INDEX events_integration ON events (integration_id, id)",
+            "CREATE INDEX events_created ON events (created_at)",
+        ]
+    }
 }

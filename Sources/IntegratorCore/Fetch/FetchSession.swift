@@ -1,0 +1,167 @@
+// One run of a provider's fetch: the record sink and the state it is given, writing records in batches as they come.
+import Crypto
+import Foundation
+
+/// Receives a provider's records and checkpoints. Records are normalized, hashed and buffered; every
+/// `batchSize` records, and at every checkpoint, the buffer is written in one transaction with its events and
+/// the checkpoint. Memory stays bounded by the batch size however long the fetch runs.
+actor FetchSession: RecordSink, FetchState {
+    private let integrationID: String
+    private let provider: any ProviderBackend
+    private let store: RecordStore
+    private let clock: any TimeSource
+    private let batchSize: Int
+    private let started = ContinuousClock.now
+    private let onProgress: @Sendable (FetchSummary) -> Void
+
+    private var cursors: [String: JSONValue]
+    private var buffer: [PreparedRecord] = []
+    /// Position in `buffer` of each buffered record, so a record yielded twice before a write is written once.
+    private var buffered: [RecordKey: Int] = [:]
+    private var pendingCheckpoints: [String: JSONValue] = [:]
+    private var summary: FetchSummary
+    /// One write at a time, in order, so a checkpoint is never committed before the records yielded ahead of it.
+    private var writing = false
+    private var waitingWriters: [CheckedContinuation<Void, Never>] = []
+
+    private struct RecordKey: Hashable {
+        var stream: String
+        var externalID: String
+    }
+
+    init(
+        integration: Integration, provider: any ProviderBackend, store: RecordStore, cursors: [String: JSONValue],
+        clock: any TimeSource, batchSize: Int, onProgress: @escaping @Sendable (FetchSummary) -> Void
+    ) {
+        self.integrationID = integration.id
+        self.provider = provider
+        self.store = store
+        self.cursors = cursors
+        self.clock = clock
+        self.batchSize = min(max(1, batchSize), RecordStore.maximumBatchSize)
+        self.onProgress = onProgress
+        self.summary = FetchSummary(integrationID: integration.id, integrationName: integration.name, provider: provider.id)
+    }
+
+    // MARK: RecordSink
+
+    func emit(_ record: RawRecord) async throws {
+        let prepared = try prepare(record)
+        summary.received += 1
+        let key = RecordKey(stream: prepared.stream, externalID: prepared.externalID)
+        if let index = buffered[key] {
+            buffer[index] = prepared
+        } else {
+            buffered[key] = buffer.count
+            buffer.append(prepared)
+        }
+        if buffer.count >= batchSize { try await write() }
+    }
+
+    // MARK: FetchState
+
+    func cursor(for stream: String) async throws -> JSONValue? { cursors[stream] }
+
+    func checkpoint(_ cursor: JSONValue, for stream: String) async throws {
+        cursors[stream] = cursor
+        pendingCheckpoints[stream] = cursor
+        summary.pages += 1
+        try await write()
+    }
+
+    // MARK: Running
+
+    /// Writes what is still buffered and returns the final counts.
+    func finish() async throws -> FetchSummary {
+        try await write()
+        return progress()
+    }
+
+    /// The counts so far.
+    func progress() -> FetchSummary {
+        var snapshot = summary
+        snapshot.elapsed = ContinuousClock.now - started
+        return snapshot
+    }
+
+    private func prepare(_ raw: RawRecord) throws -> PreparedRecord {
+        let record: RawRecord
+        do {
+            record = try provider.normalize(raw)
+        } catch let error as PluginError {
+            throw PluginError(
+                "normalizing record \(raw.externalID) of stream \(raw.stream) failed: \(error.message)", permanent: error.isPermanent)
+        } catch {
+            throw PluginError("normalizing record \(raw.externalID) of stream \(raw.stream) failed: \(error)")
+        }
+        if let problem = Self.problem(with: record) { throw PluginError(problem, permanent: true) }
+        let json = record.data.encodedString()
+        return PreparedRecord(
+            stream: record.stream, externalID: record.externalID, json: json, contentHash: Self.hash(json))
+    }
+
+    /// Why a provider's record cannot be stored, in words for the provider's author.
+    static func problem(with record: RawRecord) -> String? {
+        if record.stream.isEmpty || record.stream.utf8.count > 100 {
+            return "the provider yielded a record whose stream name is empty or longer than 100 bytes"
+        }
+        if record.externalID.isEmpty || record.externalID.utf8.count > 500 {
+            return "the provider yielded a record of stream \(record.stream) whose external id is empty or longer than 500 bytes"
+        }
+        return nil
+    }
+
+    /// SHA-256 of the canonical JSON, as lowercase hex.
+    static func hash(_ json: String) -> String {
+        let digest = SHA256.hash(data: Data(json.utf8))
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        for byte in digest {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
+    }
+
+    /// Writes everything buffered (in chunks of at most `batchSize`) with the pending checkpoints.
+    private func write() async throws {
+        await takeWriteTurn()
+        defer { passWriteTurn() }
+        repeat {
+            let chunk = Array(buffer.prefix(batchSize))
+            buffer.removeFirst(chunk.count)
+            let checkpoints: [String: JSONValue]
+            if buffer.isEmpty {
+                // Checkpoints go with the last chunk: the records yielded before them are in it or already written.
+                checkpoints = pendingCheckpoints
+                pendingCheckpoints = [:]
+                buffered = [:]
+            } else {
+                checkpoints = [:]
+                buffered = Dictionary(uniqueKeysWithValues: buffer.enumerated().map { (RecordKey(stream: $1.stream, externalID: $1.externalID), $0) })
+            }
+            guard !chunk.isEmpty || !checkpoints.isEmpty else { return }
+            let counts = try await store.write(
+                chunk, integrationID: integrationID, eventPrefix: provider.id, checkpoints: checkpoints, at: clock.now())
+            for (stream, streamCounts) in counts { summary.streams[stream, default: RecordCounts()] += streamCounts }
+            onProgress(progress())
+        } while !buffer.isEmpty
+    }
+
+    private func takeWriteTurn() async {
+        guard writing else {
+            writing = true
+            return
+        }
+        await withCheckedContinuation { waitingWriters.append($0) }
+    }
+
+    private func passWriteTurn() {
+        if waitingWriters.isEmpty {
+            writing = false
+        } else {
+            waitingWriters.removeFirst().resume()
+        }
+    }
+}
