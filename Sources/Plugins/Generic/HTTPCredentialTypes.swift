@@ -1,8 +1,10 @@
 // Credential types any HTTP plugin can accept: bearer token, basic auth, a custom header, a query parameter.
+// Each signs the requests of the plugin's `context.http` itself (``RequestAuthenticating``).
+import Foundation
 import IntegratorCore
 
 /// `Authorization: Bearer <token>`.
-public struct HTTPBearerCredentials: CredentialsType {
+public struct HTTPBearerCredentials: RequestAuthenticating {
     public let id = "http-bearer"
     public let name = "HTTP bearer token"
     public let publicFields: FieldSet = []
@@ -11,10 +13,15 @@ public struct HTTPBearerCredentials: CredentialsType {
     ]
 
     public init() {}
+
+    public func authenticate(_ request: inout OutboundRequest, with credentials: CredentialValues) throws {
+        let token = try requiredSecret("token", in: credentials)
+        request.setHeader("authorization", "Bearer \(token.reveal())")
+    }
 }
 
 /// HTTP basic authentication.
-public struct HTTPBasicCredentials: CredentialsType {
+public struct HTTPBasicCredentials: RequestAuthenticating {
     public let id = "http-basic"
     public let name = "HTTP basic auth"
     public let publicFields: FieldSet = [
@@ -33,10 +40,16 @@ public struct HTTPBasicCredentials: CredentialsType {
         }
         return []
     }
+
+    public func authenticate(_ request: inout OutboundRequest, with credentials: CredentialValues) throws {
+        let password = try requiredSecret("password", in: credentials)
+        let username = credentials.string("username") ?? ""
+        request.setHeader("authorization", "Basic " + Data("\(username):\(password.reveal())".utf8).base64EncodedString())
+    }
 }
 
 /// A secret sent in a header of the plugin's choosing, such as `X-API-Key` or Sympla's `s_token`.
-public struct HTTPHeaderCredentials: CredentialsType {
+public struct HTTPHeaderCredentials: RequestAuthenticating {
     public let id = "http-header"
     public let name = "HTTP header"
     public let publicFields: FieldSet = [
@@ -62,10 +75,18 @@ public struct HTTPHeaderCredentials: CredentialsType {
         }
         return []
     }
+
+    public func authenticate(_ request: inout OutboundRequest, with credentials: CredentialValues) throws {
+        let value = try requiredSecret("value", in: credentials)
+        guard let header = credentials.string("header_name") else {
+            throw PluginError("credentials of type '\(id)' have no 'header_name'", permanent: true)
+        }
+        request.setHeader(header, value.reveal())
+    }
 }
 
 /// A secret sent as a query parameter, for APIs that take `?api_key=…`.
-public struct HTTPQueryCredentials: CredentialsType {
+public struct HTTPQueryCredentials: RequestAuthenticating {
     public let id = "http-query"
     public let name = "HTTP query parameter"
     public let publicFields: FieldSet = [
@@ -85,6 +106,16 @@ public struct HTTPQueryCredentials: CredentialsType {
             return [FieldIssue(field: "public.param_name", message: "must not contain '&', '=', '#', '?', '/' or spaces")]
         }
         return []
+    }
+
+    /// Adds the parameter. The client never writes query strings to errors or logs, so the value stays out of both.
+    public func authenticate(_ request: inout OutboundRequest, with credentials: CredentialValues) throws {
+        let value = try requiredSecret("value", in: credentials)
+        guard let name = credentials.string("param_name") else {
+            throw PluginError("credentials of type '\(id)' have no 'param_name'", permanent: true)
+        }
+        request.query.removeAll { $0.name == name }
+        request.query.append(URLQueryItem(name: name, value: value.reveal()))
     }
 }
 
