@@ -59,7 +59,7 @@ public struct Runtime: Sendable {
         // every process that runs workers finds them.
         let fetches = FetchService(
             database: database, integrations: integrations, credentials: credentials, registry: registry, runs: runs,
-            tasks: TasksService(broker: broker, runs: runs, registry: registry, clock: clock), clock: clock)
+            tasks: TasksService(broker: broker, runs: runs, registry: registry, clock: clock), outbound: outbound, clock: clock)
         let engineRegistry = try PluginRegistry(registry.plugins.filter { $0.id != Plugin.fetchPipelineID } + [.fetchPipeline(fetches)])
         self.registry = engineRegistry
         self.fetches = fetches

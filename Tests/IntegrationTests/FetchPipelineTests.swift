@@ -137,7 +137,7 @@ struct FetchPipelineTests {
             #expect(try await app.call(.get, "/api/v1/integrations/\(Identifier.make())/records").status == .notFound)
 
             // A later change shows up in updated_since and as updated events; earlier ones do not.
-            app.clock.advance(by: 3600)
+            app.clock.advance(by: 120)
             let cutoff = Self.iso(app.clock.now())
             #expect(try await app.call(.patch, "/api/v1/integrations/\(paged)", body: ["config": ["label": "two"]]).status == .ok)
             #expect(try await app.call(.delete, "/api/v1/integrations/\(paged)/state?stream=rows").status == .noContent)

@@ -29,14 +29,18 @@ public struct FetchService: Sendable {
     let state: FetchStateStore
     let runs: TaskRunStore
     let tasks: TasksService
+    let outbound: OutboundHTTP
     let clock: any TimeSource
     let options: FetchOptions
 
-    /// - Parameter tasks: enqueues fetch tasks. Enqueueing a built message does not consult the registry, so a
-    ///   service built on the plugins' registry (before the engine's own task handlers joined it) is fine here.
+    /// - Parameters:
+    ///   - tasks: enqueues fetch tasks. Enqueueing a built message does not consult the registry, so a service
+    ///     built on the plugins' registry (before the engine's own task handlers joined it) is fine here.
+    ///   - outbound: makes each fetch's HTTP client, signed with the integration's credentials.
     public init(
         database: Database, integrations: IntegrationsService, credentials: CredentialsService, registry: PluginRegistry,
-        runs: TaskRunStore, tasks: TasksService, clock: any TimeSource, options: FetchOptions = FetchOptions()
+        runs: TaskRunStore, tasks: TasksService, outbound: OutboundHTTP, clock: any TimeSource,
+        options: FetchOptions = FetchOptions()
     ) {
         self.integrations = integrations
         self.integrationStore = IntegrationStore(database: database)
@@ -46,6 +50,7 @@ public struct FetchService: Sendable {
         self.state = FetchStateStore(database: database)
         self.runs = runs
         self.tasks = tasks
+        self.outbound = outbound
         self.clock = clock
         self.options = options
     }
@@ -77,9 +82,13 @@ public struct FetchService: Sendable {
             integration: integration, provider: provider, store: records,
             cursors: Dictionary(cursors.map { ($0.stream, $0.cursor) }, uniquingKeysWith: { _, last in last }),
             clock: clock, batchSize: options.batchSize, onProgress: onProgress)
+        let providerLogger = redactor.wrap(logger)
+        let http = outbound.client(
+            for: credentialValues, credentialsID: integration.credentialsID,
+            type: credentialValues.flatMap { registry.credentialsType($0.typeID) }, logger: providerLogger)
         let context = FetchContext(
             integrationID: integration.id, integrationName: integration.name, config: config, credentials: credentialValues,
-            state: session, records: session, logger: redactor.wrap(logger))
+            state: session, records: session, logger: providerLogger, http: http)
         logger.debug("fetch started", metadata: ["fetch.resumed_streams": "\(cursors.count)"])
         do {
             try await provider.fetch(context)
