@@ -44,16 +44,23 @@ func eventually(_ seconds: Double = 20, _ condition: @Sendable () async throws -
     return try await condition()
 }
 
-/// Runs a worker for the duration of `body`, then cancels it.
+/// Runs a worker, and a beat for its retries, for the duration of `body`, then cancels both.
 func withWorker<T: Sendable>(
     _ app: TestApp, _ options: WorkerOptions, id: String? = nil, _ body: @Sendable (Worker) async throws -> T
 ) async throws -> T {
     let worker = app.runtime.makeWorker(options, id: id)
+    let beat = app.runtime.makeBeat()
     let running = Task { try await worker.run() }
-    defer { running.cancel() }
+    let beating = Task { try await beat.run() }
+    defer {
+        running.cancel()
+        beating.cancel()
+    }
     let value = try await body(worker)
     running.cancel()
+    beating.cancel()
     _ = try? await running.value
+    _ = try? await beating.value
     return value
 }
 

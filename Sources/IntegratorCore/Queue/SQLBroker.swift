@@ -59,9 +59,12 @@ public struct SQLBroker: Broker {
     }
 
     public func acknowledge(_ delivery: Delivery) async throws {
-        try await database.withSQL { sql in
-            try await sql.delete(from: "task_queue").where("seq", .equal, Int64(delivery.tag) ?? -1).run()
-        }
+        try await database.withSQL { sql in try await acknowledge(delivery, sql) }
+    }
+
+    /// Acknowledges inside the caller's transaction, so the outcome and the removal commit together.
+    func acknowledge(_ delivery: Delivery, _ sql: any SQLDatabase) async throws {
+        try await sql.delete(from: "task_queue").where("seq", .equal, Int64(delivery.tag) ?? -1).run()
     }
 
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {

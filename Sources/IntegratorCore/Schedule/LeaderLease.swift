@@ -53,6 +53,8 @@ struct LeaderLease: Sendable {
                     .decode(column: "won", as: Bool.self) ?? false
                 guard won else { return false }
                 defer { logger.info("beat leadership ended") }
+                // Unlock even when cancelled (in a task of its own), or the pooled connection would keep the lock.
+                let unlock = { await Task { _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first() }.value }
                 do {
                     try await leadWhile(lead) {
                         // A query on the lock's own connection: if it fails, the lock may be gone.
@@ -60,22 +62,24 @@ struct LeaderLease: Sendable {
                         return true
                     }
                 } catch {
-                    _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first()
+                    await unlock()
                     throw error
                 }
-                _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first()
+                await unlock()
                 return true
             }
         case .sqlite:
             guard try await claimRow() else { return false }
             defer { logger.info("beat leadership ended") }
+            // Released even when cancelled, so a standby need not wait for the lease to expire.
+            let release = { await Task { try? await releaseRow() }.value }
             do {
                 try await leadWhile(lead) { try await claimRow() }
             } catch {
-                try? await releaseRow()
+                await release()
                 throw error
             }
-            try? await releaseRow()
+            await release()
             return true
         }
     }

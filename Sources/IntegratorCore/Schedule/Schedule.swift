@@ -105,7 +105,8 @@ public struct Schedule: Sendable, Equatable {
             if let expires, instant > expires { return nil }
             return instant
         }
-        return nextFireTime(after: now.addingTimeInterval(-0.000_001))
+        // Strictly after now: an interval anchored at creation first fires one period later (at `start_time` if later).
+        return nextFireTime(after: now)
     }
 
     /// The decision for a schedule whose `nextRunAt` is at or before `now`.

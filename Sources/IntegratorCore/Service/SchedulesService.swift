@@ -15,6 +15,7 @@ public struct SchedulesService: Sendable {
     public static let previewCounts = 1...1000
     static let graceSeconds = 0...604_800
     static let longestInterval = 1...31_622_400
+    static let timingKinds = ["interval", "crontab", "clocked"]
 
     public init(
         store: ScheduleStore, integrations: IntegrationStore, dispatcher: TaskDispatcher, registry: PluginRegistry,
@@ -40,9 +41,10 @@ public struct SchedulesService: Sendable {
             misfireGraceSeconds: Schedule.defaultMisfireGraceSeconds, overlap: .skip, integrationID: nil, anchor: now,
             nextRunAt: nil, lastRunAt: nil, lastTaskID: nil, totalRunCount: 0, createdAt: now, updatedAt: now)
         try await readTarget(&input, into: &schedule, creating: true)
+        let timingGiven = Self.timingKinds.contains { input.has($0) }
         if let timing = readTiming(&input) {
             schedule.timing = timing
-        } else if !input.issues.contains(where: { ["interval", "crontab", "clocked"].contains($0.field) }) {
+        } else if !timingGiven {
             input.addIssue("interval", "one of interval, crontab or clocked is required")
         }
         readOptions(&input, into: &schedule)
@@ -174,7 +176,7 @@ public struct SchedulesService: Sendable {
 
     /// Exactly one of `interval`, `crontab`, `clocked`; `nil` when none is given (or it is wrong, with issues added).
     private func readTiming(_ input: inout InputObject) -> ScheduleTiming? {
-        let given = ["interval", "crontab", "clocked"].filter { input.has($0) && input.raw($0) != .null }
+        let given = Self.timingKinds.filter { input.has($0) && input.raw($0) != .null }
         if given.count > 1 {
             input.addIssue(given[1], "give only one of interval, crontab or clocked (also got \(given[0]))")
             return nil

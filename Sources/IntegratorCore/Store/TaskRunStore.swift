@@ -134,10 +134,11 @@ public struct TaskRunStore: Sendable {
         }
     }
 
-    /// Records how an attempt ended. For `.retrying`, `nextAttempt` is queued in the same transaction.
+    /// Records how an attempt ended. For `.retrying`, `nextAttempt` is queued in the same transaction, and so is
+    /// whatever `alsoInTransaction` writes (the retry's timer).
     public func recordOutcome(
         _ delivery: Delivery, state: TaskState, error: String?, result: JSONValue?, startedAt: Date, finishedAt: Date,
-        nextAttempt: Int? = nil
+        nextAttempt: Int? = nil, alsoInTransaction: (@Sendable (any SQLDatabase) async throws -> Void)? = nil
     ) async throws {
         let message = delivery.message
         let duration = Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded())
@@ -156,6 +157,7 @@ public struct TaskRunStore: Sendable {
             if let nextAttempt {
                 try await upsertAttempt(sql, taskID: message.id, attempt: nextAttempt, state: .queued, workerID: nil, deliveries: 0)
             }
+            try await alsoInTransaction?(sql)
         }
     }
 

@@ -44,6 +44,8 @@ public final class Worker: Service {
     let broker: any Broker
     let runs: TaskRunStore
     let registry: PluginRegistry
+    /// Where retries wait for their delay. Without it (a worker built outside a runtime) the broker delays them.
+    let timers: TimerStore?
     let clock: any TimeSource
     let logger: Logger
     private let inFlight = Mutex<[String: Delivery]>([:])
@@ -52,9 +54,10 @@ public final class Worker: Service {
     private let startedAt: Date
 
     public init(
-        options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry,
+        options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, timers: TimerStore? = nil,
         clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil
     ) {
+        self.timers = timers
         let host = ProcessInfo.processInfo.hostName
         self.id = id ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(Identifier.make().suffix(6))"
         self.options = options
@@ -261,10 +264,9 @@ public final class Worker: Service {
                 let delay = policy.nextDelay(after: message.attempt, using: &generator)
                 var next = message
                 next.attempt += 1
-                try await runs.recordOutcome(
-                    delivery, state: .retrying, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt,
-                    nextAttempt: next.attempt)
-                try await broker.retry(delivery, as: next, notBefore: finishedAt.addingTimeInterval(delay))
+                try await scheduleRetry(
+                    delivery, as: next, notBefore: finishedAt.addingTimeInterval(delay), error: summary, startedAt: startedAt,
+                    finishedAt: finishedAt)
                 logger.info("task will retry", metadata: ["error": "\(summary)", "retry.delay_s": "\(String(format: "%.2f", delay))"])
             } else {
                 try await runs.recordOutcome(delivery, state: .dead, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
@@ -272,6 +274,33 @@ public final class Worker: Service {
                 logger.warning("task dead after its last attempt", metadata: ["error": "\(summary)"])
             }
         }
+    }
+
+    /// Records the failed attempt and arranges the next one. With timers, the retry is a durable timer written in the
+    /// same transaction as the outcome (and, on the SQL broker, as the acknowledgement); a worker that dies before
+    /// acknowledging an external broker's message gets it back, and the stale attempt is dropped when it starts.
+    private func scheduleRetry(
+        _ delivery: Delivery, as next: TaskMessage, notBefore: Date, error: String, startedAt: Date, finishedAt: Date
+    ) async throws {
+        guard let timers else {
+            try await runs.recordOutcome(
+                delivery, state: .retrying, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+                nextAttempt: next.attempt)
+            try await broker.retry(delivery, as: next, notBefore: notBefore)
+            return
+        }
+        let timer = DurableTimer(id: "retry:\(next.id):\(next.attempt)", dueAt: notBefore, message: next)
+        let sqlBroker = broker as? SQLBroker
+        try await runs.recordOutcome(
+            delivery, state: .retrying, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+            nextAttempt: next.attempt
+        ) { sql in
+            try await timers.upsert(timer, at: finishedAt, sql)
+            try await sqlBroker?.acknowledge(delivery, sql)
+            try await BeatWakeup.notifyOthers(sql)
+        }
+        if sqlBroker == nil { try await broker.acknowledge(delivery) }
+        timers.wakeup.notify()
     }
 
     /// What is stored about an error. Handlers' own errors (``PluginError``) give their message; others their description.

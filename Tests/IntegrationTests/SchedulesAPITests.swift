@@ -1,0 +1,105 @@
+// /api/v1/schedules against a live server: validation, roles, preview, run now, edits.
+import Foundation
+import IntegratorCore
+import Testing
+
+@Suite("Schedules API")
+struct SchedulesAPITests {
+    @Test("bad input names every wrong part")
+    func validation() async throws {
+        try await TestApp.run { app in
+            let badCron = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["name": "x", "task": "core.noop", "crontab": ["expression": "0 25 * * *", "timezone": "Mars/Olympus"]])
+            #expect(badCron.status == .badRequest)
+            #expect(badCron.errorFields.sorted() == ["crontab.expression", "crontab.timezone"])
+            #expect(badCron.text.contains("hour"), "the message says which field of the expression is wrong: \(badCron.text)")
+
+            let several = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["name": "x", "task": "core.noop", "interval": ["every": 5], "clocked": ["at": "2026-01-01T00:00:00Z"]])
+            #expect(several.status == .badRequest && several.errorFields == ["interval"] || several.errorFields == ["clocked"])
+
+            let nothing = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["task": "nope.task", "interval": ["every": 0], "priority": 12, "misfire": "later", "overlap": "maybe"])
+            #expect(nothing.status == .badRequest)
+            #expect(
+                Set(nothing.errorFields) == ["name", "task", "interval.every", "priority", "misfire", "overlap"],
+                "\(nothing.text)")
+
+            let noTiming = try await app.call(.post, "/api/v1/schedules", body: ["name": "x", "task": "core.noop"])
+            #expect(noTiming.errorFields == ["interval"])
+            let badDate = try await app.call(
+                .post, "/api/v1/schedules", body: ["name": "x", "task": "core.noop", "clocked": ["at": "tomorrow"]])
+            #expect(badDate.errorFields == ["clocked.at"])
+        }
+    }
+
+    @Test("operators write, viewers read; names are unique")
+    func roles() async throws {
+        try await TestApp.run { app in
+            let body: JSONValue = ["name": "every-minute", "task": "core.noop", "interval": ["every": 60]]
+            let viewer = try await app.token(for: .viewer)
+            #expect(try await app.call(.post, "/api/v1/schedules", body: body, token: viewer).status == .forbidden)
+            let operatorToken = try await app.token(for: .operator)
+            let created = try await app.call(.post, "/api/v1/schedules", body: body, token: operatorToken)
+            #expect(created.status == .created)
+            #expect(created.json["next_run_at"]?.stringValue == TestApp.startDate.addingTimeInterval(60).formatted(.iso8601WithMilliseconds))
+            #expect(created.json["misfire"] == "run_once" && created.json["overlap"] == "skip" && created.json["enabled"] == true)
+            #expect(try await app.call(.post, "/api/v1/schedules", body: body, token: operatorToken).status == .conflict)
+            let listed = try await app.call(.get, "/api/v1/schedules", token: viewer)
+            #expect(listed.json["items"]?.arrayValue?.count == 1)
+            let readOnly = try await app.call(
+                .patch, "/api/v1/schedules/\(created.json["id"]!.stringValue!)", body: ["total_run_count": 5], token: operatorToken)
+            #expect(readOnly.errorFields == ["total_run_count"])
+        }
+    }
+
+    @Test("preview lists the next fire times in the schedule's zone")
+    func preview() async throws {
+        try await TestApp.run { app in
+            // 2026-10-31T12:00:00Z: the New York fall-back is the next night.
+            app.clock.set(Date(timeIntervalSince1970: 1_793_448_000))
+            let created = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["name": "hourly", "task": "core.noop", "crontab": ["expression": "0 * * * *", "timezone": "America/New_York"]],
+                token: TestApp.apiToken)
+            let id = try #require(created.json["id"]?.stringValue)
+            let preview = try await app.call(.get, "/api/v1/schedules/\(id)/preview?count=40", token: TestApp.apiToken)
+            let times = preview.json["times"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(times.count == 40)
+            #expect(times.first == "2026-10-31T09:00:00-04:00")
+            #expect(times.contains("2026-11-01T01:00:00-04:00") && times.contains("2026-11-01T01:00:00-05:00"))
+            #expect(try await app.call(.get, "/api/v1/schedules/\(id)/preview?count=0", token: TestApp.apiToken).errorFields == ["count"])
+        }
+    }
+
+    @Test("run fires now; disabling clears the next run; delete removes it")
+    func runDisableDelete() async throws {
+        try await TestApp.run { app in
+            let created = try await app.call(
+                .post, "/api/v1/schedules", body: ["name": "n", "task": "core.noop", "args": ["x": 1], "interval": ["every": 30]])
+            let id = try #require(created.json["id"]?.stringValue)
+            let run = try await app.call(.post, "/api/v1/schedules/\(id)/run")
+            #expect(run.status == .accepted)
+            let taskID = try #require(run.json["task_id"]?.stringValue)
+            let task = try await app.call(.get, "/api/v1/tasks/\(taskID)")
+            #expect(task.json["schedule"]?.stringValue == id && task.json["args"] == ["x": 1] && task.json["state"] == "queued")
+            #expect(try await app.call(.get, "/api/v1/schedules/\(id)").json["total_run_count"] == 1)
+
+            let disabled = try await app.call(.patch, "/api/v1/schedules/\(id)", body: ["enabled": false])
+            #expect(disabled.json["enabled"] == false && disabled.json["next_run_at"] == .null)
+            let enabled = try await app.call(.patch, "/api/v1/schedules/\(id)", body: ["enabled": true, "interval": ["every": 10]])
+            #expect(enabled.json["next_run_at"]?.stringValue != nil && enabled.json["interval"]?["every"] == 10)
+
+            #expect(try await app.call(.delete, "/api/v1/schedules/\(id)").status == .noContent)
+            #expect(try await app.call(.get, "/api/v1/schedules/\(id)").status == .notFound)
+        }
+    }
+}
+
+extension FormatStyle where Self == Date.ISO8601FormatStyle {
+    /// How the API writes instants.
+    static var iso8601WithMilliseconds: Date.ISO8601FormatStyle { Date.ISO8601FormatStyle(includingFractionalSeconds: true) }
+}
