@@ -16,7 +16,7 @@ struct LeaderLease: Sendable {
     /// How often the leader checks it still holds the lease.
     var checkInterval: Duration = .seconds(2)
     /// SQLite only: how long a lease lasts without renewal.
-    var leaseSeconds: TimeInterval = 10
+    var leaseSeconds: TimeInterval = 6
 
     /// The advisory lock key: any fixed number, distinct from the migrator's.
     static let lockKey: Int64 = 7_242_002
