@@ -36,6 +36,8 @@ public struct OutboundError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// The response, for ``Code/status`` errors. Its body is not part of ``description``.
     public var response: OutboundResponse?
+    /// `false` when the request never left (the connection could not be made), so even a `POST` may be sent again.
+    public internal(set) var requestWasSent = true
 
     public init(_ code: Code, request: String = "", detail: String, response: OutboundResponse? = nil) {
         self.code = code

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// The process's outbound HTTP. ``Runtime`` owns one; plugins get ``OutboundClient`` views of it through their
@@ -106,7 +107,8 @@ public final class OutboundHTTP: Sendable, Service {
             do {
                 response = try await exchange(request, url: url, label: label, attempt: attempt, client: client)
             } catch let error as OutboundError
-                where error.isTransient && request.isIdempotent && client.retry.allowsRetry(after: attempt)
+                where error.isTransient && (request.isIdempotent || !error.requestWasSent)
+                && client.retry.allowsRetry(after: attempt)
             {
                 let delay = backoff(after: attempt, client.retry)
                 client.logger.debug(
@@ -115,10 +117,16 @@ public final class OutboundHTTP: Sendable, Service {
                 try await sleeper.sleep(seconds: delay)
                 continue
             }
+            let asked = RetryAfter.seconds(from: response.header("retry-after"), now: sleeper.now())
+            if response.status == 429, let asked, let key = client.credentialsID, let limit = client.rateLimit {
+                // Every client of these credentials waits, retrying or not: the server counts them together.
+                let until = sleeper.now().addingTimeInterval(min(asked, client.maxRetryAfter))
+                budgets.pause(key, until: until, limit: limit, now: sleeper.now())
+            }
             let retryable = response.status == 429 || (response.status >= 500 && request.isIdempotent)
             guard retryable, client.retry.allowsRetry(after: attempt) else { return response }
             let delay: TimeInterval
-            if let asked = RetryAfter.seconds(from: response.header("retry-after"), now: sleeper.now()) {
+            if let asked {
                 guard asked <= client.maxRetryAfter else {
                     client.logger.debug(
                         "server asked to wait longer than allowed; not retrying",
@@ -128,10 +136,6 @@ public final class OutboundHTTP: Sendable, Service {
                 delay = asked
             } else {
                 delay = backoff(after: attempt, client.retry)
-            }
-            if response.status == 429, let key = client.credentialsID, let limit = client.rateLimit {
-                // Other fetches with the same credentials wait too: the server counts them together.
-                budgets.pause(key, until: sleeper.now().addingTimeInterval(delay), limit: limit, now: sleeper.now())
             }
             client.logger.debug(
                 "outbound request got a retryable status",
@@ -211,12 +215,28 @@ public final class OutboundHTTP: Sendable, Service {
         if error is NIOTooManyBytesError {
             return OutboundError(.tooLarge, request: label, detail: "the response is larger than \(limit) bytes")
         }
-        if let error = error as? HTTPClientError,
-            [.deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout].contains(error)
-        {
+        if isConnectFailure(error) {
+            var failure = OutboundError(.connection, request: label, detail: "could not connect (\(String("\(error)".prefix(200))))")
+            failure.requestWasSent = false
+            return failure
+        }
+        if let error = error as? HTTPClientError, [.deadlineExceeded, .readTimeout, .writeTimeout].contains(error) {
             return OutboundError(.timeout, request: label, detail: "timed out (\(error))")
         }
         return OutboundError(.connection, request: label, detail: String("\(error)".prefix(300)))
+    }
+
+    /// Errors that can only happen before a byte of the request was written.
+    private static func isConnectFailure(_ error: any Error) -> Bool {
+        switch error {
+        case is NIOConnectionError: return true
+        case let error as HTTPClientError: return error == .connectTimeout
+        case let error as ChannelError:
+            if case .connectTimeout = error { return true }
+            return false
+        case let error as IOError: return [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode)
+        default: return false
+        }
     }
 }
 

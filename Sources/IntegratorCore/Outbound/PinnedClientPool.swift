@@ -114,6 +114,9 @@ final class PinnedClientPool: Sendable {
             timeout: .init(connect: .milliseconds(Int64(connectTimeout * 1000))),
             // No proxy: a proxy would connect on our behalf to addresses the guard never saw.
             proxy: nil)
+        // Failed connects come back at once instead of being retried inside the pool until the connect timeout: the
+        // client's own retry handles them, on the injectable clock, moving on to the host's next checked address.
+        configuration.connectionPool.retryConnectionEstablishment = false
         if IPAddress(target.host) == nil {
             configuration.dnsOverride = [target.host: target.address.description]
         }
