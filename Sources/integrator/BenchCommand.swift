@@ -13,7 +13,7 @@ import Darwin
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self])
+        commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self, FetchBench.self, BeatBench.self])
 }
 
 struct QueueBench: AsyncParsableCommand {
@@ -303,7 +303,7 @@ struct BenchFailure: Error, CustomStringConvertible {
 
 extension Duration {
     /// This duration in seconds, as a floating-point number.
-    fileprivate var seconds: Double {
+    var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }

@@ -15,7 +15,7 @@ struct BeatProcessTests {
 
         static func start(name: String, database: String, key: String, in directory: URL) throws -> BeatProcess {
             let log = directory.appendingPathComponent("\(name).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let process = Process()
             process.executableURL = CLITests.binary
             process.arguments = ["beat"]

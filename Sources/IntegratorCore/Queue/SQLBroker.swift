@@ -20,15 +20,27 @@ public struct SQLBroker: Broker {
 
     /// Inserts in an existing transaction, so a run record and its message are written together.
     func insert(_ message: TaskMessage, availableAt: Date, _ sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
-                                    deliveries, dead, integration_id, schedule_id, max_attempts)
-            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
-                    \(bind: message.priority), \(bind: message.attempt), \(bind: message.enqueuedAt), \(bind: availableAt),
-                    0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: message.maxAttempts))
-            """
-        ).run()
+        try await insert([message], availableAt: { _ in availableAt }, sql)
+    }
+
+    /// Inserts many messages with multi-row statements in an existing transaction.
+    func insert(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date, _ sql: any SQLDatabase) async throws {
+        for chunk in messages.chunks(of: 400) {
+            let rows = chunk.map { message -> SQLQueryString in
+                """
+                (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                 \(bind: message.priority), \(bind: message.attempt), \(bind: message.enqueuedAt), \(bind: availableAt(message)),
+                 0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: message.maxAttempts))
+                """
+            }
+            try await sql.raw(
+                """
+                INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
+                                        deliveries, dead, integration_id, schedule_id, max_attempts)
+                VALUES \(rows.joined(separator: ", "))
+                """
+            ).run()
+        }
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] {

@@ -28,20 +28,34 @@ public struct TaskDispatcher: Sendable {
 
     /// Records `message` as queued and stages it for its queue, inside the caller's transaction.
     func stage(_ message: TaskMessage, at now: Date, scheduledFor: Date? = nil, _ sql: any SQLDatabase) async throws {
-        try await runs.insertQueued(message, at: now, scheduledFor: scheduledFor, sql)
+        try await stage([QueuedRun(message: message, scheduledFor: scheduledFor)], at: now, sql)
+    }
+
+    /// Records and stages many messages with a few multi-row statements.
+    func stage(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws {
+        guard !batch.isEmpty else { return }
+        try await runs.insertQueued(batch, at: now, sql)
+        let messages = batch.map(\.message)
         if let queue = broker as? SQLBroker {
-            try await queue.insert(message, availableAt: message.enqueuedAt, sql)
+            try await queue.insert(messages, availableAt: \.enqueuedAt, sql)
             return
         }
-        try await sql.raw(
-            """
-            INSERT INTO task_outbox (task_id, task_name, arguments, queue, priority, attempt, max_attempts, enqueued_at,
-                                     integration_id, schedule_id)
-            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
-                    \(bind: message.priority), \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.enqueuedAt),
-                    \(bind: message.integrationID), \(bind: message.scheduleID))
-            """
-        ).run()
+        for chunk in messages.chunks(of: 400) {
+            let rows = chunk.map { message -> SQLQueryString in
+                """
+                (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                 \(bind: message.priority), \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.enqueuedAt),
+                 \(bind: message.integrationID), \(bind: message.scheduleID))
+                """
+            }
+            try await sql.raw(
+                """
+                INSERT INTO task_outbox (task_id, task_name, arguments, queue, priority, attempt, max_attempts, enqueued_at,
+                                         integration_id, schedule_id)
+                VALUES \(rows.joined(separator: ", "))
+                """
+            ).run()
+        }
     }
 
     /// Publishes up to `limit` staged messages and forgets them; returns how many went out. Concurrent flushers on

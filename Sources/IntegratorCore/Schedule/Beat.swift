@@ -147,13 +147,13 @@ public final class Beat: Service, Sendable {
             let due = try await schedules.lockDue(at: now, limit: options.batchSize, sql, engine: engine)
             guard !due.isEmpty else { return (0, 0) }
             let active = try await Self.activeTasks(due.compactMap(\.lastTaskID), sql)
-            var fired = 0
+            var fired: [QueuedRun] = []
             for schedule in due {
                 let plan = schedule.plan(at: now, previousRunActive: schedule.lastTaskID.map(active.contains) ?? false)
                 var lastTaskID = schedule.lastTaskID
                 for fireTime in plan.fireTimes {
                     let message = schedule.message(at: now)
-                    try await dispatcher.stage(message, at: now, scheduledFor: fireTime, sql)
+                    fired.append(QueuedRun(message: message, scheduledFor: fireTime))
                     lastTaskID = message.id
                 }
                 if plan.skippedAny {
@@ -162,9 +162,9 @@ public final class Beat: Service, Sendable {
                         metadata: ["schedule": "\(schedule.name)", "due": "\(schedule.nextRunAt.map { "\($0)" } ?? "-")"])
                 }
                 try await schedules.recordFire(schedule, plan: plan, lastTaskID: lastTaskID, at: now, sql)
-                fired += plan.fireTimes.count
             }
-            return (due.count, fired)
+            try await dispatcher.stage(fired, at: now, sql)
+            return (due.count, fired.count)
         }
         if fired > 0 { logger.debug("fired schedules", metadata: ["tasks": "\(fired)"]) }
         return count
@@ -175,11 +175,12 @@ public final class Beat: Service, Sendable {
         let engine = database.engine
         let due = try await database.transaction { sql in
             let due = try await timers.takeDue(at: now, limit: options.batchSize, sql, engine: engine)
-            for timer in due {
-                var message = timer.message
-                message.enqueuedAt = now
-                try await dispatcher.stage(message, at: now, scheduledFor: timer.dueAt, sql)
-            }
+            try await dispatcher.stage(
+                due.map { timer in
+                    var message = timer.message
+                    message.enqueuedAt = now
+                    return QueuedRun(message: message, scheduledFor: timer.dueAt)
+                }, at: now, sql)
             return due
         }
         if !due.isEmpty, let onPublished, !dispatcher.usesOutbox {

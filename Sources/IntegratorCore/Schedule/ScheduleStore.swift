@@ -91,7 +91,7 @@ public struct ScheduleStore: Sendable {
     func earliestDue() async throws -> Date? {
         try await database.withSQL { sql in
             try await sql.raw(
-                "SELECT next_run_at FROM schedules WHERE enabled = \(bind: true) AND next_run_at IS NOT NULL ORDER BY next_run_at LIMIT 1"
+                "SELECT next_run_at FROM schedules WHERE enabled = \(Self.enabledLiteral(database.engine)) AND next_run_at IS NOT NULL ORDER BY next_run_at LIMIT 1"
             ).first()?.decode(column: "next_run_at", as: Date.self)
         }
     }
@@ -101,7 +101,7 @@ public struct ScheduleStore: Sendable {
         let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
         return try await sql.raw(
             """
-            SELECT * FROM schedules WHERE enabled = \(bind: true) AND next_run_at <= \(bind: now)
+            SELECT * FROM schedules WHERE enabled = \(Self.enabledLiteral(engine)) AND next_run_at <= \(bind: now)
             ORDER BY next_run_at LIMIT \(bind: limit) \(lock)
             """
         ).all().map(Self.schedule)
@@ -134,6 +134,12 @@ public struct ScheduleStore: Sendable {
             WHERE id = \(bind: id)
             """
         ).run()
+    }
+
+    /// `true` spelled as a literal, so the planner can use the partial index on enabled schedules (a bound
+    /// parameter would hide that the predicate matches the index's).
+    private static func enabledLiteral(_ engine: Database.Engine) -> SQLQueryString {
+        engine == .postgres ? "TRUE" : "1"
     }
 
     private static func timingColumns(_ timing: ScheduleTiming) -> (every: Int?, expression: String?, zone: String?, at: Date?) {

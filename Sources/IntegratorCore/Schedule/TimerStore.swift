@@ -55,6 +55,39 @@ public struct TimerStore: Sendable {
         ).run()
     }
 
+    /// Creates many timers (or moves existing ones) in chunked multi-row statements, one transaction per chunk.
+    public func upsert(contentsOf timers: [DurableTimer], at now: Date) async throws {
+        for chunk in timers.chunks(of: Self.chunkSize) {
+            try await database.transaction { sql in
+                let rows = chunk.map { timer -> SQLQueryString in
+                    let message = timer.message
+                    return """
+                        (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),
+                         \(bind: message.arguments.encodedString()), \(bind: message.queue), \(bind: message.priority),
+                         \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.integrationID),
+                         \(bind: message.scheduleID), \(bind: now))
+                        """
+                }
+                try await sql.raw(
+                    """
+                    INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
+                                        integration_id, schedule_id, created_at)
+                    VALUES \(rows.joined(separator: ", "))
+                    ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
+                        arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
+                        attempt = excluded.attempt, max_attempts = excluded.max_attempts,
+                        integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
+                    """
+                ).run()
+                try await BeatWakeup.notifyOthers(sql)
+            }
+        }
+        wakeup.notify()
+    }
+
+    /// Timers per multi-row statement: 12 parameters each stays under both engines' limits on bound parameters.
+    static let chunkSize = 1000
+
     /// Removes a timer that has not fired; `false` when there is none with that id.
     @discardableResult
     public func cancel(id: String) async throws -> Bool {

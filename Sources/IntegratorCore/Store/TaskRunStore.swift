@@ -80,6 +80,12 @@ public struct WorkerInfo: Sendable, Equatable {
     public var lastSeen: Date
 }
 
+/// A run to record as queued, with the fire time that published it.
+struct QueuedRun: Sendable {
+    var message: TaskMessage
+    var scheduledFor: Date?
+}
+
 /// Reads and writes `task_runs`, `task_run_attempts` and `workers`.
 public struct TaskRunStore: Sendable {
     let database: Database
@@ -95,18 +101,44 @@ public struct TaskRunStore: Sendable {
     /// - Parameter scheduledFor: the fire time of the schedule or timer that published it; one schedule never has
     ///   two runs for the same fire time (a unique index says so).
     func insertQueued(_ message: TaskMessage, at now: Date, scheduledFor: Date? = nil, _ sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id,
-                                   scheduled_for, updated_at)
-            VALUES (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
-                    \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
-                    \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: scheduledFor), \(bind: now))
-            ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
-                started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
-            """
-        ).run()
-        try await upsertAttempt(sql, taskID: message.id, attempt: message.attempt, state: .queued, workerID: nil, deliveries: 0)
+        try await insertQueued([QueuedRun(message: message, scheduledFor: scheduledFor)], at: now, sql)
+    }
+
+    /// Records many runs as queued with a few multi-row statements (the beat fires in batches).
+    func insertQueued(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws {
+        // One statement may not touch a row twice; the last entry for a task wins.
+        var latest: [String: Int] = [:]
+        for (index, entry) in batch.enumerated() { latest[entry.message.id] = index }
+        let unique = batch.enumerated().filter { latest[$0.element.message.id] == $0.offset }.map(\.element)
+        for chunk in unique.chunks(of: 400) {
+            let runs = chunk.map { entry -> SQLQueryString in
+                let message = entry.message
+                return """
+                    (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
+                     \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
+                     \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: entry.scheduledFor), \(bind: now))
+                    """
+            }
+            try await sql.raw(
+                """
+                INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id,
+                                       scheduled_for, updated_at)
+                VALUES \(runs.joined(separator: ", "))
+                ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
+                    started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
+                """
+            ).run()
+            let attempts = chunk.map { entry -> SQLQueryString in
+                "(\(bind: entry.message.id), \(bind: entry.message.attempt), \(bind: TaskState.queued.rawValue), NULL, 0, NULL, NULL, NULL, NULL)"
+            }
+            try await sql.raw(
+                """
+                INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
+                VALUES \(attempts.joined(separator: ", "))
+                \(unsafeRaw: Self.attemptConflictClause)
+                """
+            ).run()
+        }
     }
 
     /// Marks an attempt as running on `workerID`. Returns `false` (and changes nothing) when the task was revoked or
@@ -180,14 +212,19 @@ public struct TaskRunStore: Sendable {
             INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
             VALUES (\(bind: taskID), \(bind: attempt), \(bind: state.rawValue), \(bind: workerID), \(bind: deliveries),
                     \(bind: startedAt), \(bind: finishedAt), \(bind: duration), \(bind: error))
-            ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state,
-                worker_id = COALESCE(excluded.worker_id, task_run_attempts.worker_id),
-                deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries ELSE task_run_attempts.deliveries END,
-                started_at = COALESCE(excluded.started_at, task_run_attempts.started_at),
-                finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
+            \(unsafeRaw: Self.attemptConflictClause)
             """
         ).run()
     }
+
+    /// How a second write of an attempt merges with the first.
+    private static let attemptConflictClause = """
+        ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state,
+            worker_id = COALESCE(excluded.worker_id, task_run_attempts.worker_id),
+            deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries ELSE task_run_attempts.deliveries END,
+            started_at = COALESCE(excluded.started_at, task_run_attempts.started_at),
+            finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
+        """
 
     public func find(id: String) async throws -> TaskRun? {
         try await database.withSQL { sql in
