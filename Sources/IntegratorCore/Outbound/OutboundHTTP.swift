@@ -117,31 +117,37 @@ public final class OutboundHTTP: Sendable, Service {
                 try await sleeper.sleep(seconds: delay)
                 continue
             }
-            let asked = RetryAfter.seconds(from: response.header("retry-after"), now: sleeper.now())
-            if response.status == 429, let asked, let key = client.credentialsID, let limit = client.rateLimit {
-                // Every client of these credentials waits, retrying or not: the server counts them together.
-                let until = sleeper.now().addingTimeInterval(min(asked, client.maxRetryAfter))
-                budgets.pause(key, until: until, limit: limit, now: sleeper.now())
+            guard let delay = retryDelay(after: response, to: request, attempt: attempt, client: client, label: label) else {
+                return response
             }
-            let retryable = response.status == 429 || (response.status >= 500 && request.isIdempotent)
-            guard retryable, client.retry.allowsRetry(after: attempt) else { return response }
-            let delay: TimeInterval
-            if let asked {
-                guard asked <= client.maxRetryAfter else {
-                    client.logger.debug(
-                        "server asked to wait longer than allowed; not retrying",
-                        metadata: ["http.request": "\(label)", "retry_after_s": "\(asked)"])
-                    return response
-                }
-                delay = asked
-            } else {
-                delay = backoff(after: attempt, client.retry)
-            }
-            client.logger.debug(
-                "outbound request got a retryable status",
-                metadata: ["http.request": "\(label)", "http.status": "\(response.status)", "retry.delay_s": "\(delay)"])
             try await sleeper.sleep(seconds: delay)
         }
+    }
+
+    /// How long to wait before trying `request` again after `response`, or `nil` to return `response` as it is.
+    /// A 429 with `Retry-After` also pauses the credentials' budget, so every client of them waits, retrying or not:
+    /// the server counts them together.
+    private func retryDelay(
+        after response: OutboundResponse, to request: OutboundRequest, attempt: Int, client: OutboundClient, label: String
+    ) -> TimeInterval? {
+        let now = options.sleeper.now()
+        let asked = RetryAfter.seconds(from: response.header("retry-after"), now: now)
+        if response.status == 429, let asked, let key = client.credentialsID, let limit = client.rateLimit {
+            budgets.pause(key, until: now.addingTimeInterval(min(asked, client.maxRetryAfter)), limit: limit, now: now)
+        }
+        let retryable = response.status == 429 || (response.status >= 500 && request.isIdempotent)
+        guard retryable, client.retry.allowsRetry(after: attempt) else { return nil }
+        if let asked, asked > client.maxRetryAfter {
+            client.logger.debug(
+                "server asked to wait longer than allowed; not retrying",
+                metadata: ["http.request": "\(label)", "retry_after_s": "\(asked)"])
+            return nil
+        }
+        let delay = asked ?? backoff(after: attempt, client.retry)
+        client.logger.debug(
+            "outbound request got a retryable status",
+            metadata: ["http.request": "\(label)", "http.status": "\(response.status)", "retry.delay_s": "\(delay)"])
+        return delay
     }
 
     private func waitForBudget(_ client: OutboundClient) async throws {
