@@ -41,7 +41,11 @@ public struct EventStore: Sendable {
             var query = sql.select().column("*").from("events")
             if let type = filter.type { query = query.where("type", .equal, type) }
             if let integrationID = filter.integrationID { query = query.where("integration_id", .equal, integrationID) }
-            if let since = filter.since { query = query.where("created_at", .greaterThanOrEqual, since) }
+            if let since = filter.since {
+                // The id bound lets the primary key skip older events; created_at keeps the filter exact.
+                query = query.where("id", .greaterThanOrEqual, RowIdentifiers.lowerBound(for: since))
+                    .where("created_at", .greaterThanOrEqual, since)
+            }
             return try await query.page(page, decode: Self.decode, id: \.id)
         }
     }

@@ -95,57 +95,28 @@ public struct RecordStore: Sendable {
             }
             var counts: [String: RecordCounts] = [:]
             if !records.isEmpty {
-                let stored = try await Self.storedHashes(sql, integrationID: integrationID, records: records)
-                var upserts: [[any SQLExpression]] = []
-                var events: [[any SQLExpression]] = []
-                var seenIDs: [String] = []
-                upserts.reserveCapacity(records.count)
+                let stored = try await Self.storedHashes(sql, engine: engine, integrationID: integrationID, records: records)
+                var changes = Changes(capacity: records.count)
                 for record in records {
                     let key = RecordKey(stream: record.stream, externalID: record.externalID)
-                    let action: String
-                    let recordID: String
                     if let existing = stored[key] {
-                        guard existing.hash != record.contentHash else {
+                        if existing.hash == record.contentHash {
                             counts[record.stream, default: RecordCounts()].unchanged += 1
-                            seenIDs.append(existing.id)
-                            continue
+                            changes.seenIDs.append(existing.id)
+                        } else {
+                            counts[record.stream, default: RecordCounts()].updated += 1
+                            changes.add(record, id: existing.id, eventID: RowIdentifiers.make(now: now), eventType: "\(eventPrefix).\(record.stream).updated")
                         }
-                        counts[record.stream, default: RecordCounts()].updated += 1
-                        (recordID, action) = (existing.id, "updated")
                     } else {
                         counts[record.stream, default: RecordCounts()].new += 1
-                        (recordID, action) = (Identifier.make(now: now), "created")
+                        changes.add(
+                            record, id: RowIdentifiers.make(now: now), eventID: RowIdentifiers.make(now: now),
+                            eventType: "\(eventPrefix).\(record.stream).created")
                     }
-                    let data = SQLBind(record.json)
-                    upserts.append([
-                        SQLBind(recordID), SQLBind(integrationID), SQLBind(record.stream), SQLBind(record.externalID), data,
-                        SQLBind(record.contentHash), SQLBind(now), SQLBind(now), SQLBind(now),
-                    ])
-                    events.append([
-                        SQLBind(Identifier.make(now: now)), SQLBind("\(eventPrefix).\(record.stream).\(action)"),
-                        SQLBind(integrationID), SQLBind(record.stream), SQLBind(recordID), SQLBind(record.externalID), data,
-                        SQLBind(now),
-                    ])
                 }
-                if !upserts.isEmpty {
-                    try await sql.insert(into: "records")
-                        .columns(
-                            "id", "integration_id", "stream", "external_id", "data", "content_hash", "first_seen_at",
-                            "last_seen_at", "updated_at"
-                        )
-                        .rows(upserts)
-                        .onConflict(with: ["integration_id", "stream", "external_id"]) {
-                            $0.set(excludedValueOf: "data").set(excludedValueOf: "content_hash")
-                                .set(excludedValueOf: "last_seen_at").set(excludedValueOf: "updated_at")
-                        }
-                        .run()
-                    try await sql.insert(into: "events")
-                        .columns("id", "type", "integration_id", "stream", "record_id", "external_id", "data", "created_at")
-                        .rows(events)
-                        .run()
-                }
-                if !seenIDs.isEmpty {
-                    try await sql.update("records").set("last_seen_at", to: now).where("id", .in, seenIDs).run()
+                switch engine {
+                case .postgres: try await Self.applyPostgres(changes, sql, integrationID: integrationID, at: now)
+                case .sqlite: try await Self.applySQLite(changes, sql, integrationID: integrationID, at: now)
                 }
             }
             for (stream, cursor) in checkpoints.sorted(by: { $0.key < $1.key }) {
@@ -160,17 +131,123 @@ public struct RecordStore: Sendable {
         var externalID: String
     }
 
+    /// A batch's writes, column by column: records to upsert (new or changed), with one event each, and the ids
+    /// of unchanged records that were seen again.
+    private struct Changes {
+        var ids: [String] = []
+        var streams: [String] = []
+        var externalIDs: [String] = []
+        var data: [String] = []
+        var hashes: [String] = []
+        var eventIDs: [String] = []
+        var eventTypes: [String] = []
+        var seenIDs: [String] = []
+
+        init(capacity: Int) {
+            for keyPath in [\Changes.ids, \.streams, \.externalIDs, \.data, \.hashes, \.eventIDs, \.eventTypes] {
+                self[keyPath: keyPath].reserveCapacity(capacity)
+            }
+        }
+
+        mutating func add(_ record: PreparedRecord, id: String, eventID: String, eventType: String) {
+            ids.append(id)
+            streams.append(record.stream)
+            externalIDs.append(record.externalID)
+            data.append(record.json)
+            hashes.append(record.contentHash)
+            eventIDs.append(eventID)
+            eventTypes.append(eventType)
+        }
+    }
+
+    /// PostgreSQL takes each column as one array parameter (`unnest`), so a batch is three short statements with a
+    /// dozen parameters, not thousands: binding and parsing stay cheap however large the batch.
+    private static func applyPostgres(_ changes: Changes, _ sql: any SQLDatabase, integrationID: String, at now: Date) async throws {
+        if !changes.ids.isEmpty {
+            try await sql.raw(
+                """
+                INSERT INTO records (id, integration_id, stream, external_id, data, content_hash, first_seen_at, last_seen_at, updated_at)
+                SELECT r.id, \(bind: integrationID), r.stream, r.external_id, r.data, r.content_hash, \(bind: now), \(bind: now), \(bind: now)
+                FROM unnest(\(bind: changes.ids)::text[], \(bind: changes.streams)::text[], \(bind: changes.externalIDs)::text[],
+                            \(bind: changes.data)::text[], \(bind: changes.hashes)::text[]) AS r(id, stream, external_id, data, content_hash)
+                ON CONFLICT (integration_id, stream, external_id) DO UPDATE SET data = excluded.data,
+                    content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at
+                """
+            ).run()
+            try await sql.raw(
+                """
+                INSERT INTO events (id, type, integration_id, stream, record_id, external_id, data, created_at)
+                SELECT e.id, e.type, \(bind: integrationID), e.stream, e.record_id, e.external_id, e.data, \(bind: now)
+                FROM unnest(\(bind: changes.eventIDs)::text[], \(bind: changes.eventTypes)::text[], \(bind: changes.streams)::text[],
+                            \(bind: changes.ids)::text[], \(bind: changes.externalIDs)::text[], \(bind: changes.data)::text[])
+                     AS e(id, type, stream, record_id, external_id, data)
+                """
+            ).run()
+        }
+        if !changes.seenIDs.isEmpty {
+            try await sql.raw("UPDATE records SET last_seen_at = \(bind: now) WHERE id = ANY(\(bind: changes.seenIDs)::text[])").run()
+        }
+    }
+
+    /// SQLite runs in this process, so parameters cost little: multi-row statements with one parameter per value.
+    private static func applySQLite(_ changes: Changes, _ sql: any SQLDatabase, integrationID: String, at now: Date) async throws {
+        if !changes.ids.isEmpty {
+            let stamp = SQLBind(now)
+            let integration = SQLBind(integrationID)
+            try await sql.insert(into: "records")
+                .columns(
+                    "id", "integration_id", "stream", "external_id", "data", "content_hash", "first_seen_at", "last_seen_at",
+                    "updated_at"
+                )
+                .rows(changes.ids.indices.map { index -> [any SQLExpression] in
+                    [
+                        SQLBind(changes.ids[index]), integration, SQLBind(changes.streams[index]), SQLBind(changes.externalIDs[index]),
+                        SQLBind(changes.data[index]), SQLBind(changes.hashes[index]), stamp, stamp, stamp,
+                    ]
+                })
+                .onConflict(with: ["integration_id", "stream", "external_id"]) {
+                    $0.set(excludedValueOf: "data").set(excludedValueOf: "content_hash")
+                        .set(excludedValueOf: "last_seen_at").set(excludedValueOf: "updated_at")
+                }
+                .run()
+            try await sql.insert(into: "events")
+                .columns("id", "type", "integration_id", "stream", "record_id", "external_id", "data", "created_at")
+                .rows(changes.ids.indices.map { index -> [any SQLExpression] in
+                    [
+                        SQLBind(changes.eventIDs[index]), SQLBind(changes.eventTypes[index]), integration, SQLBind(changes.streams[index]),
+                        SQLBind(changes.ids[index]), SQLBind(changes.externalIDs[index]), SQLBind(changes.data[index]), stamp,
+                    ]
+                })
+                .run()
+        }
+        if !changes.seenIDs.isEmpty {
+            try await sql.update("records").set("last_seen_at", to: now).where("id", .in, changes.seenIDs).run()
+        }
+    }
+
     /// Ids and content hashes of the stored rows among `records`.
     private static func storedHashes(
-        _ sql: any SQLDatabase, integrationID: String, records: [PreparedRecord]
+        _ sql: any SQLDatabase, engine: Database.Engine, integrationID: String, records: [PreparedRecord]
     ) async throws -> [RecordKey: (id: String, hash: String)] {
         var found: [RecordKey: (id: String, hash: String)] = [:]
         found.reserveCapacity(records.count)
         for (stream, group) in Dictionary(grouping: records, by: \.stream) {
-            let rows = try await sql.select().column("id").column("external_id").column("content_hash").from("records")
-                .where("integration_id", .equal, integrationID).where("stream", .equal, stream)
-                .where("external_id", .in, group.map(\.externalID))
-                .all()
+            let externalIDs = group.map(\.externalID)
+            let rows: [any SQLRow]
+            switch engine {
+            case .postgres:
+                rows = try await sql.raw(
+                    """
+                    SELECT id, external_id, content_hash FROM records
+                    WHERE integration_id = \(bind: integrationID) AND stream = \(bind: stream) AND external_id = ANY(\(bind: externalIDs)::text[])
+                    """
+                ).all()
+            case .sqlite:
+                rows = try await sql.select().column("id").column("external_id").column("content_hash").from("records")
+                    .where("integration_id", .equal, integrationID).where("stream", .equal, stream)
+                    .where("external_id", .in, externalIDs)
+                    .all()
+            }
             for row in rows {
                 let key = RecordKey(stream: stream, externalID: try row.decode(column: "external_id", as: String.self))
                 found[key] = (try row.decode(column: "id", as: String.self), try row.decode(column: "content_hash", as: String.self))
