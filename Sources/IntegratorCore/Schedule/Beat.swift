@@ -87,42 +87,52 @@ public final class Beat: Service, Sendable {
                 try await self.database.listen(channel: BeatWakeup.channel) { self.wakeup.notify() }
             }
             group.addTask {
+                // When the earliest schedule is due, as last read; `distantPast` means "look".
+                var scheduleDue: Date? = .distantPast
                 while !Task.isCancelled {
                     let pass: BeatPass
                     do {
-                        pass = try await self.pass()
+                        pass = try await self.pass(includingSchedules: scheduleDue.map { $0 <= self.clock.now() } ?? false)
                     } catch let error as CancellationError {
                         throw error
                     } catch {
                         self.logger.error("beat pass failed; retrying", metadata: ["error": "\(error)"])
                         try await Task.sleep(for: .seconds(1))
+                        scheduleDue = .distantPast
                         continue
                     }
-                    if pass.total > 0 { continue }
-                    try await self.sleepUntilDue(signal)
+                    if pass.total > 0 {
+                        if pass.schedulesFired > 0 { scheduleDue = .distantPast }
+                        continue
+                    }
+                    scheduleDue = try await self.sleepUntilDue(signal)
                 }
             }
             try await group.next()
         }
     }
 
-    /// Sleeps until the earliest due time, the poll interval, or a wake-up.
-    private func sleepUntilDue(_ signal: WakeSignal) async throws {
-        let due = [try await schedules.earliestDue(), try await timers.earliestDue()].compactMap { $0 }.min()
+    /// Sleeps until the earliest due time, the poll interval, or a wake-up. Returns when the earliest schedule is
+    /// due as read before sleeping (`distantPast` after a wake-up, since a writer may have changed it). Every sleep
+    /// starts with a fresh read, so edits nobody announced are seen within one poll interval.
+    private func sleepUntilDue(_ signal: WakeSignal) async throws -> Date? {
+        let scheduleDue = try await schedules.earliestDue()
+        let due = [scheduleDue, try await timers.earliestDue()].compactMap { $0 }.min()
         var wait = options.pollInterval
         if let due {
             let seconds = due.timeIntervalSince(clock.now())
-            if seconds <= 0 { return }
+            if seconds <= 0 { return scheduleDue }
             wait = min(wait, .microseconds(Int64((seconds * 1_000_000).rounded(.up))))
         }
-        await signal.wait(timeout: wait)
+        return await signal.wait(timeout: wait) ? .distantPast : scheduleDue
     }
 
     /// One pass: fires everything due now, batch by batch, and publishes what waits in the outbox.
+    /// - Parameter includingSchedules: `false` skips the schedules' query when none can be due yet.
     @discardableResult
-    public func pass() async throws -> BeatPass {
+    public func pass(includingSchedules: Bool = true) async throws -> BeatPass {
         var pass = BeatPass()
-        while true {
+        while includingSchedules {
             let fired = try await fireDueSchedules(at: clock.now())
             pass.schedulesFired += fired
             if fired < options.batchSize { break }

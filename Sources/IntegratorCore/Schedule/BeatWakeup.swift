@@ -57,13 +57,22 @@ final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    /// Returns after the next fire (at once if one is pending), after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
-            group.addTask { await self.next() }
-            await group.next()
+    /// Returns after the next fire (at once if one is pending), after `timeout`, or when the task is cancelled;
+    /// `true` when a fire woke it.
+    @discardableResult
+    func wait(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            group.addTask {
+                await self.next()
+                return !Task.isCancelled
+            }
+            let woken = await group.next() ?? false
             group.cancelAll()
+            return woken
         }
     }
 

@@ -115,18 +115,18 @@ public struct TimerStore: Sendable {
         }
     }
 
-    /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them. On PostgreSQL
-    /// rows another transaction holds are skipped, so two beats never take the same timer.
+    /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them, in one
+    /// statement. On PostgreSQL rows another transaction holds are skipped, so two beats never take the same timer.
     func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> [DurableTimer] {
         let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
         let rows = try await sql.raw(
-            "SELECT * FROM timers WHERE due_at <= \(bind: now) ORDER BY due_at, id LIMIT \(bind: limit) \(lock)"
+            """
+            DELETE FROM timers WHERE id IN (
+                SELECT id FROM timers WHERE due_at <= \(bind: now) ORDER BY due_at, id LIMIT \(bind: limit) \(lock)
+            ) RETURNING *
+            """
         ).all()
-        let timers = try rows.map(Self.timer)
-        if !timers.isEmpty {
-            try await sql.raw("DELETE FROM timers WHERE id IN (\(binds: timers.map(\.id)))").run()
-        }
-        return timers
+        return try rows.map(Self.timer).sorted { ($0.dueAt, $0.id) < ($1.dueAt, $1.id) }
     }
 
     static func timer(_ row: any SQLRow) throws -> DurableTimer {
