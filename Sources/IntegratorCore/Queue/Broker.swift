@@ -10,6 +10,8 @@ public protocol Broker: Sendable {
     func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery]
     /// Removes a settled message.
     func acknowledge(_ delivery: Delivery) async throws
+    /// Removes settled messages (a worker settles its outcomes in batches).
+    func acknowledge(_ deliveries: [Delivery]) async throws
     /// Puts the message back as its next attempt, deliverable from `notBefore`.
     func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws
     /// Moves the message to its queue's dead letters with a reason.
@@ -24,4 +26,10 @@ public protocol Broker: Sendable {
     func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool
     /// Per-queue counts.
     func stats() async throws -> [QueueStats]
+}
+
+extension Broker {
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        for delivery in deliveries { try await acknowledge(delivery) }
+    }
 }

@@ -74,9 +74,21 @@ public struct SQLBroker: Broker {
         try await database.withSQL { sql in try await acknowledge(delivery, sql) }
     }
 
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        try await database.withSQL { sql in try await acknowledge(deliveries, sql) }
+    }
+
     /// Acknowledges inside the caller's transaction, so the outcome and the removal commit together.
     func acknowledge(_ delivery: Delivery, _ sql: any SQLDatabase) async throws {
-        try await sql.delete(from: "task_queue").where("seq", .equal, Int64(delivery.tag) ?? -1).run()
+        try await acknowledge([delivery], sql)
+    }
+
+    /// Acknowledges many with one statement per chunk, inside the caller's transaction.
+    func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws {
+        for chunk in deliveries.chunks(of: 500) {
+            try await sql.raw("DELETE FROM task_queue WHERE seq IN (\(binds: chunk.map { Int64($0.tag) ?? -1 }))").run()
+        }
     }
 
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {

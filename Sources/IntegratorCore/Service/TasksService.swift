@@ -7,18 +7,35 @@ public struct TasksService: Sendable {
     let runs: TaskRunStore
     let registry: PluginRegistry
     let clock: any TimeSource
+    /// Concurrent enqueues share one transaction. On the SQL broker it holds the runs and their messages (atomic);
+    /// with an external broker, the runs, and each message is published after the commit.
+    private let queuedRuns: GroupCommit<TaskMessage>
 
     public init(broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, clock: any TimeSource) {
         self.broker = broker
         self.runs = runs
         self.registry = registry
         self.clock = clock
+        let dispatcher = TaskDispatcher(database: runs.database, broker: broker, runs: runs)
+        let inTransaction = broker is SQLBroker
+        self.queuedRuns = GroupCommit(maxBatch: 500) { messages in
+            let batch = messages.map { QueuedRun(message: $0) }
+            try await runs.database.transaction { sql in
+                if inTransaction {
+                    try await dispatcher.stage(batch, at: clock.now(), sql)
+                } else {
+                    try await runs.insertQueued(batch, at: clock.now(), sql)
+                }
+            }
+        }
     }
 
-    /// Records the task as queued, then publishes it. If publishing fails the run is marked failed and the error thrown.
+    /// Records the task as queued and publishes it. On the SQL broker both happen in one transaction. Otherwise the
+    /// message is published after the run was recorded; if publishing fails the run is marked failed and the error thrown.
     @discardableResult
     public func enqueue(_ message: TaskMessage) async throws -> TaskMessage {
-        try await runs.recordQueued(message, at: clock.now())
+        try await queuedRuns.submit(message)
+        if broker is SQLBroker { return message }
         do {
             try await broker.publish(message)
         } catch {

@@ -86,6 +86,41 @@ struct QueuedRun: Sendable {
     var scheduledFor: Date?
 }
 
+/// How an attempt ended, as a worker records it.
+struct AttemptOutcome: Sendable {
+    var delivery: Delivery
+    /// `.succeeded`, `.failed` or `.dead`: outcomes that end the task.
+    var state: TaskState
+    var error: String?
+    var result: JSONValue?
+    var startedAt: Date
+    var finishedAt: Date
+
+    init(delivery: Delivery, state: TaskState, error: String?, result: JSONValue?, startedAt: Date, finishedAt: Date) {
+        self.delivery = delivery
+        self.state = state
+        self.error = error.map { String($0.prefix(2000)) }
+        self.result = result
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    var durationMilliseconds: Int { Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded()) }
+}
+
+/// One row of `task_run_attempts` to write.
+private struct AttemptRow {
+    var taskID: String
+    var attempt: Int
+    var state: TaskState
+    var workerID: String?
+    var deliveries: Int
+    var startedAt: Date? = nil
+    var finishedAt: Date? = nil
+    var duration: Int? = nil
+    var error: String? = nil
+}
+
 /// Reads and writes `task_runs`, `task_run_attempts` and `workers`.
 public struct TaskRunStore: Sendable {
     let database: Database
@@ -145,25 +180,99 @@ public struct TaskRunStore: Sendable {
     /// this message is a stale copy: a later attempt is already recorded, or this attempt already finished. Copies
     /// come from the outbox, which may publish a message twice if it stops between publishing and forgetting it.
     public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws -> Bool {
-        let message = delivery.message
+        try await recordStarted([delivery], workerID: workerID, at: now)[0]
+    }
+
+    /// Marks a claimed batch as running in one transaction with multi-row statements; for each delivery, in order,
+    /// whether it may run (see ``recordStarted(_:workerID:at:)``). Copies of one task in the same batch are judged
+    /// one after the other, as if started separately.
+    public func recordStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws -> [Bool] {
+        guard !deliveries.isEmpty else { return [] }
         return try await database.transaction { sql in
-            if let current = try await sql.select().column("state").column("attempt").from("task_runs")
-                .where("id", .equal, message.id).first()
-            {
-                let state = TaskState(rawValue: try current.decode(column: "state", as: String.self))
-                let attempt = try current.decode(column: "attempt", as: Int.self)
-                if state == .revoked || attempt > message.attempt { return false }
-                if attempt == message.attempt, state == .succeeded || state == .failed || state == .dead { return false }
+            var allowed = [Bool](repeating: false, count: deliveries.count)
+            for round in Self.roundsOfDistinctTasks(deliveries.indices.map { deliveries[$0].message.id }) {
+                for chunk in round.chunks(of: 200) {
+                    let ids = chunk.map { deliveries[$0].message.id }
+                    var current: [String: (state: TaskState?, attempt: Int)] = [:]
+                    for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: ids))").all() {
+                        current[try row.decode(column: "id", as: String.self)] = (
+                            TaskState(rawValue: try row.decode(column: "state", as: String.self)),
+                            try row.decode(column: "attempt", as: Int.self)
+                        )
+                    }
+                    let starting = chunk.filter { index in
+                        let message = deliveries[index].message
+                        guard let (state, attempt) = current[message.id] else { return true }
+                        if state == .revoked || attempt > message.attempt { return false }
+                        return !(attempt == message.attempt && (state == .succeeded || state == .failed || state == .dead))
+                    }
+                    guard !starting.isEmpty else { continue }
+                    for index in starting { allowed[index] = true }
+                    let attempts = starting.map { index -> SQLQueryString in
+                        "WHEN \(bind: deliveries[index].message.id) THEN \(bind: deliveries[index].message.attempt)"
+                    }
+                    try await sql.raw(
+                        """
+                        UPDATE task_runs SET state = \(bind: TaskState.started.rawValue), worker_id = \(bind: workerID),
+                            started_at = \(bind: now), updated_at = \(bind: now), attempt = CASE id \(attempts.joined(separator: " ")) END
+                        WHERE id IN (\(binds: starting.map { deliveries[$0].message.id }))
+                        """
+                    ).run()
+                    try await upsertAttempts(
+                        starting.map { index in
+                            let delivery = deliveries[index]
+                            return AttemptRow(
+                                taskID: delivery.message.id, attempt: delivery.message.attempt, state: .started, workerID: workerID,
+                                deliveries: delivery.deliveries, startedAt: now)
+                        }, sql)
+                }
             }
-            try await sql.update("task_runs")
-                .set("state", to: TaskState.started.rawValue).set("attempt", to: message.attempt)
-                .set("worker_id", to: workerID).set("started_at", to: now).set("updated_at", to: now)
-                .where("id", .equal, message.id).run()
-            try await upsertAttempt(
-                sql, taskID: message.id, attempt: message.attempt, state: .started, workerID: workerID,
-                deliveries: delivery.deliveries, startedAt: now)
-            return true
+            return allowed
         }
+    }
+
+    /// Records how many attempts ended (succeeded, failed or dead, no retry) inside the caller's transaction, with a
+    /// few multi-row statements, so a worker settles a batch of outcomes (and, on the SQL broker, their
+    /// acknowledgements) in one commit.
+    func recordOutcomes(_ outcomes: [AttemptOutcome], _ sql: any SQLDatabase) async throws {
+        for round in Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id)) {
+            for chunk in round.chunks(of: 100) {
+                let rows = chunk.map { outcomes[$0] }
+                func column(_ value: (AttemptOutcome) -> SQLQueryString) -> SQLQueryString {
+                    "CASE id \(rows.map { "WHEN \(bind: $0.delivery.message.id) THEN \(value($0))" as SQLQueryString }.joined(separator: " ")) END"
+                }
+                try await sql.raw(
+                    """
+                    UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }),
+                        finished_at = \(column { "\(bind: $0.finishedAt)" }), updated_at = \(column { "\(bind: $0.finishedAt)" }),
+                        duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }), error = \(column { "\(bind: $0.error)" }),
+                        result = \(column { "\(bind: $0.result?.encodedString())" })
+                    WHERE id IN (\(binds: rows.map(\.delivery.message.id)))
+                    """
+                ).run()
+                try await upsertAttempts(
+                    rows.map { outcome in
+                        AttemptRow(
+                            taskID: outcome.delivery.message.id, attempt: outcome.delivery.message.attempt, state: outcome.state,
+                            workerID: nil, deliveries: outcome.delivery.deliveries, startedAt: outcome.startedAt,
+                            finishedAt: outcome.finishedAt, duration: outcome.durationMilliseconds, error: outcome.error)
+                    }, sql)
+            }
+        }
+    }
+
+    /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
+    /// the copies of a task land in later rounds, in their original order.
+    static func roundsOfDistinctTasks(_ ids: [String]) -> [[Int]] {
+        var rounds: [[Int]] = []
+        var seen: [String: Int] = [:]
+        for (index, id) in ids.enumerated() {
+            let round = seen[id, default: 0]
+            seen[id] = round + 1
+            if round == rounds.count { rounds.append([]) }
+            rounds[round].append(index)
+        }
+        return rounds
     }
 
     /// Records how an attempt ended. For `.retrying`, `nextAttempt` is queued in the same transaction, and so is
@@ -207,11 +316,27 @@ public struct TaskRunStore: Sendable {
         _ sql: any SQLDatabase, taskID: String, attempt: Int, state: TaskState, workerID: String?, deliveries: Int,
         startedAt: Date? = nil, finishedAt: Date? = nil, duration: Int? = nil, error: String? = nil
     ) async throws {
+        try await upsertAttempts(
+            [
+                AttemptRow(
+                    taskID: taskID, attempt: attempt, state: state, workerID: workerID, deliveries: deliveries, startedAt: startedAt,
+                    finishedAt: finishedAt, duration: duration, error: error)
+            ], sql)
+    }
+
+    /// Writes attempts with one multi-row statement; no two rows may name the same attempt.
+    private func upsertAttempts(_ rows: [AttemptRow], _ sql: any SQLDatabase) async throws {
+        guard !rows.isEmpty else { return }
+        let values = rows.map { row -> SQLQueryString in
+            """
+            (\(bind: row.taskID), \(bind: row.attempt), \(bind: row.state.rawValue), \(bind: row.workerID), \(bind: row.deliveries),
+             \(bind: row.startedAt), \(bind: row.finishedAt), \(bind: row.duration), \(bind: row.error))
+            """
+        }
         try await sql.raw(
             """
             INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-            VALUES (\(bind: taskID), \(bind: attempt), \(bind: state.rawValue), \(bind: workerID), \(bind: deliveries),
-                    \(bind: startedAt), \(bind: finishedAt), \(bind: duration), \(bind: error))
+            VALUES \(values.joined(separator: ", "))
             \(unsafeRaw: Self.attemptConflictClause)
             """
         ).run()

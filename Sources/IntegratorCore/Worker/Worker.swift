@@ -52,6 +52,9 @@ public final class Worker: Service {
     /// Yields when a task frees its slot; keeps only the newest signal, which is all the consume loop needs.
     private let slotSignals = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let startedAt: Date
+    /// Final outcomes of concurrent tasks, recorded together (and, on the SQL broker, acknowledged in the same
+    /// transaction); an external broker's acknowledgements follow the commit.
+    private let outcomes: GroupCommit<AttemptOutcome>
 
     public init(
         options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, timers: TimerStore? = nil,
@@ -69,6 +72,18 @@ public final class Worker: Service {
         logger[metadataKey: "worker.id"] = "\(self.id)"
         self.logger = logger
         self.startedAt = clock.now()
+        self.outcomes = GroupCommit(maxBatch: 500) { batch in
+            let deliveries = batch.map(\.delivery)
+            if let queue = broker as? SQLBroker {
+                try await runs.database.transaction { sql in
+                    try await runs.recordOutcomes(batch, sql)
+                    try await queue.acknowledge(deliveries, sql)
+                }
+            } else {
+                try await runs.database.transaction { sql in try await runs.recordOutcomes(batch, sql) }
+                try await broker.acknowledge(deliveries)
+            }
+        }
     }
 
     /// Tasks running right now.
@@ -115,9 +130,11 @@ public final class Worker: Service {
                 try? await Task.sleep(for: .milliseconds(min(5000, 100 * (1 << min(failures, 6)))))
                 continue
             }
-            for delivery in deliveries {
-                inFlight.withLock { $0[delivery.tag] = delivery }
-                tasks.addTask { await self.process(delivery) }
+            if !deliveries.isEmpty {
+                inFlight.withLock { inFlight in
+                    for delivery in deliveries { inFlight[delivery.tag] = delivery }
+                }
+                tasks.addTask { await self.start(deliveries) }
             }
             if deliveries.isEmpty {
                 try? await Task.sleep(for: idlePause)
@@ -160,42 +177,84 @@ public final class Worker: Service {
         }
     }
 
-    /// Runs one delivery to its recorded outcome, then settles it with the broker.
-    func process(_ delivery: Delivery) async {
-        defer {
-            inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) }
-            slotSignals.continuation.yield()
+    /// Starts a claimed batch: records every runnable task as started in one transaction, then runs each to its
+    /// recorded outcome. Deliveries that cannot run (unknown task, too many deliveries) are dead-lettered.
+    private func start(_ deliveries: [Delivery]) async {
+        await withDiscardingTaskGroup { group in
+            var runnable: [(delivery: Delivery, handler: any TaskHandler)] = []
+            for delivery in deliveries {
+                let message = delivery.message
+                if let handler = registry.taskHandler(message.name), delivery.deliveries <= options.maxDeliveries {
+                    runnable.append((delivery, handler))
+                    continue
+                }
+                group.addTask {
+                    let logger = self.logger(for: message)
+                    defer { self.freeSlot(of: delivery) }
+                    do {
+                        if self.registry.taskHandler(message.name) == nil {
+                            try await self.deadLetter(delivery, reason: "unknown task name '\(message.name)'")
+                            logger.warning("task dead-lettered: unknown task name")
+                        } else {
+                            try await self.deadLetter(
+                                delivery, reason: "delivered \(delivery.deliveries) times without an outcome; the task may crash its worker")
+                            logger.warning("task dead-lettered: too many deliveries")
+                        }
+                    } catch {
+                        logger.error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            guard !runnable.isEmpty else { return }
+            let startedAt = clock.now()
+            let allowed: [Bool]
+            do {
+                allowed = try await runs.recordStarted(runnable.map(\.delivery), workerID: id, at: startedAt)
+            } catch {
+                // The database is down: leave the messages leased; they are delivered again when the leases end.
+                logger.error(
+                    "could not record tasks as started; they will be delivered again",
+                    metadata: ["error": "\(error)", "worker.batch": "\(runnable.count)"])
+                for (delivery, _) in runnable { freeSlot(of: delivery) }
+                return
+            }
+            for ((delivery, handler), runs) in zip(runnable, allowed) {
+                group.addTask { await self.process(delivery, handler: handler, startedAt: runs ? startedAt : nil) }
+            }
         }
-        let message = delivery.message
+    }
+
+    private func freeSlot(of delivery: Delivery) {
+        inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) }
+        slotSignals.continuation.yield()
+    }
+
+    private func logger(for message: TaskMessage) -> Logger {
         var logger = self.logger
         logger[metadataKey: "task.id"] = "\(message.id)"
         logger[metadataKey: "task.name"] = "\(message.name)"
         logger[metadataKey: "task.attempt"] = "\(message.attempt)"
+        return logger
+    }
+
+    /// Runs one started delivery to its recorded outcome, then settles it with the broker. Without `startedAt` the
+    /// task was revoked or already ran: it is only acknowledged.
+    private func process(_ delivery: Delivery, handler: any TaskHandler, startedAt: Date?) async {
+        defer { freeSlot(of: delivery) }
+        let logger = logger(for: delivery.message)
         do {
-            guard let handler = registry.taskHandler(message.name) else {
-                try await deadLetter(delivery, reason: "unknown task name '\(message.name)'")
-                logger.warning("task dead-lettered: unknown task name")
-                return
-            }
-            if delivery.deliveries > options.maxDeliveries {
-                try await deadLetter(delivery, reason: "delivered \(delivery.deliveries) times without an outcome; the task may crash its worker")
-                logger.warning("task dead-lettered: too many deliveries")
-                return
-            }
-            let startedAt = clock.now()
-            guard try await runs.recordStarted(delivery, workerID: id, at: startedAt) else {
+            guard let startedAt else {
                 try await Self.completing { try await self.broker.acknowledge(delivery) }
                 logger.info("skipped a task that was revoked or already ran")
                 return
             }
-            let outcome = await execute(handler, message, logger: logger)
+            let outcome = await execute(handler, delivery.message, logger: logger)
             if Task.isCancelled, case .failure = outcome {
                 // Cancelled by shutdown: the drain hands it back; record nothing final.
                 return
             }
-            let taskLogger = logger
             try await Self.completing {
-                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: taskLogger)
+                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
             }
         } catch {
             // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
@@ -248,16 +307,16 @@ public final class Worker: Service {
         switch outcome {
         case .success(let value):
             let result = value.encodedString().utf8.count > 8192 ? JSONValue.object(["truncated": true]) : value
-            try await runs.recordOutcome(delivery, state: .succeeded, error: nil, result: result, startedAt: startedAt, finishedAt: finishedAt)
-            try await broker.acknowledge(delivery)
+            try await outcomes.submit(
+                AttemptOutcome(delivery: delivery, state: .succeeded, error: nil, result: result, startedAt: startedAt, finishedAt: finishedAt))
         case .failure(let error):
             let summary = Self.summary(of: error)
             let permanent = (error as? PluginError)?.isPermanent == true
             var policy = handler.retryPolicy
             if let maxAttempts = message.maxAttempts { policy.maxAttempts = max(1, maxAttempts) }
             if permanent {
-                try await runs.recordOutcome(delivery, state: .failed, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
-                try await broker.acknowledge(delivery)
+                try await outcomes.submit(
+                    AttemptOutcome(delivery: delivery, state: .failed, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt))
                 logger.info("task failed permanently", metadata: ["error": "\(summary)"])
             } else if policy.allowsRetry(after: message.attempt) {
                 var generator = SystemRandomNumberGenerator()
