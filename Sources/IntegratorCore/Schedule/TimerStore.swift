@@ -38,51 +38,44 @@ public struct TimerStore: Sendable {
 
     /// Writes the timer inside the caller's transaction. The caller notifies the beat after committing.
     func upsert(_ timer: DurableTimer, at now: Date, _ sql: any SQLDatabase) async throws {
-        let message = timer.message
-        try await sql.raw(
-            """
-            INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
-                                integration_id, schedule_id, created_at)
-            VALUES (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),
-                    \(bind: message.arguments.encodedString()), \(bind: message.queue), \(bind: message.priority),
-                    \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.integrationID),
-                    \(bind: message.scheduleID), \(bind: now))
-            ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
-                arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
-                attempt = excluded.attempt, max_attempts = excluded.max_attempts,
-                integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
-            """
-        ).run()
+        try await upsert([timer], at: now, sql)
     }
 
     /// Creates many timers (or moves existing ones) in chunked multi-row statements, one transaction per chunk.
     public func upsert(contentsOf timers: [DurableTimer], at now: Date) async throws {
         for chunk in timers.chunks(of: Self.chunkSize) {
             try await database.transaction { sql in
-                let rows = chunk.map { timer -> SQLQueryString in
-                    let message = timer.message
-                    return """
-                        (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),
-                         \(bind: message.arguments.encodedString()), \(bind: message.queue), \(bind: message.priority),
-                         \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.integrationID),
-                         \(bind: message.scheduleID), \(bind: now))
-                        """
-                }
-                try await sql.raw(
-                    """
-                    INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
-                                        integration_id, schedule_id, created_at)
-                    VALUES \(rows.joined(separator: ", "))
-                    ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
-                        arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
-                        attempt = excluded.attempt, max_attempts = excluded.max_attempts,
-                        integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
-                    """
-                ).run()
+                try await upsert(Array(chunk), at: now, sql)
                 try await BeatWakeup.notifyOthers(sql)
             }
         }
         wakeup.notify()
+    }
+
+    /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.
+    private func upsert(_ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase) async throws {
+        var latest: [String: Int] = [:]
+        for (index, timer) in timers.enumerated() { latest[timer.id] = index }
+        let rows = timers.enumerated().filter { latest[$0.element.id] == $0.offset }.map { _, timer -> SQLQueryString in
+            let message = timer.message
+            return """
+                (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),
+                 \(bind: message.arguments.encodedString()), \(bind: message.queue), \(bind: message.priority),
+                 \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.integrationID),
+                 \(bind: message.scheduleID), \(bind: now))
+                """
+        }
+        try await sql.raw(
+            """
+            INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
+                                integration_id, schedule_id, created_at)
+            VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
+                arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
+                attempt = excluded.attempt, max_attempts = excluded.max_attempts,
+                integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
+            """
+        ).run()
     }
 
     /// Timers per multi-row statement: 12 parameters each stays under both engines' limits on bound parameters.

@@ -228,21 +228,9 @@ public struct SchedulesService: Sendable {
             }
         }
         if let priority = input.integer("priority", range: IntegrationsService.priorities) { schedule.priority = priority }
-        if let misfire = input.string("misfire", length: 1...20) {
-            if let policy = MisfirePolicy(rawValue: misfire) {
-                schedule.misfire = policy
-            } else {
-                input.addIssue("misfire", "must be one of \(MisfirePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-        }
+        if let misfire = Self.readChoice(&input, "misfire", as: MisfirePolicy.self) { schedule.misfire = misfire }
         if let grace = input.integer("misfire_grace_seconds", range: Self.graceSeconds) { schedule.misfireGraceSeconds = grace }
-        if let overlap = input.string("overlap", length: 1...20) {
-            if let policy = OverlapPolicy(rawValue: overlap) {
-                schedule.overlap = policy
-            } else {
-                input.addIssue("overlap", "must be one of \(OverlapPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-        }
+        if let overlap = Self.readChoice(&input, "overlap", as: OverlapPolicy.self) { schedule.overlap = overlap }
         for readOnly in ["last_run_at", "total_run_count", "next_run_at", "id", "created_at", "updated_at"] where input.has(readOnly) {
             _ = input.raw(readOnly)
             input.addIssue(readOnly, "is read-only")
@@ -250,6 +238,18 @@ public struct SchedulesService: Sendable {
         if let start = schedule.startTime, let expires = schedule.expires, expires <= start {
             input.addIssue("expires", "must be after start_time")
         }
+    }
+
+    /// A member that must be one of an enumeration's raw values.
+    static func readChoice<Choice: RawRepresentable & CaseIterable>(
+        _ input: inout InputObject, _ key: String, as choice: Choice.Type
+    ) -> Choice? where Choice.RawValue == String {
+        guard let text = input.string(key, length: 1...40) else { return nil }
+        guard let value = Choice(rawValue: text) else {
+            input.addIssue(key, "must be one of \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        return value
     }
 
     /// An ISO 8601 date-time member, with or without fractional seconds.
