@@ -93,14 +93,16 @@ public struct FetchService: Sendable {
         do {
             try await provider.fetch(context)
         } catch {
-            // Keep what was read before the failure: those records are whole, and storing them now saves
-            // their events from waiting for the next run.
-            if !(error is CancellationError) { _ = try? await session.finish() }
-            let progress = await session.progress()
             if error is CancellationError || Task.isCancelled {
-                logger.info("fetch cancelled", metadata: ["fetch.received": "\(progress.received)"])
+                await session.settle()
+                let received = await session.progress().received
+                logger.info("fetch cancelled", metadata: ["fetch.received": "\(received)"])
                 throw CancellationError()
             }
+            // Keep what was read before the failure: those records are whole, and storing them now saves
+            // their events from waiting for the next run.
+            if (try? await session.finish()) == nil { await session.settle() }
+            let progress = await session.progress()
             let failure = FetchFailure(error, redactor: redactor, progress: progress)
             logger.info("fetch failed", metadata: ["error": "\(failure)"])
             throw failure

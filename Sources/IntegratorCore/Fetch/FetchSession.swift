@@ -4,7 +4,11 @@ import Foundation
 
 /// Receives a provider's records and checkpoints. Records are normalized, hashed and buffered; every
 /// `batchSize` records, and at every checkpoint, the buffer is written in one transaction with its events and
-/// the checkpoint. Memory stays bounded by the batch size however long the fetch runs.
+/// the checkpoint.
+///
+/// Writes run behind the provider, one at a time and in order: while a batch is stored the provider reads its next
+/// page, and it waits only when it gets a whole batch ahead. Memory stays bounded by two batches however long the
+/// fetch runs.
 actor FetchSession: RecordSink, FetchState {
     private let integrationID: String
     private let provider: any ProviderBackend
@@ -19,10 +23,12 @@ actor FetchSession: RecordSink, FetchState {
     /// Position in `buffer` of each buffered record, so a record yielded twice before a write is written once.
     private var buffered: [RecordKey: Int] = [:]
     private var pendingCheckpoints: [String: JSONValue] = [:]
+    /// Checkpoints made since the last write was queued (one stream may checkpoint twice meanwhile).
+    private var pendingPages = 0
     private var summary: FetchSummary
-    /// One write at a time, in order, so a checkpoint is never committed before the records yielded ahead of it.
-    private var writing = false
-    private var waitingWriters: [CheckedContinuation<Void, Never>] = []
+    /// The last write queued. Each write waits for the one before it, so they commit in order and a checkpoint is
+    /// never committed before the records yielded ahead of it.
+    private var lastWrite: Task<Void, any Error>?
 
     private struct RecordKey: Hashable {
         var stream: String
@@ -55,7 +61,7 @@ actor FetchSession: RecordSink, FetchState {
             buffered[key] = buffer.count
             buffer.append(prepared)
         }
-        if buffer.count >= batchSize { try await write() }
+        if buffer.count >= batchSize { try await queueWrites() }
     }
 
     // MARK: FetchState
@@ -65,16 +71,22 @@ actor FetchSession: RecordSink, FetchState {
     func checkpoint(_ cursor: JSONValue, for stream: String) async throws {
         cursors[stream] = cursor
         pendingCheckpoints[stream] = cursor
-        summary.pages += 1
-        try await write()
+        pendingPages += 1
+        try await queueWrites()
     }
 
     // MARK: Running
 
-    /// Writes what is still buffered and returns the final counts.
+    /// Writes what is still buffered, waits for every write, and returns the final counts.
     func finish() async throws -> FetchSummary {
-        try await write()
+        try await queueWrites()
+        try await lastWrite?.value
         return progress()
+    }
+
+    /// Waits for the writes already queued, whatever their outcome (after a failure or a cancellation).
+    func settle() async {
+        _ = try? await lastWrite?.value
     }
 
     /// The counts so far.
@@ -124,44 +136,35 @@ actor FetchSession: RecordSink, FetchState {
         return String(decoding: hex, as: UTF8.self)
     }
 
-    /// Writes everything buffered (in chunks of at most `batchSize`) with the pending checkpoints.
-    private func write() async throws {
-        await takeWriteTurn()
-        defer { passWriteTurn() }
-        repeat {
+    /// Queues everything buffered (in chunks of at most `batchSize`) and the pending checkpoints for writing, then
+    /// waits for the write queued before them: one write runs while the provider goes on.
+    private func queueWrites() async throws {
+        let previous = lastWrite
+        while !buffer.isEmpty || !pendingCheckpoints.isEmpty {
             let chunk = Array(buffer.prefix(batchSize))
             buffer.removeFirst(chunk.count)
-            let checkpoints: [String: JSONValue]
-            if buffer.isEmpty {
-                // Checkpoints go with the last chunk: the records yielded before them are in it or already written.
-                checkpoints = pendingCheckpoints
-                pendingCheckpoints = [:]
-                buffered = [:]
-            } else {
-                checkpoints = [:]
-                buffered = Dictionary(uniqueKeysWithValues: buffer.enumerated().map { (RecordKey(stream: $1.stream, externalID: $1.externalID), $0) })
+            // Checkpoints go with the last chunk: the records yielded before them are in it or queued ahead of it.
+            let (checkpoints, pages) = buffer.isEmpty ? (pendingCheckpoints, pendingPages) : ([:], 0)
+            if buffer.isEmpty { (pendingCheckpoints, pendingPages) = ([:], 0) }
+            let before = lastWrite
+            let (store, integrationID, eventPrefix, now) = (store, integrationID, provider.id, clock.now())
+            // Unstructured so the write overlaps the provider's work; its value is always awaited (by the next
+            // write, by `finish`, or by `settle`), so it never outlives the fetch.
+            lastWrite = Task {
+                try await before?.value
+                let counts = try await store.write(
+                    chunk, integrationID: integrationID, eventPrefix: eventPrefix, checkpoints: checkpoints, at: now)
+                self.recordWritten(counts, pages: pages)
             }
-            guard !chunk.isEmpty || !checkpoints.isEmpty else { return }
-            let counts = try await store.write(
-                chunk, integrationID: integrationID, eventPrefix: provider.id, checkpoints: checkpoints, at: clock.now())
-            for (stream, streamCounts) in counts { summary.streams[stream, default: RecordCounts()] += streamCounts }
-            onProgress(progress())
-        } while !buffer.isEmpty
+        }
+        buffered = [:]
+        try await previous?.value
     }
 
-    private func takeWriteTurn() async {
-        guard writing else {
-            writing = true
-            return
-        }
-        await withCheckedContinuation { waitingWriters.append($0) }
-    }
-
-    private func passWriteTurn() {
-        if waitingWriters.isEmpty {
-            writing = false
-        } else {
-            waitingWriters.removeFirst().resume()
-        }
+    /// Counts a committed write: its records, and its checkpoints as pages.
+    private func recordWritten(_ counts: [String: RecordCounts], pages: Int) {
+        for (stream, streamCounts) in counts { summary.streams[stream, default: RecordCounts()] += streamCounts }
+        summary.pages += pages
+        onProgress(progress())
     }
 }
