@@ -12,11 +12,24 @@ struct BeatCommand: AsyncParsableCommand {
             within seconds if the leader dies. Schedule and timer edits take effect within a second, without a restart.
             """)
 
+    @Option(help: """
+        Longest sleep in seconds between looks at the database (0.05–60). Writers wake the beat at once in its own \
+        process and, on PostgreSQL, through NOTIFY; this bounds how late an edit made any other way is seen.
+        """)
+    var pollInterval = 1.0
+
     @OptionGroup var options: GlobalOptions
 
+    func validate() throws {
+        guard (0.05...60).contains(pollInterval) else { throw ValidationError("--poll-interval must be from 0.05 to 60 seconds") }
+    }
+
     func run() async throws {
+        var beatOptions = BeatOptions()
+        beatOptions.pollInterval = .milliseconds(Int64(pollInterval * 1000))
+        let frozen = beatOptions
         try await reportingErrors {
-            try await Server.run(settings: try options.settings(), parts: [.beat])
+            try await Server.run(settings: try options.settings(), parts: [.beat(frozen)])
         }
     }
 }

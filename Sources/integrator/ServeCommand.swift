@@ -51,7 +51,7 @@ struct DevCommand: AsyncParsableCommand {
             let queueList = queues.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             try await Server.run(
                 settings: settings,
-                parts: [.migrate, .ensureAdmin, .api, .beat, .worker(WorkerOptions(queues: queueList, concurrency: concurrency))])
+                parts: [.migrate, .ensureAdmin, .api, .beat(BeatOptions()), .worker(WorkerOptions(queues: queueList, concurrency: concurrency))])
         }
     }
 }
@@ -79,7 +79,7 @@ enum ServerPart {
     case ensureAdmin
     case api
     case worker(WorkerOptions)
-    case beat
+    case beat(BeatOptions)
 }
 
 enum Server {
@@ -122,7 +122,7 @@ enum Server {
         var services: [any Service] = [database, runtime.outbound]
         for part in parts {
             if case .worker(let options) = part { services.append(runtime.makeWorker(options)) }
-            if case .beat = part { services.append(runtime.makeBeat()) }
+            if case .beat(let options) = part { services.append(runtime.makeBeat(options)) }
         }
         if serveAPI { services.append(app) }
         // Services stop in reverse order: the API first, then workers, the database last.

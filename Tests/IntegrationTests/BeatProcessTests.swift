@@ -13,12 +13,14 @@ struct BeatProcessTests {
 
         var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-        static func start(name: String, database: String, key: String, in directory: URL) throws -> BeatProcess {
+        static func start(
+            name: String, database: String, key: String, in directory: URL, arguments: [String] = []
+        ) throws -> BeatProcess {
             let log = directory.appendingPathComponent("\(name).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let process = Process()
             process.executableURL = CLITests.binary
-            process.arguments = ["beat"]
+            process.arguments = ["beat"] + arguments
             process.currentDirectoryURL = directory
             process.environment = [
                 "PATH": "/usr/bin:/bin", "HOME": directory.path, "INTEGRATOR_DATABASE_URL": database,
@@ -58,7 +60,9 @@ struct BeatProcessTests {
             let first = try BeatProcess.start(name: "first", database: database, key: key, in: directory)
             defer { if first.process.isRunning { first.process.terminate() } }
             #expect(try await eventually(30) { first.logText.contains("this beat leads") }, "\(first.logText)")
-            let second = try BeatProcess.start(name: "second", database: database, key: key, in: directory)
+            // A long poll, so on PostgreSQL only NOTIFY can make the timers below fire on time.
+            let second = try BeatProcess.start(
+                name: "second", database: database, key: key, in: directory, arguments: ["--poll-interval", "30"])
             defer { if second.process.isRunning { second.process.terminate() } }
             #expect(try await eventually(30) { second.logText.contains("another beat leads") }, "\(second.logText)")
 
@@ -75,6 +79,17 @@ struct BeatProcessTests {
             }
             #expect(timersDone)
             #expect(try await app.runtime.timers.count() == 0)
+            if app.runtime.database.engine == .postgres {
+                // Created in this process while the beat process sleeps: NOTIFY wakes it.
+                for index in 0..<3 {
+                    let due = Date().addingTimeInterval(0.3)
+                    let message = TaskMessage(name: "core.noop", queue: "notify", enqueuedAt: Date())
+                    try await app.runtime.timers.upsert(DurableTimer(id: "n-\(index)", dueAt: due, message: message), at: Date())
+                    #expect(try await eventually(5) { try await app.runtime.runs.find(id: message.id) != nil })
+                    let fired = try #require(try await app.runtime.runs.find(id: message.id)).enqueuedAt
+                    #expect(fired.timeIntervalSince(due) < 3, "fired \(fired.timeIntervalSince(due)) s after due, not at the 30 s poll")
+                }
+            }
             try await Task.sleep(for: .seconds(2))
             second.process.terminate()
             second.process.waitUntilExit()
