@@ -34,7 +34,7 @@ struct RunCommandTests {
             #expect(try CLITests.run(["migrate"], environment: environment, in: directory).status == 0)
             let integrations = try await Self.create(
                 [
-                    ["name": "cli-demo", "provider": "demo", "config": ["records": 120, "page_size": 50, "change_fraction": 0]],
+                    ["name": "cli-demo", "provider": "demo", "config": ["records": 1200, "page_size": 100, "change_fraction": 0]],
                     ["name": "paused", "provider": "demo", "active": false],
                 ], at: location, key: key)
 
@@ -42,18 +42,23 @@ struct RunCommandTests {
             #expect(first.status == 0, "\(first.stderr)")
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "Fetching 'cli-demo' (provider demo, integration \(integrations[0].id))")
+            // One line per write (every 500 records), each with the counts so far, growing to the total.
             let progress = lines.dropFirst().dropLast()
-            #expect(progress.contains { $0.hasSuffix("1 page, 50 records: 50 new, 0 updated, 0 unchanged") })
-            #expect(progress.contains { $0.hasSuffix("2 pages, 100 records: 100 new, 0 updated, 0 unchanged") })
-            #expect(progress.allSatisfy { $0.hasPrefix("  ") && $0.contains(" s  ") })
-            #expect(lines.last?.hasPrefix("Done: 3 pages, 120 records: 120 new, 0 updated, 0 unchanged in ") == true)
+            let stored = progress.compactMap { line -> Int? in
+                guard line.hasPrefix("  "), line.contains(" s  "), line.contains(" new, 0 updated, 0 unchanged") else { return nil }
+                return line.split(separator: ",").dropFirst().first.flatMap { Int($0.split(separator: " ").first ?? "") }
+            }
+            #expect(stored.count == progress.count && stored.count >= 2)
+            #expect(stored == stored.sorted() && stored.last == 1200)
+            #expect(progress.last?.hasSuffix("12 pages, 1200 records: 1200 new, 0 updated, 0 unchanged") == true)
+            #expect(lines.last?.hasPrefix("Done: 12 pages, 1200 records: 1200 new, 0 updated, 0 unchanged in ") == true)
 
             // By id, as JSON: the summary alone on standard output, everything unchanged the second time.
             let second = try CLITests.run(["run", integrations[0].id, "--json"], environment: environment, in: directory)
             #expect(second.status == 0)
             let summary = try JSONValue.parse(second.stdout)
-            #expect(summary["new"] == 0 && summary["updated"] == 0 && summary["unchanged"] == 120)
-            #expect(summary["pages"] == 3 && summary["integration"] == .string(integrations[0].id))
+            #expect(summary["new"] == 0 && summary["updated"] == 0 && summary["unchanged"] == 1200)
+            #expect(summary["pages"] == 12 && summary["integration"] == .string(integrations[0].id))
             #expect(second.stderr.contains("Fetching 'cli-demo'"))
 
             let unknown = try CLITests.run(["run", "nope"], environment: environment, in: directory)

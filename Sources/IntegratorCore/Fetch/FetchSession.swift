@@ -3,8 +3,8 @@ import Crypto
 import Foundation
 
 /// Receives a provider's records and checkpoints. Records are normalized, hashed and buffered; every
-/// `batchSize` records, and at every checkpoint, the buffer is written in one transaction with its events and
-/// the checkpoint.
+/// `batchSize` records the buffer is written in one transaction with its events and the checkpoints made so far
+/// (a checkpoint waits at most ``checkpointDelay`` for its batch).
 ///
 /// Writes run behind the provider, one at a time and in order: while a batch is stored the provider reads its next
 /// page, and it waits only when it gets a whole batch ahead. Memory stays bounded by two batches however long the
@@ -25,6 +25,9 @@ actor FetchSession: RecordSink, FetchState {
     private var pendingCheckpoints: [String: JSONValue] = [:]
     /// Checkpoints made since the last write was queued (one stream may checkpoint twice meanwhile).
     private var pendingPages = 0
+    private var lastQueued = ContinuousClock.now
+    /// The longest a checkpoint waits for a full batch before it is written anyway.
+    static let checkpointDelay = Duration.seconds(1)
     private var summary: FetchSummary
     /// The last write queued. Each write waits for the one before it, so they commit in order and a checkpoint is
     /// never committed before the records yielded ahead of it.
@@ -72,7 +75,10 @@ actor FetchSession: RecordSink, FetchState {
         cursors[stream] = cursor
         pendingCheckpoints[stream] = cursor
         pendingPages += 1
-        try await queueWrites()
+        // A checkpoint rides with the next batch rather than forcing a small one: until it is written, a crash
+        // only means reading a few pages again. It waits at most `checkpointDelay`, so slow sources still save
+        // their progress.
+        if ContinuousClock.now - lastQueued >= Self.checkpointDelay { try await queueWrites() }
     }
 
     // MARK: Running
@@ -140,6 +146,7 @@ actor FetchSession: RecordSink, FetchState {
     /// waits for the write queued before them: one write runs while the provider goes on.
     private func queueWrites() async throws {
         let previous = lastWrite
+        lastQueued = ContinuousClock.now
         while !buffer.isEmpty || !pendingCheckpoints.isEmpty {
             let chunk = Array(buffer.prefix(batchSize))
             buffer.removeFirst(chunk.count)
