@@ -6,8 +6,12 @@
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
 
 #define INTEGRATOR_AMQP_CHANNEL 1
@@ -146,8 +150,33 @@ static inline int integrator_amqp_consume(amqp_connection_state_t conn, const ch
     return integrator_amqp_check(amqp_get_rpc_reply(conn), "basic.consume", error, error_len);
 }
 
-static inline int integrator_amqp_ack(amqp_connection_state_t conn, uint64_t tag) {
-    return amqp_basic_ack(conn, INTEGRATOR_AMQP_CHANNEL, tag, 0);
+/* With `multiple`, acknowledges every unacknowledged delivery up to and including `tag`. */
+static inline int integrator_amqp_ack(amqp_connection_state_t conn, uint64_t tag, int multiple) {
+    return amqp_basic_ack(conn, INTEGRATOR_AMQP_CHANNEL, tag, multiple ? 1 : 0);
+}
+
+/* An eventfd another thread signals to interrupt integrator_amqp_wait; negative on failure. */
+static inline int integrator_amqp_make_wake_fd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+static inline void integrator_amqp_signal(int wake_fd) {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+/* Waits up to timeout_ms until the connection has something to read or `wake_fd` (an eventfd) is signalled, which
+   it then resets. 1: the connection has data (or failed: the next read says so); 0: woken, or nothing came.
+   Heartbeats are serviced by the reads that follow. */
+static inline int integrator_amqp_wait(amqp_connection_state_t conn, int wake_fd, int timeout_ms) {
+    if (amqp_frames_enqueued(conn) || amqp_data_in_buffer(conn)) return 1;
+    struct pollfd fds[2] = {{amqp_get_sockfd(conn), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    if (poll(fds, 2, timeout_ms) <= 0) return 0;
+    if (fds[1].revents & POLLIN) {
+        uint64_t count;
+        ssize_t ignored = read(wake_fd, &count, sizeof count);
+        (void)ignored;
+    }
+    return (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
 }
 
 static inline int integrator_amqp_nack(amqp_connection_state_t conn, uint64_t tag, int requeue) {

@@ -67,7 +67,7 @@ final class AMQPConnection: Sendable {
         case declare(AMQPQueueSpec, CheckedContinuation<Void, any Error>)
         case count(String, CheckedContinuation<Int, any Error>)
         case consume(queues: [String], prefetch: Int, CheckedContinuation<Void, any Error>)
-        case ack(generation: Int, tag: UInt64)
+        case ack(generation: Int, tags: [UInt64])
         case nack(generation: Int, tag: UInt64, requeue: Bool)
     }
 
@@ -80,6 +80,9 @@ final class AMQPConnection: Sendable {
     }
 
     private let state = Mutex(State())
+    /// An eventfd the caller side signals when it leaves a command, so the connection's thread, waiting on its
+    /// socket, turns to the command at once instead of after its wait.
+    fileprivate let wakeFD: Int32
     let role: Role
     let endpoint: AMQPEndpoint
     let logger: Logger
@@ -88,12 +91,17 @@ final class AMQPConnection: Sendable {
         self.role = role
         self.endpoint = endpoint
         self.logger = logger
+        self.wakeFD = integrator_amqp_make_wake_fd()
         let thread = Thread { [self] in
             var loop = ConnectionLoop(connection: self)
             loop.run()
         }
         thread.name = "integrator-amqp-\(role == .publisher ? "publish" : "consume")"
         thread.start()
+    }
+
+    deinit {
+        if wakeFD >= 0 { close(wakeFD) }
     }
 
     var isConnected: Bool { state.withLock { $0.connected } }
@@ -121,7 +129,9 @@ final class AMQPConnection: Sendable {
         }
     }
 
-    func ack(generation: Int, tag: UInt64) { enqueue(.ack(generation: generation, tag: tag)) }
+    func ack(generation: Int, tag: UInt64) { enqueue(.ack(generation: generation, tags: [tag])) }
+    /// Acknowledges many deliveries; a run of the oldest unacknowledged ones goes out as one `multiple` ack.
+    func ack(generation: Int, tags: [UInt64]) { enqueue(.ack(generation: generation, tags: tags)) }
     func nack(generation: Int, tag: UInt64, requeue: Bool) { enqueue(.nack(generation: generation, tag: tag, requeue: requeue)) }
 
     /// Takes up to `limit` received messages, waiting up to `wait` for the first one.
@@ -170,16 +180,23 @@ final class AMQPConnection: Sendable {
     /// Stops the thread; pending calls fail.
     func shutdown() {
         state.withLock { $0.stopped = true }
+        wake()
         wakeDeliveryWaiter()
     }
 
     private func enqueue(_ command: Command) {
-        let rejected = state.withLock { state -> Bool in
-            if state.stopped { return true }
+        let (rejected, first) = state.withLock { state -> (Bool, Bool) in
+            if state.stopped { return (true, false) }
             state.commands.append(command)
-            return false
+            return (false, state.commands.count == 1)
         }
         if rejected { ConnectionLoop.fail(command, AMQPError(message: "the AMQP connection is shut down")) }
+        // One signal per batch of commands: the thread takes them all once it wakes.
+        if first { wake() }
+    }
+
+    fileprivate func wake() {
+        if wakeFD >= 0 { integrator_amqp_signal(wakeFD) }
     }
 
     fileprivate func drainCommands() -> (commands: [Command], stopped: Bool) {
@@ -217,6 +234,8 @@ private struct ConnectionLoop {
     var unconfirmed: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
     var declared: [AMQPQueueSpec] = []
     var consuming: (queues: [String], prefetch: Int)?
+    /// Delivery tags received and not yet acknowledged or rejected, oldest first (tags grow on a channel).
+    var unacknowledged: [UInt64] = []
     var failures = 0
     var errorBuffer = [CChar](repeating: 0, count: 512)
 
@@ -269,6 +288,7 @@ private struct ConnectionLoop {
         handle = newHandle
         generation += 1
         publishSequence = 0
+        unacknowledged.removeAll()
         do {
             if connection.role == .publisher { try check(integrator_amqp_confirm_select(newHandle, &errorBuffer, errorBuffer.count)) }
             for spec in declared { try declareNow(spec) }
@@ -357,11 +377,12 @@ private struct ConnectionLoop {
                     continuation.resume(throwing: error)
                     throw error
                 }
-            case .ack(let generation, let tag):
-                if generation == self.generation, integrator_amqp_ack(handle, tag) != 0 { throw AMQPError(message: "ack failed") }
+            case .ack(let generation, let tags):
+                if generation == self.generation { try acknowledge(tags, on: handle) }
             case .nack(let generation, let tag, let requeue):
-                if generation == self.generation, integrator_amqp_nack(handle, tag, requeue ? 1 : 0) != 0 {
-                    throw AMQPError(message: "nack failed")
+                if generation == self.generation {
+                    unacknowledged.removeAll { $0 == tag }
+                    if integrator_amqp_nack(handle, tag, requeue ? 1 : 0) != 0 { throw AMQPError(message: "nack failed") }
                 }
             }
         } catch {
@@ -371,22 +392,48 @@ private struct ConnectionLoop {
         }
     }
 
+    /// Acknowledges `tags`: the oldest unacknowledged deliveries among them with one `multiple` ack (it covers every
+    /// tag up to its own, so only while no tag in between is still running), the others one by one.
+    mutating func acknowledge(_ tags: [UInt64], on handle: amqp_connection_state_t) throws {
+        let settling = Set(tags)
+        var covered = 0
+        while covered < unacknowledged.count, settling.contains(unacknowledged[covered]) { covered += 1 }
+        var single = settling
+        if covered > 0 {
+            let upTo = unacknowledged[covered - 1]
+            if integrator_amqp_ack(handle, upTo, covered > 1 ? 1 : 0) != 0 { throw AMQPError(message: "ack failed") }
+            for tag in unacknowledged[..<covered] { single.remove(tag) }
+        }
+        for tag in single.sorted() where integrator_amqp_ack(handle, tag, 0) != 0 { throw AMQPError(message: "ack failed") }
+        unacknowledged.removeAll { settling.contains($0) }
+    }
+
+    /// Waits up to `milliseconds` for data on the connection; `false` when a command arrived or nothing came.
+    func waitForData(_ handle: amqp_connection_state_t, milliseconds: Int32) -> Bool {
+        if connection.hasCommands() { return false }
+        // Without an eventfd (negative), poll ignores it and the wait only ends on data or the timeout.
+        return integrator_amqp_wait(handle, connection.wakeFD, milliseconds) == 1
+    }
+
     /// Reads publisher confirms (ack/nack, possibly `multiple`) and settles the waiting publishes.
     mutating func readConfirms() {
         guard let handle else { return }
         var rounds = 0
         while rounds < 1000 {
             rounds += 1
-            let waitMilliseconds: Int32 = unconfirmed.isEmpty ? (connection.hasCommands() ? 0 : 5) : (connection.hasCommands() ? 0 : 2)
             var tag: UInt64 = 0
             var multiple: Int32 = 0
             var isAck: Int32 = 0
-            let status = integrator_amqp_next_confirm(handle, waitMilliseconds, &tag, &multiple, &isAck, &errorBuffer, errorBuffer.count)
+            let status = integrator_amqp_next_confirm(handle, 0, &tag, &multiple, &isAck, &errorBuffer, errorBuffer.count)
             if status < 0 {
                 disconnect(AMQPError(message: "the connection to RabbitMQ was lost: \(lastError)"), graceful: false)
                 return
             }
-            if status == 0 { return }
+            if status == 0 {
+                // Nothing to read: sleep on the socket until data or a command comes (a command wakes us at once).
+                if waitForData(handle, milliseconds: 5) { continue }
+                return
+            }
             let settled = unconfirmed.filter { multiple != 0 ? $0.sequence <= tag : $0.sequence == tag }
             unconfirmed.removeAll { multiple != 0 ? $0.sequence <= tag : $0.sequence == tag }
             for pending in settled {
@@ -405,13 +452,17 @@ private struct ConnectionLoop {
         guard let handle else { return }
         for _ in 0..<256 {
             var envelope = amqp_envelope_t()
-            let status = integrator_amqp_next_delivery(handle, connection.hasCommands() ? 0 : 5, &envelope, &errorBuffer, errorBuffer.count)
+            let status = integrator_amqp_next_delivery(handle, 0, &envelope, &errorBuffer, errorBuffer.count)
             if status < 0 {
                 disconnect(AMQPError(message: "the connection to RabbitMQ was lost: \(lastError)"), graceful: false)
                 return
             }
-            if status == 0 { return }
+            if status == 0 {
+                if waitForData(handle, milliseconds: 5) { continue }
+                return
+            }
             let body = [UInt8](UnsafeRawBufferPointer(start: envelope.message.body.bytes, count: envelope.message.body.len))
+            unacknowledged.append(envelope.delivery_tag)
             connection.deliver(
                 AMQPDelivery(generation: generation, tag: envelope.delivery_tag, body: body, redelivered: envelope.redelivered != 0))
             amqp_destroy_envelope(&envelope)

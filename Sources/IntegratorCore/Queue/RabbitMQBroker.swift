@@ -82,6 +82,15 @@ public final class RabbitMQBroker: Broker {
         consumer.ack(generation: generation, tag: tag)
     }
 
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        var tagsByGeneration: [Int: [UInt64]] = [:]
+        for delivery in deliveries {
+            guard let (generation, tag) = parseTag(delivery.tag) else { continue }
+            tagsByGeneration[generation, default: []].append(tag)
+        }
+        for (generation, tags) in tagsByGeneration { consumer.ack(generation: generation, tags: tags) }
+    }
+
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {
         let delay = notBefore.timeIntervalSince(clock.now())
         if delay < 0.001 {

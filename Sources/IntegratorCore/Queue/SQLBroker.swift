@@ -25,7 +25,12 @@ public struct SQLBroker: Broker {
 
     /// Inserts many messages with multi-row statements in an existing transaction.
     func insert(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date, _ sql: any SQLDatabase) async throws {
-        for chunk in messages.chunks(of: 400) {
+        for statement in insertStatements(messages, availableAt: availableAt) { try await sql.raw(statement).run() }
+    }
+
+    /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
+    func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
+        messages.chunks(of: 400).map { chunk in
             let rows = chunk.map { message -> SQLQueryString in
                 """
                 (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
@@ -33,13 +38,11 @@ public struct SQLBroker: Broker {
                  0, \(bind: false), \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: message.maxAttempts))
                 """
             }
-            try await sql.raw(
-                """
+            return """
                 INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
                                         deliveries, dead, integration_id, schedule_id, max_attempts)
                 VALUES \(rows.joined(separator: ", "))
                 """
-            ).run()
         }
     }
 
@@ -86,9 +89,12 @@ public struct SQLBroker: Broker {
 
     /// Acknowledges many with one statement per chunk, inside the caller's transaction.
     func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws {
-        for chunk in deliveries.chunks(of: 500) {
-            try await sql.raw("DELETE FROM task_queue WHERE seq IN (\(binds: chunk.map { Int64($0.tag) ?? -1 }))").run()
-        }
+        for statement in acknowledgeStatements(deliveries) { try await sql.raw(statement).run() }
+    }
+
+    /// The statements that acknowledge `deliveries` (to run with the outcomes' records).
+    func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString] {
+        deliveries.chunks(of: 500).map { chunk in "DELETE FROM task_queue WHERE seq IN (\(binds: chunk.map { Int64($0.tag) ?? -1 }))" }
     }
 
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {

@@ -7,8 +7,9 @@ public struct TasksService: Sendable {
     let runs: TaskRunStore
     let registry: PluginRegistry
     let clock: any TimeSource
-    /// Concurrent enqueues share one transaction. On the SQL broker it holds the runs and their messages (atomic);
-    /// with an external broker, the runs, and each message is published after the commit.
+    /// Concurrent enqueues share one write (one statement on PostgreSQL, a transaction on SQLite). On the SQL broker
+    /// it holds the runs and their messages (atomic, as ``TaskDispatcher`` stages them); with an external broker, the
+    /// runs, and each message is published after it.
     private let queuedRuns: GroupCommit<TaskMessage>
 
     public init(broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, clock: any TimeSource) {
@@ -16,17 +17,11 @@ public struct TasksService: Sendable {
         self.runs = runs
         self.registry = registry
         self.clock = clock
-        let dispatcher = TaskDispatcher(database: runs.database, broker: broker, runs: runs)
-        let inTransaction = broker is SQLBroker
+        let queue = broker as? SQLBroker
         self.queuedRuns = GroupCommit(maxBatch: 500) { messages in
-            let batch = messages.map { QueuedRun(message: $0) }
-            try await runs.database.transaction { sql in
-                if inTransaction {
-                    try await dispatcher.stage(batch, at: clock.now(), sql)
-                } else {
-                    try await runs.insertQueued(batch, at: clock.now(), sql)
-                }
-            }
+            let runStatements = runs.queuedStatements(messages.map { QueuedRun(message: $0) }, at: clock.now())
+            let messageStatements = queue?.insertStatements(messages, availableAt: \.enqueuedAt) ?? []
+            try await runs.database.writeTogether(runStatements + messageStatements)
         }
     }
 

@@ -141,11 +141,16 @@ public struct TaskRunStore: Sendable {
 
     /// Records many runs as queued with a few multi-row statements (the beat fires in batches).
     func insertQueued(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws {
-        // One statement may not touch a row twice; the last entry for a task wins.
+        for statement in queuedStatements(batch, at: now) { try await sql.raw(statement).run() }
+    }
+
+    /// The statements that record `batch` as queued. They never touch a row twice (the last entry for a task wins),
+    /// so they may run as one statement (see ``Database/writeTogether(_:asOneStatement:)``).
+    func queuedStatements(_ batch: [QueuedRun], at now: Date) -> [SQLQueryString] {
         var latest: [String: Int] = [:]
         for (index, entry) in batch.enumerated() { latest[entry.message.id] = index }
         let unique = batch.enumerated().filter { latest[$0.element.message.id] == $0.offset }.map(\.element)
-        for chunk in unique.chunks(of: 400) {
+        return unique.chunks(of: 400).flatMap { chunk -> [SQLQueryString] in
             let runs = chunk.map { entry -> SQLQueryString in
                 let message = entry.message
                 return """
@@ -154,25 +159,16 @@ public struct TaskRunStore: Sendable {
                      \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: entry.scheduledFor), \(bind: now))
                     """
             }
-            try await sql.raw(
+            return [
                 """
                 INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id,
                                        scheduled_for, updated_at)
                 VALUES \(runs.joined(separator: ", "))
                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
                     started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
-                """
-            ).run()
-            let attempts = chunk.map { entry -> SQLQueryString in
-                "(\(bind: entry.message.id), \(bind: entry.message.attempt), \(bind: TaskState.queued.rawValue), NULL, 0, NULL, NULL, NULL, NULL)"
-            }
-            try await sql.raw(
-                """
-                INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-                VALUES \(attempts.joined(separator: ", "))
-                \(unsafeRaw: Self.attemptConflictClause)
-                """
-            ).run()
+                """,
+                Self.attemptsStatement(chunk.map { AttemptRow(taskID: $0.message.id, attempt: $0.message.attempt, state: .queued, workerID: nil, deliveries: 0) }),
+            ]
         }
     }
 
@@ -183,82 +179,103 @@ public struct TaskRunStore: Sendable {
         try await recordStarted([delivery], workerID: workerID, at: now)[0]
     }
 
-    /// Marks a claimed batch as running in one transaction with multi-row statements; for each delivery, in order,
-    /// whether it may run (see ``recordStarted(_:workerID:at:)``). Copies of one task in the same batch are judged
-    /// one after the other, as if started separately.
+    /// Marks a claimed batch as running with multi-row statements; for each delivery, in order, whether it may run
+    /// (see ``recordStarted(_:workerID:at:)``). Copies of one task in the same batch are judged one after the other,
+    /// as if started separately. Like a single start (whose read and write were never locked against a concurrent
+    /// revoke), the states are read first, then the runs that may start are written together.
     public func recordStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
+        let rounds = Self.roundsOfDistinctTasks(deliveries.map(\.message.id))
+        if rounds.count == 1 {
+            let starting = try await database.withSQL { sql in try await startable(deliveries, among: rounds[0], sql) }
+            try await database.writeTogether(startStatements(deliveries, starting, workerID: workerID, at: now))
+            var allowed = [Bool](repeating: false, count: deliveries.count)
+            for index in starting { allowed[index] = true }
+            return allowed
+        }
         return try await database.transaction { sql in
             var allowed = [Bool](repeating: false, count: deliveries.count)
-            for round in Self.roundsOfDistinctTasks(deliveries.indices.map { deliveries[$0].message.id }) {
-                for chunk in round.chunks(of: 200) {
-                    let ids = chunk.map { deliveries[$0].message.id }
-                    var current: [String: (state: TaskState?, attempt: Int)] = [:]
-                    for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: ids))").all() {
-                        current[try row.decode(column: "id", as: String.self)] = (
-                            TaskState(rawValue: try row.decode(column: "state", as: String.self)),
-                            try row.decode(column: "attempt", as: Int.self)
-                        )
-                    }
-                    let starting = chunk.filter { index in
-                        let message = deliveries[index].message
-                        guard let (state, attempt) = current[message.id] else { return true }
-                        if state == .revoked || attempt > message.attempt { return false }
-                        return !(attempt == message.attempt && (state == .succeeded || state == .failed || state == .dead))
-                    }
-                    guard !starting.isEmpty else { continue }
-                    for index in starting { allowed[index] = true }
-                    let attempts = starting.map { index -> SQLQueryString in
-                        "WHEN \(bind: deliveries[index].message.id) THEN \(bind: deliveries[index].message.attempt)"
-                    }
-                    try await sql.raw(
-                        """
-                        UPDATE task_runs SET state = \(bind: TaskState.started.rawValue), worker_id = \(bind: workerID),
-                            started_at = \(bind: now), updated_at = \(bind: now), attempt = CASE id \(attempts.joined(separator: " ")) END
-                        WHERE id IN (\(binds: starting.map { deliveries[$0].message.id }))
-                        """
-                    ).run()
-                    try await upsertAttempts(
-                        starting.map { index in
-                            let delivery = deliveries[index]
-                            return AttemptRow(
-                                taskID: delivery.message.id, attempt: delivery.message.attempt, state: .started, workerID: workerID,
-                                deliveries: delivery.deliveries, startedAt: now)
-                        }, sql)
-                }
+            for round in rounds {
+                let starting = try await startable(deliveries, among: round, sql)
+                for statement in startStatements(deliveries, starting, workerID: workerID, at: now) { try await sql.raw(statement).run() }
+                for index in starting { allowed[index] = true }
             }
             return allowed
         }
     }
 
-    /// Records how many attempts ended (succeeded, failed or dead, no retry) inside the caller's transaction, with a
-    /// few multi-row statements, so a worker settles a batch of outcomes (and, on the SQL broker, their
-    /// acknowledgements) in one commit.
-    func recordOutcomes(_ outcomes: [AttemptOutcome], _ sql: any SQLDatabase) async throws {
-        for round in Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id)) {
-            for chunk in round.chunks(of: 100) {
-                let rows = chunk.map { outcomes[$0] }
-                func column(_ value: (AttemptOutcome) -> SQLQueryString) -> SQLQueryString {
-                    "CASE id \(rows.map { "WHEN \(bind: $0.delivery.message.id) THEN \(value($0))" as SQLQueryString }.joined(separator: " ")) END"
-                }
-                try await sql.raw(
-                    """
-                    UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }),
-                        finished_at = \(column { "\(bind: $0.finishedAt)" }), updated_at = \(column { "\(bind: $0.finishedAt)" }),
-                        duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }), error = \(column { "\(bind: $0.error)" }),
-                        result = \(column { "\(bind: $0.result?.encodedString())" })
-                    WHERE id IN (\(binds: rows.map(\.delivery.message.id)))
-                    """
-                ).run()
-                try await upsertAttempts(
-                    rows.map { outcome in
-                        AttemptRow(
-                            taskID: outcome.delivery.message.id, attempt: outcome.delivery.message.attempt, state: outcome.state,
-                            workerID: nil, deliveries: outcome.delivery.deliveries, startedAt: outcome.startedAt,
-                            finishedAt: outcome.finishedAt, duration: outcome.durationMilliseconds, error: outcome.error)
-                    }, sql)
+    /// The positions among `indices` (distinct tasks) whose deliveries may start: not revoked, not superseded by a
+    /// later attempt, and not an attempt that already finished.
+    private func startable(_ deliveries: [Delivery], among indices: [Int], _ sql: any SQLDatabase) async throws -> [Int] {
+        var current: [String: (state: TaskState?, attempt: Int)] = [:]
+        for chunk in indices.chunks(of: 500) {
+            let ids = chunk.map { deliveries[$0].message.id }
+            for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: ids))").all() {
+                current[try row.decode(column: "id", as: String.self)] = (
+                    TaskState(rawValue: try row.decode(column: "state", as: String.self)),
+                    try row.decode(column: "attempt", as: Int.self)
+                )
             }
         }
+        return indices.filter { index in
+            let message = deliveries[index].message
+            guard let (state, attempt) = current[message.id] else { return true }
+            if state == .revoked || attempt > message.attempt { return false }
+            return !(attempt == message.attempt && (state == .succeeded || state == .failed || state == .dead))
+        }
+    }
+
+    /// The statements that mark the deliveries at `starting` (distinct tasks) as running.
+    private func startStatements(_ deliveries: [Delivery], _ starting: [Int], workerID: String, at now: Date) -> [SQLQueryString] {
+        starting.chunks(of: 200).flatMap { chunk -> [SQLQueryString] in
+            let attempts = chunk.map { index -> SQLQueryString in
+                "WHEN \(bind: deliveries[index].message.id) THEN \(bind: deliveries[index].message.attempt)"
+            }
+            return [
+                """
+                UPDATE task_runs SET state = \(bind: TaskState.started.rawValue), worker_id = \(bind: workerID),
+                    started_at = \(bind: now), updated_at = \(bind: now), attempt = CASE id \(attempts.joined(separator: " ")) END
+                WHERE id IN (\(binds: chunk.map { deliveries[$0].message.id }))
+                """,
+                Self.attemptsStatement(
+                    chunk.map { index in
+                        let delivery = deliveries[index]
+                        return AttemptRow(
+                            taskID: delivery.message.id, attempt: delivery.message.attempt, state: .started, workerID: workerID,
+                            deliveries: delivery.deliveries, startedAt: now)
+                    }),
+            ]
+        }
+    }
+
+    /// Records how attempts ended (succeeded, failed or dead, no retry) with a few multi-row statements, together with
+    /// `alsoWritten` (the SQL broker's acknowledgements), so a worker settles a batch of outcomes in one write.
+    func recordOutcomes(_ outcomes: [AttemptOutcome], alsoWriting alsoWritten: [SQLQueryString] = []) async throws {
+        let rounds = Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id))
+        let statements = rounds.flatMap { round in round.chunks(of: 100).flatMap { outcomeStatements($0.map { outcomes[$0] }) } }
+        try await database.writeTogether(statements + alsoWritten, asOneStatement: rounds.count == 1)
+    }
+
+    private func outcomeStatements(_ rows: [AttemptOutcome]) -> [SQLQueryString] {
+        func column(_ value: (AttemptOutcome) -> SQLQueryString) -> SQLQueryString {
+            "CASE id \(rows.map { "WHEN \(bind: $0.delivery.message.id) THEN \(value($0))" as SQLQueryString }.joined(separator: " ")) END"
+        }
+        return [
+            """
+            UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }),
+                finished_at = \(column { "\(bind: $0.finishedAt)" }), updated_at = \(column { "\(bind: $0.finishedAt)" }),
+                duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }), error = \(column { "\(bind: $0.error)" }),
+                result = \(column { "\(bind: $0.result?.encodedString())" })
+            WHERE id IN (\(binds: rows.map(\.delivery.message.id)))
+            """,
+            Self.attemptsStatement(
+                rows.map { outcome in
+                    AttemptRow(
+                        taskID: outcome.delivery.message.id, attempt: outcome.delivery.message.attempt, state: outcome.state,
+                        workerID: nil, deliveries: outcome.delivery.deliveries, startedAt: outcome.startedAt,
+                        finishedAt: outcome.finishedAt, duration: outcome.durationMilliseconds, error: outcome.error)
+                }),
+        ]
     }
 
     /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
@@ -327,19 +344,21 @@ public struct TaskRunStore: Sendable {
     /// Writes attempts with one multi-row statement; no two rows may name the same attempt.
     private func upsertAttempts(_ rows: [AttemptRow], _ sql: any SQLDatabase) async throws {
         guard !rows.isEmpty else { return }
+        try await sql.raw(Self.attemptsStatement(rows)).run()
+    }
+
+    private static func attemptsStatement(_ rows: [AttemptRow]) -> SQLQueryString {
         let values = rows.map { row -> SQLQueryString in
             """
             (\(bind: row.taskID), \(bind: row.attempt), \(bind: row.state.rawValue), \(bind: row.workerID), \(bind: row.deliveries),
              \(bind: row.startedAt), \(bind: row.finishedAt), \(bind: row.duration), \(bind: row.error))
             """
         }
-        try await sql.raw(
-            """
+        return """
             INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
             VALUES \(values.joined(separator: ", "))
             \(unsafeRaw: Self.attemptConflictClause)
             """
-        ).run()
     }
 
     /// How a second write of an attempt merges with the first.

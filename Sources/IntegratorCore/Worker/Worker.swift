@@ -75,12 +75,9 @@ public final class Worker: Service {
         self.outcomes = GroupCommit(maxBatch: 500) { batch in
             let deliveries = batch.map(\.delivery)
             if let queue = broker as? SQLBroker {
-                try await runs.database.transaction { sql in
-                    try await runs.recordOutcomes(batch, sql)
-                    try await queue.acknowledge(deliveries, sql)
-                }
+                try await runs.recordOutcomes(batch, alsoWriting: queue.acknowledgeStatements(deliveries))
             } else {
-                try await runs.database.transaction { sql in try await runs.recordOutcomes(batch, sql) }
+                try await runs.recordOutcomes(batch)
                 try await broker.acknowledge(deliveries)
             }
         }
