@@ -318,7 +318,7 @@ final class FakePagedAPI: Sendable {
         } : []
         let body: JSONValue = ["data": .array(items), "page": .number(Double(page)), "has_next": .bool(last < records)]
         return Response(
-            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.encodedString())))
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.canonicalText)))
     }
 }
 

@@ -50,13 +50,34 @@ struct FetchUnitTests {
         #expect(logged.allSatisfy { !$0.contains("tok-12345") })
     }
 
-    @Test("content hashes are SHA-256 of the canonical JSON, so key order does not matter")
+    @Test("content hashes are SHA-256 of the canonical JSON, so key order and spacing do not matter")
     func contentHash() throws {
         #expect(FetchSession.hash("{}") == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
-        let one = try JSONValue.parse(#"{"b": 1, "a": [true, null, "x"]}"#).encodedString()
-        let two = try JSONValue.parse(#"{"a":[true,null,"x"],"b":1.0}"#).encodedString()
+        let one = try JSONValue.parse(#"{"b": 1, "a": [true, null, "x"]}"#).canonicalText
+        let two = try JSONValue.parse(#"{"a":[true,null,"x"],"b":1.0}"#).canonicalText
+        #expect(one == #"{"a":[true,null,"x"],"b":1}"#)
         #expect(one == two)
         #expect(FetchSession.hash(one) == FetchSession.hash(two))
+    }
+
+    @Test("canonical JSON escapes what JSON requires, keeps the rest, and reads back as the same value")
+    func canonicalText() throws {
+        let value: JSONValue = [
+            "text": "quote \" backslash \\ newline \n tab \t bell \u{07} slash / ação 🎫",
+            "numbers": [0, -12, 1.5, 0.1, 1e-7, 123456789012, 2.5e20],
+            "nested": ["b": ["z": nil, "a": false], "a": []],
+            "Zeta": "capital letters sort first",
+        ]
+        let text = value.canonicalText
+        #expect(try JSONValue.parse(text) == value)
+        #expect(text.hasPrefix(#"{"Zeta":"#))
+        #expect(text.contains(#""quote \" backslash \\ newline \n tab \t bell \u0007 slash / ação 🎫""#))
+        #expect(text.contains(#""nested":{"a":[],"b":{"a":false,"z":null}}"#))
+        #expect(text.contains(#"[0,-12,1.5,0.1,1e-07,123456789012,2.5e+20]"#))
+        #expect(JSONValue.number(.infinity).canonicalText == "null")
+        // The same text as the engine's general encoder for everyday values.
+        let everyday: JSONValue = ["id": 42, "name": "Show \"Live\"", "tags": ["a", "b"], "price": 19.9, "open": true]
+        #expect(everyday.canonicalText == everyday.encodedString())
     }
 
     @Test("records with an empty or oversized stream or external id are refused with a message for the plugin author")

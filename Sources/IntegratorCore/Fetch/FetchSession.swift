@@ -113,7 +113,7 @@ actor FetchSession: RecordSink, FetchState {
             throw PluginError("normalizing record \(raw.externalID) of stream \(raw.stream) failed: \(error)")
         }
         if let problem = Self.problem(with: record) { throw PluginError(problem, permanent: true) }
-        let json = record.data.encodedString()
+        let json = record.data.canonicalText
         return PreparedRecord(
             stream: record.stream, externalID: record.externalID, json: json, contentHash: Self.hash(json))
     }
