@@ -21,6 +21,12 @@ public struct Runtime: Sendable {
     public let fetches: FetchService
     /// What fetches stored: records, change events, fetch state.
     public let records: RecordsService
+    /// Wakes the beat when schedules or timers change.
+    public let wakeup: BeatWakeup
+    /// Records runs and publishes them in one transaction (the beat's way to publish).
+    public let dispatcher: TaskDispatcher
+    public let timers: TimerStore
+    public let schedules: SchedulesService
 
     /// - Parameters:
     ///   - settings: must carry secret keys; the CLI refuses to build a runtime without them.
@@ -65,6 +71,14 @@ public struct Runtime: Sendable {
         self.fetches = fetches
         self.records = RecordsService(database: database, integrations: integrations)
         self.tasks = TasksService(broker: broker, runs: runs, registry: engineRegistry, clock: clock)
+        let wakeup = BeatWakeup()
+        let dispatcher = TaskDispatcher(database: database, broker: broker, runs: runs)
+        self.wakeup = wakeup
+        self.dispatcher = dispatcher
+        self.timers = TimerStore(database: database, wakeup: wakeup)
+        self.schedules = SchedulesService(
+            store: ScheduleStore(database: database), integrations: IntegrationStore(database: database),
+            dispatcher: dispatcher, registry: engineRegistry, wakeup: wakeup, clock: clock)
     }
 }
 
@@ -74,8 +88,18 @@ extension Runtime {
         await outbound.shutdown()
     }
 
+    /// A beat on this runtime's database and broker.
+    public func makeBeat(
+        _ options: BeatOptions = BeatOptions(), identity: String? = nil, onPublished: BeatPublishObserver? = nil
+    ) -> Beat {
+        Beat(
+            database: database, schedules: ScheduleStore(database: database), timers: timers, dispatcher: dispatcher,
+            wakeup: wakeup, clock: clock, logger: logger, options: options, identity: identity, onPublished: onPublished)
+    }
+
     /// A worker on this runtime's broker, store and plugins.
     public func makeWorker(_ options: WorkerOptions, id: String? = nil) -> Worker {
-        Worker(options: options, broker: broker, runs: runs, registry: registry, clock: clock, logger: logger, id: id)
+        Worker(
+            options: options, broker: broker, runs: runs, registry: registry, timers: timers, clock: clock, logger: logger, id: id)
     }
 }
