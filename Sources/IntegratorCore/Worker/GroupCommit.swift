@@ -26,6 +26,8 @@ final class GroupCommit<Item: Sendable>: Sendable {
 
     private let state = Mutex(State())
     private let maxBatch: Int
+    /// How often a new leader steps back before it collects the waiting items.
+    private let joinWindowYields = 2
     private let write: @Sendable ([Item]) async throws -> Void
 
     /// - Parameters:
@@ -50,6 +52,8 @@ final class GroupCommit<Item: Sendable>: Sendable {
             if leads { continuation.resume(returning: .lead) }
         }
         guard case .lead = role else { return }
+        // Callers usually come in bursts (a batch of tasks finishing together): let the rest of the burst join.
+        for _ in 0..<joinWindowYields { await Task.yield() }
         let followers = state.withLock { state -> [Waiter] in
             let taken = Array(state.waiting.prefix(maxBatch - 1))
             state.waiting.removeFirst(taken.count)

@@ -106,6 +106,8 @@ public final class Worker: Service {
         var idlePause = Duration.milliseconds(5)
         var failures = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            // Slots free up in bursts (a settled batch); let the burst finish so one claim takes all of them.
+            await Task.yield()
             let free = options.concurrency - busy
             guard free > 0 else {
                 // Every slot is busy: sleep until a task finishes (or shutdown begins).
