@@ -15,8 +15,7 @@ extension Routes {
         }
         integrations.get(":id/records") { request, context in
             _ = try context.require(.viewer)
-            try checkParameters(request, allowed: ["stream", "updated_since", "limit", "cursor"])
-            var issues: [FieldIssue] = []
+            var issues = unknownParameters(request, allowed: ["stream", "updated_since", "limit", "cursor"])
             let filter = RecordFilter(stream: query(request, "stream"), updatedSince: queryDate(request, "updated_since", issues: &issues))
             let page = try pageRequest(request, issues: issues)
             let records = try await runtime.records.list(integrationID: try context.parameters.require("id"), filter, page: page)
@@ -49,8 +48,7 @@ extension Routes {
         }
         api.get("events") { request, context in
             _ = try context.require(.viewer)
-            try checkParameters(request, allowed: ["type", "integration", "since", "limit", "cursor"])
-            var issues: [FieldIssue] = []
+            var issues = unknownParameters(request, allowed: ["type", "integration", "since", "limit", "cursor"])
             let integration = query(request, "integration")
             if let integration, !Identifier.isWellFormed(integration) {
                 issues.append(FieldIssue(field: "integration", message: "must be an integration id"))
@@ -64,11 +62,15 @@ extension Routes {
 
     /// Refuses query parameters the endpoint does not know, so a misspelt filter is not silently ignored.
     private func checkParameters(_ request: Request, allowed: Set<String>) throws {
+        let issues = unknownParameters(request, allowed: allowed)
+        if !issues.isEmpty { throw APIError.validation(ValidationFailure(issues)) }
+    }
+
+    /// One issue per query parameter the endpoint does not know.
+    private func unknownParameters(_ request: Request, allowed: Set<String>) -> [FieldIssue] {
         let unknown = Set(request.uri.queryParameters.map { String($0.key) }).subtracting(allowed).sorted()
-        guard !unknown.isEmpty else { return }
         let known = allowed.isEmpty ? "this endpoint takes none" : "known: \(allowed.sorted().joined(separator: ", "))"
-        throw APIError.validation(
-            ValidationFailure(unknown.map { FieldIssue(field: $0, message: "is not a known query parameter (\(known))") }))
+        return unknown.map { FieldIssue(field: $0, message: "is not a known query parameter (\(known))") }
     }
 
     /// The page request, reporting its problems together with `issues` found in the other parameters.
