@@ -39,6 +39,13 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "How many concurrent publishers share the tasks.")
     var publishers = 4
 
+    @Option(help: """
+        How many tasks each publisher hands over per call: 1 enqueues one task at a time (like POST /api/v1/tasks); \
+        more uses TasksService.enqueue(contentsOf:), one write for the batch's runs and, on RabbitMQ, its confirms \
+        awaited together.
+        """)
+    var batch = 1
+
     @Flag(help: """
         Publish every task first and start the worker only then; the drain rate counts from the first to the \
         last recorded success, so it measures the worker alone.
@@ -60,6 +67,7 @@ struct QueueBench: AsyncParsableCommand {
         guard (1...10_000_000).contains(tasks) else { throw ValidationError("--tasks must be from 1 to 10000000") }
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
         guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
+        guard (1...1000).contains(batch) else { throw ValidationError("--batch must be from 1 to 1000") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
 
@@ -79,7 +87,7 @@ struct QueueBench: AsyncParsableCommand {
                     parsing: SecretKeyRing.generateEncodedKey(), variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
             }
             let plan = QueueBenchPlan(
-                tasks: tasks, concurrency: concurrency, publishers: publishers, prefill: prefill, timeoutSeconds: timeout)
+                tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill, timeoutSeconds: timeout)
             let logger = Logger(label: "integrator")
             let registry = try BuiltinPlugins.registry()
             let frozen = settings
@@ -98,6 +106,7 @@ struct QueueBenchPlan: Sendable {
     var tasks: Int
     var concurrency: Int
     var publishers: Int
+    var batch: Int
     var prefill: Bool
     var timeoutSeconds: Int
 
@@ -135,17 +144,25 @@ struct QueueBenchPlan: Sendable {
         }
     }
 
-    /// Each publisher enqueues its share, one task after another, priorities cycling 0–9. Returns the seconds taken.
+    /// Each publisher enqueues its share, one task (or one --batch) after another, priorities cycling 0–9. Returns the
+    /// seconds taken.
     private func publish(_ runtime: Runtime, queue: String) async throws -> Double {
         let clock = ContinuousClock()
         let publishStart = clock.now
+        let batch = self.batch
         try await withThrowingTaskGroup(of: Void.self) { group in
             for publisher in 0..<publishers {
                 let indices = Array(stride(from: publisher, to: tasks, by: publishers))
                 group.addTask {
-                    for index in indices {
-                        try await runtime.tasks.enqueue(
-                            TaskMessage(name: "core.noop", queue: queue, priority: index % 10, enqueuedAt: runtime.clock.now()))
+                    for start in stride(from: 0, to: indices.count, by: batch) {
+                        let messages = indices[start..<min(start + batch, indices.count)].map { index in
+                            TaskMessage(name: "core.noop", queue: queue, priority: index % 10, enqueuedAt: runtime.clock.now())
+                        }
+                        if let message = messages.first, messages.count == 1 {
+                            try await runtime.tasks.enqueue(message)
+                        } else {
+                            try await runtime.tasks.enqueue(contentsOf: messages)
+                        }
                     }
                 }
             }
@@ -206,7 +223,7 @@ struct QueueBenchPlan: Sendable {
         let drainSeconds = max(lastFinished.timeIntervalSince(prefill ? firstFinished : firstEnqueued), 1e-9)
         return QueueBenchReport(
             broker: Self.brokerName(runtime.settings.broker), database: runtime.database.engine.rawValue, queue: queue,
-            tasks: tasks, concurrency: concurrency, publishers: publishers, prefill: prefill,
+            tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill,
             publishSeconds: publishSeconds, drainSeconds: drainSeconds,
             latencyP50: Self.percentile(latencies, 0.50), latencyP99: Self.percentile(latencies, 0.99),
             peakRSSMiB: Self.peakResidentMiB())
@@ -254,6 +271,8 @@ struct QueueBenchReport: Sendable {
     var tasks: Int
     var concurrency: Int
     var publishers: Int
+    /// Tasks per enqueue call of each publisher.
+    var batch: Int
     var prefill: Bool
     var publishSeconds: Double
     var drainSeconds: Double
@@ -270,7 +289,7 @@ struct QueueBenchReport: Sendable {
         func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
         return """
             integrator queue benchmark: broker \(broker), database \(database), queue \(queue)
-              tasks \(tasks) core.noop, worker concurrency \(concurrency), publishers \(publishers), \(mode)
+              tasks \(tasks) core.noop, worker concurrency \(concurrency), publishers \(publishers), batch \(batch), \(mode)
               publish   \(fixed(publishRate)) tasks/s  (\(fixed(publishSeconds, 2)) s to enqueue all)
               drain     \(fixed(drainRate)) tasks/s  (\(fixed(drainSeconds, 2)) s from the first \(prefill ? "recorded success" : "enqueue") to the last recorded success)
               latency   p50 \(fixed(latencyP50)) ms, p99 \(fixed(latencyP99)) ms  (enqueued_at to finished_at of each run)
@@ -286,7 +305,7 @@ struct QueueBenchReport: Sendable {
         return .object([
             "system": "integrator", "broker": .string(broker), "database": .string(database), "queue": .string(queue),
             "tasks": .number(Double(tasks)), "concurrency": .number(Double(concurrency)),
-            "publishers": .number(Double(publishers)), "mode": .string(mode),
+            "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "mode": .string(mode),
             "publish_seconds": rounded(publishSeconds, 3), "publish_rate": rounded(publishRate),
             "drain_seconds": rounded(drainSeconds, 3), "drain_rate": rounded(drainRate),
             "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99),

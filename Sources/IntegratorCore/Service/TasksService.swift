@@ -19,10 +19,15 @@ public struct TasksService: Sendable {
         self.clock = clock
         let queue = broker as? SQLBroker
         self.queuedRuns = GroupCommit(maxBatch: 500) { messages in
-            let runStatements = runs.queuedStatements(messages.map { QueuedRun(message: $0) }, at: clock.now())
-            let messageStatements = queue?.insertStatements(messages, availableAt: \.enqueuedAt) ?? []
-            try await runs.database.writeTogether(runStatements + messageStatements)
+            try await Self.recordQueued(messages, runs: runs, queue: queue, at: clock.now())
         }
+    }
+
+    /// Writes the runs of `messages` as queued and, on the SQL broker, the messages themselves, in one write.
+    private static func recordQueued(_ messages: [TaskMessage], runs: TaskRunStore, queue: SQLBroker?, at now: Date) async throws {
+        let runStatements = runs.queuedStatements(messages.map { QueuedRun(message: $0) }, at: now)
+        let messageStatements = queue?.insertStatements(messages, availableAt: \.enqueuedAt) ?? []
+        try await runs.database.writeTogether(runStatements + messageStatements)
     }
 
     /// Records the task as queued and publishes it. On the SQL broker both happen in one transaction. Otherwise the
@@ -30,7 +35,26 @@ public struct TasksService: Sendable {
     @discardableResult
     public func enqueue(_ message: TaskMessage) async throws -> TaskMessage {
         try await queuedRuns.submit(message)
-        if broker is SQLBroker { return message }
+        if !(broker is SQLBroker) { try await publish(message) }
+        return message
+    }
+
+    /// Enqueues many tasks with one write: their runs (and, on the SQL broker, their messages, atomically) go out
+    /// together; with an external broker every message is then published, with their confirms awaited together.
+    /// Throws the first failure after every publish was tried; the runs whose message was not accepted are marked failed.
+    public func enqueue(contentsOf messages: [TaskMessage]) async throws {
+        guard !messages.isEmpty else { return }
+        let queue = broker as? SQLBroker
+        try await Self.recordQueued(messages, runs: runs, queue: queue, at: clock.now())
+        if queue != nil { return }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for message in messages { group.addTask { try await self.publish(message) } }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Publishes to an external broker a message whose run is recorded; a refusal marks the run failed.
+    private func publish(_ message: TaskMessage) async throws {
         do {
             try await broker.publish(message)
         } catch {
@@ -40,7 +64,6 @@ public struct TasksService: Sendable {
                 startedAt: now, finishedAt: now)
             throw ServiceError(.unavailable, "the broker did not accept the task")
         }
-        return message
     }
 
     /// Enqueues from an API body `{"task", "args", "queue", "priority"}`.
