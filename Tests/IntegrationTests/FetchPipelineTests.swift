@@ -283,6 +283,23 @@ struct FetchPipelineTests {
         }
     }
 
+    @Test("records and checkpoints from concurrent child tasks are all stored, each record once, each cursor the last")
+    func concurrentEmitters() async throws {
+        try await TestApp.run(extraPlugins: [.fetchTesting]) { app in
+            let id = try await Self.integration(app, ["name": "parallel", "provider": "concurrent-test", "config": ["parts": 4, "per_part": 300]])
+            let summary = try await Self.fetch(app, id)
+            #expect(summary.received == 2400)
+            #expect(summary.pages == 12)
+            #expect(summary.records.new == 1200)
+            #expect(summary.records.total == 1200 + summary.records.unchanged)
+            #expect(summary.streams.keys.sorted() == ["part-1", "part-2", "part-3", "part-4"])
+            #expect(try await app.runtime.records.count(integrationID: id) == 1200)
+            #expect(try await Self.all(app, "/api/v1/events?integration=\(id)").count == 1200)
+            let state = try await app.call(.get, "/api/v1/integrations/\(id)/state")
+            #expect(state.json["streams"]?.arrayValue?.map { $0["cursor"] } == Array(repeating: ["done": 300], count: 4))
+        }
+    }
+
     @Test("a failed fetch through a worker is recorded with its progress; secrets never reach logs or errors")
     func secretsStayOut() async throws {
         try await TestApp.run(extraPlugins: [.fetchTesting], realClock: true) { app in

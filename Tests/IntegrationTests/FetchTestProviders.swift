@@ -49,6 +49,38 @@ struct PagedTestProvider: ProviderBackend {
     }
 }
 
+/// Reads `parts` parts of a source at once, from child tasks that emit and checkpoint concurrently, each record of
+/// a part twice (as a source with overlapping pages would).
+struct ConcurrentTestProvider: ProviderBackend {
+    let id = "concurrent-test"
+    let name = "Concurrent test source"
+    let category = "testing"
+    let allowedCredentialTypes: [String] = []
+    let configFields: FieldSet = [
+        .integer("parts", title: "Parts", default: 4, range: 1...16),
+        .integer("per_part", title: "Records per part", default: 300, range: 1...10_000),
+    ]
+
+    func fetch(_ context: FetchContext) async throws {
+        let parts = context.config["parts"]?.intValue ?? 4
+        let perPart = context.config["per_part"]?.intValue ?? 300
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for part in 1...parts {
+                group.addTask {
+                    for item in 1...perPart {
+                        let record = RawRecord(
+                            stream: "part-\(part)", externalID: String(item), data: ["part": .number(Double(part)), "item": .number(Double(item))])
+                        try await context.records.emit(record)
+                        try await context.records.emit(record)
+                        if item % 100 == 0 { try await context.state.checkpoint(["done": .number(Double(item))], for: "part-\(part)") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
 /// Needs bearer credentials, then does everything a careless plugin could do with them: logs the token in the
 /// message and in metadata, and fails with it in the error message.
 struct LeakyProvider: ProviderBackend {
@@ -69,7 +101,7 @@ struct LeakyProvider: ProviderBackend {
 
 extension Plugin {
     static let fetchTesting = Plugin(
-        id: "fetch-testing", name: "Fetch test providers", providers: [PagedTestProvider(), LeakyProvider()])
+        id: "fetch-testing", name: "Fetch test providers", providers: [PagedTestProvider(), ConcurrentTestProvider(), LeakyProvider()])
 }
 
 /// Lines a ``CapturingLogHandler`` kept; shared by every copy of the handler (loggers copy their handler).

@@ -60,7 +60,8 @@ public struct FetchService: Sendable {
     /// Runs the integration's fetch now, in this process, and returns its summary.
     /// - Parameters:
     ///   - logger: the provider gets it with the integration's secret values masked in every line.
-    ///   - onProgress: called after every write (each batch and each checkpoint) with the counts so far.
+    ///   - onProgress: called after every committed write (a batch, with the checkpoints made before it) with the
+    ///     counts so far.
     /// - Throws: ``ServiceError`` when the integration cannot be fetched (unknown, inactive, misconfigured),
     ///   ``FetchFailure`` when the provider failed, `CancellationError` when cancelled.
     public func run(
