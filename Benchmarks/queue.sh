@@ -2,7 +2,7 @@
 # The queue benchmark: integrator's worker on the SQL queue (SQLite, PostgreSQL) and on RabbitMQ, then Celery 5 on
 # RabbitMQ, one after another, on throwaway servers listening on 127.0.0.1 only. Ends with a table. See README.md here.
 #
-#   Benchmarks/queue.sh [--tasks N] [--concurrency C] [--publishers P] [--only sqlite,postgres,amqp,celery]
+#   Benchmarks/queue.sh [--tasks N] [--concurrency C] [--publishers P] [--batch B] [--only sqlite,postgres,amqp,celery]
 #                       [--modes concurrent,prefill] [--timeout SECONDS] [--no-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +12,9 @@ source scripts/postgres.sh
 source scripts/rabbitmq.sh
 
 TASKS=10000
-CONCURRENCY=16
+CONCURRENCY=64
 PUBLISHERS=4
+BATCH=1
 CELERY_PROCESSES=2
 TIMEOUT=900
 ONLY="sqlite,postgres,amqp,celery"
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
         --tasks) TASKS=$2; shift 2 ;;
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --publishers) PUBLISHERS=$2; shift 2 ;;
+        --batch) BATCH=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --modes) MODES=$2; shift 2 ;;
@@ -63,10 +65,10 @@ add_failure() {
 # run_integrator LABEL MODE DATABASE_URL BROKER_URL: one `integrator bench queue` run, in the work folder (no .env there).
 run_integrator() {
     local label=$1 mode=$2 database=$3 broker=$4
-    say "== $label, $mode: $TASKS tasks, worker concurrency $CONCURRENCY, $PUBLISHERS publishers =="
+    say "== $label, $mode: $TASKS tasks, worker concurrency $CONCURRENCY, $PUBLISHERS publishers, batch $BATCH =="
     local out="$WORK/run.json" err="$WORK/run.err" status=0
     (cd "$WORK" && INTEGRATOR_BROKER_URL="$broker" "$BIN" bench queue --tasks "$TASKS" --concurrency "$CONCURRENCY" \
-        --publishers "$PUBLISHERS" --timeout "$TIMEOUT" --database-url "$database" --log-level warning --json \
+        --publishers "$PUBLISHERS" --batch "$BATCH" --timeout "$TIMEOUT" --database-url "$database" --log-level warning --json \
         $(mode_flag "$mode")) \
         >"$out" 2>"$err" || status=$?
     [ -s "$err" ] && tail -n 20 "$err" >&2
