@@ -47,6 +47,10 @@ struct SymplaPipelineTests {
                 #expect(events.first?["data"]?["private"] == false && events.first?["data"]?["private_event"] == nil)
                 #expect(try await FetchPipelineTests.all(app, "/api/v1/events?type=sympla.orders.created").count == 6)
 
+                let unchanged = try await runTask()
+                #expect(unchanged.result?["new"] == 0 && unchanged.result?["updated"] == 0 && unchanged.result?["unchanged"] == 15)
+                #expect(try await FetchPipelineTests.all(app, "/api/v1/events?integration=\(id)").count == 15, "no events for unchanged records")
+
                 fake.updateEvent(1002, "name", to: "Renamed show")
                 let second = try await runTask()
                 #expect(second.state == .succeeded)
