@@ -561,8 +561,8 @@ private enum RandomCron {
     }
 }
 
-/// A small seeded generator, so the random comparison is the same on every run.
-private struct SplitMix64: RandomNumberGenerator {
+/// A small seeded generator, so random comparisons are the same on every run.
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

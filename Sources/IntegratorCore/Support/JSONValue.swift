@@ -116,29 +116,19 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 extension JSONValue {
     /// Parses JSON text; throws ``JSONValue/ParseError`` when it is not valid JSON.
     public static func parse(_ data: some DataProtocol) throws -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(data))
-        } catch {
-            throw ParseError()
-        }
+        try JSONParser.parse(Array(data))
     }
 
     /// Parses JSON text stored as a string (database columns).
     public static func parse(_ text: String) throws -> JSONValue {
-        try parse(Data(text.utf8))
+        try JSONParser.parse(Array(text.utf8))
     }
 
-    /// Compact JSON with sorted keys.
-    public func encodedString() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail: every case maps to a JSON primitive.
-        let data = (try? encoder.encode(self)) ?? Data("null".utf8)
-        return String(decoding: data, as: UTF8.self)
-    }
+    /// Compact JSON with sorted keys (the canonical text, see ``canonicalText``).
+    public func encodedString() -> String { canonicalText }
 
     /// The text was not JSON.
-    public struct ParseError: Error, CustomStringConvertible {
+    public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var description: String { "not valid JSON" }
     }
 }
