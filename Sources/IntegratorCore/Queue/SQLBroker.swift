@@ -62,15 +62,16 @@ public struct SQLBroker: Broker {
                     LIMIT \(bind: limit)
                     \(lock)
                 )
-                RETURNING *
+                RETURNING seq, task_id, task_name, arguments, queue, priority, attempt, enqueued_at, integration_id, schedule_id,
+                          max_attempts, deliveries
                 """
             ).all()
         }
-        return try rows.map { row in
-            (try row.decode(column: "priority", as: Int.self), try row.decode(column: "seq", as: Int64.self), try Self.delivery(row))
+        // RETURNING gives no order: put the claimed ones back in priority, then FIFO order (the tag is the seq).
+        return try rows.map(Self.delivery).sorted { first, second in
+            first.message.priority != second.message.priority
+                ? first.message.priority > second.message.priority : (Int64(first.tag) ?? 0) < (Int64(second.tag) ?? 0)
         }
-        .sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }
-        .map(\.2)
     }
 
     public func acknowledge(_ delivery: Delivery) async throws {

@@ -92,15 +92,16 @@ struct AttemptOutcome: Sendable {
     /// `.succeeded`, `.failed` or `.dead`: outcomes that end the task.
     var state: TaskState
     var error: String?
-    var result: JSONValue?
+    /// The result summary as stored (JSON text).
+    var encodedResult: String?
     var startedAt: Date
     var finishedAt: Date
 
-    init(delivery: Delivery, state: TaskState, error: String?, result: JSONValue?, startedAt: Date, finishedAt: Date) {
+    init(delivery: Delivery, state: TaskState, error: String?, encodedResult: String?, startedAt: Date, finishedAt: Date) {
         self.delivery = delivery
         self.state = state
         self.error = error.map { String($0.prefix(2000)) }
-        self.result = result
+        self.encodedResult = encodedResult
         self.startedAt = startedAt
         self.finishedAt = finishedAt
     }
@@ -265,7 +266,7 @@ public struct TaskRunStore: Sendable {
             UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }),
                 finished_at = \(column { "\(bind: $0.finishedAt)" }), updated_at = \(column { "\(bind: $0.finishedAt)" }),
                 duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }), error = \(column { "\(bind: $0.error)" }),
-                result = \(column { "\(bind: $0.result?.encodedString())" })
+                result = \(column { "\(bind: $0.encodedResult)" })
             WHERE id IN (\(binds: rows.map(\.delivery.message.id)))
             """,
             Self.attemptsStatement(

@@ -305,9 +305,11 @@ public final class Worker: Service {
         let finishedAt = clock.now()
         switch outcome {
         case .success(let value):
-            let result = value.encodedString().utf8.count > 8192 ? JSONValue.object(["truncated": true]) : value
+            let encoded = value.encodedString()
+            let result = encoded.utf8.count > 8192 ? JSONValue.object(["truncated": true]).encodedString() : encoded
             try await outcomes.submit(
-                AttemptOutcome(delivery: delivery, state: .succeeded, error: nil, result: result, startedAt: startedAt, finishedAt: finishedAt))
+                AttemptOutcome(
+                    delivery: delivery, state: .succeeded, error: nil, encodedResult: result, startedAt: startedAt, finishedAt: finishedAt))
         case .failure(let error):
             let summary = Self.summary(of: error)
             let permanent = (error as? PluginError)?.isPermanent == true
@@ -315,7 +317,8 @@ public final class Worker: Service {
             if let maxAttempts = message.maxAttempts { policy.maxAttempts = max(1, maxAttempts) }
             if permanent {
                 try await outcomes.submit(
-                    AttemptOutcome(delivery: delivery, state: .failed, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt))
+                    AttemptOutcome(
+                        delivery: delivery, state: .failed, error: summary, encodedResult: nil, startedAt: startedAt, finishedAt: finishedAt))
                 logger.info("task failed permanently", metadata: ["error": "\(summary)"])
             } else if policy.allowsRetry(after: message.attempt) {
                 var generator = SystemRandomNumberGenerator()
