@@ -191,17 +191,7 @@ public struct SQLBroker: Broker {
     }
 
     static func delivery(_ row: any SQLRow) throws -> Delivery {
-        let message = TaskMessage(
-            id: try row.decode(column: "task_id", as: String.self),
-            name: try row.decode(column: "task_name", as: String.self),
-            arguments: try row.decodeJSON(column: "arguments"),
-            queue: try row.decode(column: "queue", as: String.self),
-            priority: try row.decode(column: "priority", as: Int.self),
-            attempt: try row.decode(column: "attempt", as: Int.self),
-            enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
-            integrationID: try row.decode(column: "integration_id", as: String?.self),
-            scheduleID: try row.decode(column: "schedule_id", as: String?.self),
-            maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
+        let message = try TaskMessage.decode(row)
         return Delivery(
             message: message, tag: String(try row.decode(column: "seq", as: Int64.self)),
             deliveries: try row.decode(column: "deliveries", as: Int.self))

@@ -68,22 +68,7 @@ public struct TaskDispatcher: Sendable {
         return try await database.transaction { sql in
             let rows = try await sql.raw("SELECT * FROM task_outbox ORDER BY seq LIMIT \(bind: limit) \(lock)").all()
             guard !rows.isEmpty else { return 0 }
-            let staged = try rows.map { row in
-                (
-                    try row.decode(column: "seq", as: Int64.self),
-                    TaskMessage(
-                        id: try row.decode(column: "task_id", as: String.self),
-                        name: try row.decode(column: "task_name", as: String.self),
-                        arguments: try row.decodeJSON(column: "arguments"),
-                        queue: try row.decode(column: "queue", as: String.self),
-                        priority: try row.decode(column: "priority", as: Int.self),
-                        attempt: try row.decode(column: "attempt", as: Int.self),
-                        enqueuedAt: try row.decode(column: "enqueued_at", as: Date.self),
-                        integrationID: try row.decode(column: "integration_id", as: String?.self),
-                        scheduleID: try row.decode(column: "schedule_id", as: String?.self),
-                        maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
-                )
-            }
+            let staged = try rows.map { row in (try row.decode(column: "seq", as: Int64.self), try TaskMessage.decode(row)) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (_, message) in staged { group.addTask { try await broker.publish(message) } }
                 try await group.waitForAll()

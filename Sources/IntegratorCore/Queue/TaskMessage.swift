@@ -1,5 +1,6 @@
 // What travels on a queue: one task, its arguments, and where it came from.
 import Foundation
+import SQLKit
 
 /// A task as published to a queue. `id` stays the same across redeliveries and retries; `attempt` counts tries.
 public struct TaskMessage: Sendable, Equatable {
@@ -65,5 +66,23 @@ public struct QueueStats: Sendable, Equatable {
         self.inFlight = inFlight
         self.dead = dead
         self.delayed = delayed
+    }
+}
+
+extension TaskMessage {
+    /// A message from a row of any table that stores one (`task_queue`, `task_outbox`, `timers`): the same column
+    /// names everywhere, except where the enqueue time is kept.
+    static func decode(_ row: any SQLRow, enqueuedAtColumn: String = "enqueued_at") throws -> TaskMessage {
+        TaskMessage(
+            id: try row.decode(column: "task_id", as: String.self),
+            name: try row.decode(column: "task_name", as: String.self),
+            arguments: try row.decodeJSON(column: "arguments"),
+            queue: try row.decode(column: "queue", as: String.self),
+            priority: try row.decode(column: "priority", as: Int.self),
+            attempt: try row.decode(column: "attempt", as: Int.self),
+            enqueuedAt: try row.decode(column: enqueuedAtColumn, as: Date.self),
+            integrationID: try row.decode(column: "integration_id", as: String?.self),
+            scheduleID: try row.decode(column: "schedule_id", as: String?.self),
+            maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
     }
 }

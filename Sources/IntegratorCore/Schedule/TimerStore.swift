@@ -126,16 +126,6 @@ public struct TimerStore: Sendable {
         DurableTimer(
             id: try row.decode(column: "id", as: String.self),
             dueAt: try row.decode(column: "due_at", as: Date.self),
-            message: TaskMessage(
-                id: try row.decode(column: "task_id", as: String.self),
-                name: try row.decode(column: "task_name", as: String.self),
-                arguments: try row.decodeJSON(column: "arguments"),
-                queue: try row.decode(column: "queue", as: String.self),
-                priority: try row.decode(column: "priority", as: Int.self),
-                attempt: try row.decode(column: "attempt", as: Int.self),
-                enqueuedAt: try row.decode(column: "created_at", as: Date.self),
-                integrationID: try row.decode(column: "integration_id", as: String?.self),
-                scheduleID: try row.decode(column: "schedule_id", as: String?.self),
-                maxAttempts: try row.decode(column: "max_attempts", as: Int?.self)))
+            message: try TaskMessage.decode(row, enqueuedAtColumn: "created_at"))
     }
 }
