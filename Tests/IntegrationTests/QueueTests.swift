@@ -30,8 +30,16 @@ struct Sleeps: TaskHandler {
     }
 }
 
+struct CallsRefusedAddress: TaskHandler {
+    let name = "test.refused"
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        throw OutboundError(.refusedAddress, request: "GET http://169.254.169.254/latest", detail: "refused: link-local address")
+    }
+}
+
 extension Plugin {
-    static let testTasks = Plugin(id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps()])
+    static let testTasks = Plugin(
+        id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps(), CallsRefusedAddress()])
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`.
@@ -215,22 +223,24 @@ struct QueueTests {
     func failures() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
             let permanent = try await app.runtime.tasks.enqueue(message(app, priority: 5, name: "test.permanent")).id
+            let refused = try await app.runtime.tasks.enqueue(message(app, priority: 5, name: "test.refused")).id
             let slow = try await app.runtime.tasks.enqueue(
                 TaskMessage(name: "test.sleep", arguments: ["ms": 5000], enqueuedAt: Date()))
             let unknown = message(app, priority: 5, name: "nobody.handles.this")
             try await app.runtime.runs.recordQueued(unknown, at: Date())
             try await app.runtime.broker.publish(unknown)
-            let ids = [permanent, slow.id, unknown.id]
+            let ids = [permanent, slow.id, unknown.id, refused]
             try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 4)) { _ in
                 let settled = try await eventually {
                     let states = try await ids.asyncMap { try await app.runtime.runs.find(id: $0)?.state }
-                    return states[0] == .failed && states[1] == .retrying && states[2] == .dead
+                    return states[0] == .failed && states[1] == .retrying && states[2] == .dead && states[3] == .failed
                 }
                 #expect(settled)
             }
             let (failed, failedAttempts) = try await app.runtime.tasks.get(id: permanent)
             #expect(failed.error == "the record does not exist")
             #expect(failedAttempts.count == 1)
+            #expect(try await app.runtime.runs.attempts(taskID: refused).count == 1, "an address the guard refused is not retried")
             #expect(try await app.runtime.runs.find(id: slow.id)?.error == "timed out after 0.3 seconds")
             #expect(try await app.runtime.runs.find(id: unknown.id)?.error == "unknown task name 'nobody.handles.this'")
         }

@@ -99,6 +99,30 @@ struct SchedulesAPITests {
     }
 }
 
+extension SchedulesAPITests {
+    @Test("an integration's schedule runs its fetch on its queue, and goes when the integration is deleted")
+    func integrationSchedule() async throws {
+        try await TestApp.run { app in
+            let integration = try await app.call(
+                .post, "/api/v1/integrations", body: ["name": "demo", "provider": "demo", "queue": "low", "priority": 2])
+            let integrationID = try #require(integration.json["id"]?.stringValue)
+            let created = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["name": "fetch-demo", "integration": .string(integrationID), "interval": ["every": 300]])
+            #expect(created.status == .created)
+            #expect(created.json["task"] == "integration.fetch" && created.json["args"] == ["integration_id": .string(integrationID)])
+            #expect(created.json["queue"] == "low" && created.json["priority"] == 2)
+            let both = try await app.call(
+                .post, "/api/v1/schedules",
+                body: ["name": "x", "integration": .string(integrationID), "task": "core.noop", "interval": ["every": 5]])
+            #expect(both.errorFields == ["task"])
+            let scheduleID = try #require(created.json["id"]?.stringValue)
+            #expect(try await app.call(.delete, "/api/v1/integrations/\(integrationID)").status == .noContent)
+            #expect(try await app.call(.get, "/api/v1/schedules/\(scheduleID)").status == .notFound)
+        }
+    }
+}
+
 extension FormatStyle where Self == Date.ISO8601FormatStyle {
     /// How the API writes instants.
     static var iso8601WithMilliseconds: Date.ISO8601FormatStyle { Date.ISO8601FormatStyle(includingFractionalSeconds: true) }

@@ -154,8 +154,9 @@ public struct SchedulesService: Sendable {
             } else {
                 input.addIssue("integration", "no integration with id \(integrationID)")
             }
-            if input.has("task") { input.addIssue("task", "must be absent when integration is given") }
-            if input.has("args") { input.addIssue("args", "must be absent when integration is given") }
+            for conflicting in ["task", "args"] where input.raw(conflicting) != nil {
+                input.addIssue(conflicting, "must be absent when integration is given")
+            }
             return
         }
         if let task = input.string("task", required: creating, length: 1...200) {

@@ -92,6 +92,8 @@ public struct IntegrationStore: Sendable {
             guard try await sql.select().column("id").from("integrations").where("id", .equal, id).first() != nil else {
                 return false
             }
+            // Its schedules would only fire fetches that fail; they go with it.
+            try await sql.delete(from: "schedules").where("integration_id", .equal, id).run()
             try await sql.delete(from: "integrations").where("id", .equal, id).run()
             return true
         }

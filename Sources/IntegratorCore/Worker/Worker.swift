@@ -312,7 +312,7 @@ public final class Worker: Service {
                     delivery: delivery, state: .succeeded, error: nil, encodedResult: result, startedAt: startedAt, finishedAt: finishedAt))
         case .failure(let error):
             let summary = Self.summary(of: error)
-            let permanent = (error as? PluginError)?.isPermanent == true
+            let permanent = Self.isPermanent(error)
             var policy = handler.retryPolicy
             if let maxAttempts = message.maxAttempts { policy.maxAttempts = max(1, maxAttempts) }
             if permanent {
@@ -362,6 +362,16 @@ public final class Worker: Service {
         }
         if sqlBroker == nil { try await broker.acknowledge(delivery) }
         timers.wakeup.notify()
+    }
+
+    /// Errors retrying cannot fix: a handler's own ``PluginError`` marked permanent, and outbound requests the SSRF
+    /// guard refused or that had no valid URL (a plugin that lets them through unwrapped still fails at once).
+    static func isPermanent(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PluginError: error.isPermanent
+        case let error as OutboundError: error.code == .refusedAddress || error.code == .invalidURL
+        default: false
+        }
     }
 
     /// What is stored about an error. Handlers' own errors (``PluginError``) give their message; others their description.
