@@ -121,9 +121,10 @@ struct BeatTests {
             let due = Date().addingTimeInterval(0.2)
             let message = TaskMessage(name: "core.noop", enqueuedAt: Date())
             try await app.runtime.timers.upsert(DurableTimer(dueAt: due, message: message), at: Date())
-            #expect(try await eventually(5) { try await app.runtime.runs.find(id: message.id) != nil })
+            #expect(try await eventually(20) { try await app.runtime.runs.find(id: message.id) != nil })
             let lateness = try #require(published.withLock { $0.first }).1.timeIntervalSince(due)
-            #expect(lateness >= 0 && lateness < 1, "fired \(lateness) s after due, not at the 30 s poll")
+            // Well under the 30 s poll even on a loaded machine: the write woke the beat.
+            #expect(lateness >= 0 && lateness < 10, "fired \(lateness) s after due, not at the 30 s poll")
 
             let id = try await createSchedule(app, ["name": "fast", "task": "core.noop", "interval": ["every": 1], "overlap": "allow"])
             #expect(try await eventually(5) { try await runs(app, schedule: id).count >= 2 }, "a new schedule is seen without a restart")
