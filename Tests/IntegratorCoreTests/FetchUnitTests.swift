@@ -8,21 +8,21 @@ import Testing
 
 @Suite("Fetch pipeline parts")
 struct FetchUnitTests {
-    @Test("row ids are well-formed UUIDv7s in creation order, even under a clock that stands still")
+    @Test("ids are well-formed UUIDv7s in creation order, even under a clock that stands still")
     func rowIdentifiers() {
         let now = Date(timeIntervalSince1970: 1_790_000_000.123)
-        let ids = (0..<10_000).map { _ in RowIdentifiers.make(now: now) }
+        let ids = (0..<10_000).map { _ in Identifier.make(now: now) }
         #expect(ids.allSatisfy { Identifier.isWellFormed($0) })
         #expect(ids.allSatisfy { $0[$0.index($0.startIndex, offsetBy: 14)] == "7" })
         #expect(ids == ids.sorted())
         #expect(Set(ids).count == ids.count)
         // Ids keep the millisecond they were made in (or a later one), never an earlier one.
-        let bound = RowIdentifiers.lowerBound(for: now)
+        let bound = Identifier.lowerBound(for: now)
         #expect(ids.allSatisfy { $0 >= bound })
-        #expect(bound > RowIdentifiers.lowerBound(for: now.addingTimeInterval(-0.001)))
-        #expect(RowIdentifiers.lowerBound(for: Date(timeIntervalSince1970: 0)) == "00000000-0000-0000-0000-000000000000")
-        let later = RowIdentifiers.make(now: now.addingTimeInterval(60))
-        #expect(later > ids.last! && later >= RowIdentifiers.lowerBound(for: now.addingTimeInterval(60)))
+        #expect(bound > Identifier.lowerBound(for: now.addingTimeInterval(-0.001)))
+        #expect(Identifier.lowerBound(for: Date(timeIntervalSince1970: 0)) == "00000000-0000-0000-0000-000000000000")
+        let later = Identifier.make(now: now.addingTimeInterval(60))
+        #expect(later > ids.last! && later >= Identifier.lowerBound(for: now.addingTimeInterval(60)))
     }
 
     @Test("the redactor masks secret values in text and in nested metadata, longest first, and leaves short ones")

@@ -43,7 +43,7 @@ public struct EventStore: Sendable {
             if let integrationID = filter.integrationID { query = query.where("integration_id", .equal, integrationID) }
             if let since = filter.since {
                 // The id bound lets the primary key skip older events; created_at keeps the filter exact.
-                query = query.where("id", .greaterThanOrEqual, RowIdentifiers.lowerBound(for: since))
+                query = query.where("id", .greaterThanOrEqual, Identifier.lowerBound(for: since))
                     .where("created_at", .greaterThanOrEqual, since)
             }
             return try await query.page(page, decode: Self.decode, id: \.id)

@@ -105,12 +105,12 @@ public struct RecordStore: Sendable {
                             changes.seenIDs.append(existing.id)
                         } else {
                             counts[record.stream, default: RecordCounts()].updated += 1
-                            changes.add(record, id: existing.id, eventID: RowIdentifiers.make(now: now), eventType: "\(eventPrefix).\(record.stream).updated")
+                            changes.add(record, id: existing.id, eventID: Identifier.make(now: now), eventType: "\(eventPrefix).\(record.stream).updated")
                         }
                     } else {
                         counts[record.stream, default: RecordCounts()].new += 1
                         changes.add(
-                            record, id: RowIdentifiers.make(now: now), eventID: RowIdentifiers.make(now: now),
+                            record, id: Identifier.make(now: now), eventID: Identifier.make(now: now),
                             eventType: "\(eventPrefix).\(record.stream).created")
                     }
                 }

@@ -3,23 +3,40 @@ import Foundation
 import Synchronization
 
 public enum Identifier {
-    /// A new UUIDv7 string in lowercase: 48 bits of Unix milliseconds, then random bits.
+    /// A new UUIDv7 string in lowercase: 48 bits of Unix milliseconds, a 12-bit counter, then 62 random bits.
     /// Keyset pagination relies on ids sorting in creation order within one process and across processes to the millisecond.
+    /// Every task message and every fetched record gets one, so hex is written from a table and the random bits are
+    /// drawn at once.
     public static func make(now: Date = Date()) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var generator = SystemRandomNumberGenerator()
-        for index in 8..<16 { bytes[index] = generator.next() }
         let (milliseconds, counter) = nextTimestamp(UInt64(max(0, now.timeIntervalSince1970 * 1000)))
-        for index in 0..<6 {
-            bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * (5 - UInt64(index))))
+        var random = SystemRandomNumberGenerator()
+        let high = (milliseconds << 16) | 0x7000 | UInt64(counter & 0x0FFF)
+        let low = (random.next() & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+        return String(unsafeUninitializedCapacity: 36) { output in
+            var position = 0
+            for nibble in 0..<32 {
+                if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
+                    output[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                let word = nibble < 16 ? high : low
+                output[position] = hexDigits[Int((word >> UInt64(60 - (nibble % 16) * 4)) & 0xF)]
+                position += 1
+            }
+            return position
         }
-        bytes[6] = 0x70 | UInt8(counter >> 8)
-        bytes[7] = UInt8(truncatingIfNeeded: counter)
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-        return parts.joined(separator: "-")
     }
+
+    /// The smallest id that ``make(now:)`` can return for `date` or later: ids sort by their millisecond first,
+    /// and a millisecond's ids never carry an earlier one (the counter only pushes them later).
+    static func lowerBound(for date: Date) -> String {
+        let milliseconds = UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded(.down)))
+        let hex = String(milliseconds, radix: 16)
+        let digits = String(repeating: "0", count: max(0, 12 - hex.count)) + hex
+        return "\(digits.prefix(8))-\(digits.suffix(4))-0000-0000-000000000000"
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Ids made in the same millisecond (or under a clock that stands still in tests) stay ordered:
     /// the 12 bits after the timestamp count up, and the timestamp moves on when they run out (RFC 9562, method 1).
