@@ -45,28 +45,12 @@ struct BeatBench: AsyncParsableCommand {
             var settings = try options.settings()
             // The beat process this starts reads the same database with the same key.
             var child = ProcessInfo.processInfo.environment
-            if settings.secretKeys == nil {
-                let key = SecretKeyRing.generateEncodedKey()
-                settings.secretKeys = try SecretKeyRing(parsing: key, variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
-                child["INTEGRATOR_SECRET_KEY"] = key
-            }
+            child["INTEGRATOR_SECRET_KEY"] = try BenchCommand.useEphemeralKeyIfUnset(&settings) ?? child["INTEGRATOR_SECRET_KEY"]
             child["INTEGRATOR_DATABASE_URL"] = options.databaseURL ?? child["INTEGRATOR_DATABASE_URL"]
             let childEnvironment = child
-            let frozen = settings
             let plan = self
-            let logger = Logger(label: "integrator")
-            let report = try await Database.withDatabase(frozen.database, logger: logger) { database in
-                _ = try await Migrator().migrate(database)
-                let runtime = try await Runtime(
-                    settings: frozen, database: database, registry: try BuiltinPlugins.registry(), logger: logger)
-                do {
-                    let report = try await plan.measure(runtime, childEnvironment: childEnvironment)
-                    await runtime.shutdown()
-                    return report
-                } catch {
-                    await runtime.shutdown()
-                    throw error
-                }
+            let report = try await withRuntime(settings, migrate: true) { runtime in
+                try await plan.measure(runtime, childEnvironment: childEnvironment)
             }
             print(json ? report.json.encodedString() : report.text)
         }

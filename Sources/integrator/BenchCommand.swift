@@ -14,6 +14,16 @@ import Darwin
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self, FetchBench.self, BeatBench.self])
+
+    /// Benchmarks store no secrets, so without INTEGRATOR_SECRET_KEY they run on a throwaway key; returns it (encoded)
+    /// when one was made, for child processes that must share it.
+    @discardableResult
+    static func useEphemeralKeyIfUnset(_ settings: inout Settings) throws -> String? {
+        guard settings.secretKeys == nil else { return nil }
+        let key = SecretKeyRing.generateEncodedKey()
+        settings.secretKeys = try SecretKeyRing(parsing: key, variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
+        return key
+    }
 }
 
 struct QueueBench: AsyncParsableCommand {
@@ -82,20 +92,10 @@ struct QueueBench: AsyncParsableCommand {
             overrides["INTEGRATOR_BROKER_URL"] = brokerURL
             var settings = try Settings.load(overrides: overrides)
             LogSetup.bootstrap(level: settings.logLevel, format: settings.logFormat)
-            if settings.secretKeys == nil {
-                settings.secretKeys = try SecretKeyRing(
-                    parsing: SecretKeyRing.generateEncodedKey(), variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
-            }
+            try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = QueueBenchPlan(
                 tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill, timeoutSeconds: timeout)
-            let logger = Logger(label: "integrator")
-            let registry = try BuiltinPlugins.registry()
-            let frozen = settings
-            let report = try await Database.withDatabase(frozen.database, logger: logger) { database in
-                _ = try await Migrator().migrate(database)
-                let runtime = try await Runtime(settings: frozen, database: database, registry: registry, logger: logger)
-                return try await plan.run(on: runtime)
-            }
+            let report = try await withRuntime(settings, migrate: true) { try await plan.run(on: $0) }
             print(json ? report.json.encodedString() : report.text)
         }
     }

@@ -68,33 +68,17 @@ struct FetchBench: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             var settings = try options.settings()
-            if settings.secretKeys == nil {
-                settings.secretKeys = try SecretKeyRing(
-                    parsing: SecretKeyRing.generateEncodedKey(), variable: "INTEGRATOR_SECRET_KEY (ephemeral)")
-            }
+            try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = FetchBenchPlan(
                 source: source, records: records ?? (source == .demo ? 1_000_000 : 100_000),
                 pageSize: pageSize ?? (source == .demo ? 1000 : 100), batchSize: batchSize, runs: runs,
                 changeFraction: changeFraction, keep: keep)
-            let frozen = settings
-            let logger = Logger(label: "integrator")
-            let report = try await Database.withDatabase(frozen.database, logger: logger) { database in
-                _ = try await Migrator().migrate(database)
-                // The fake API listens on 127.0.0.1, which the outbound guard refuses unless allowed.
-                var outbound = OutboundHTTP.Options(allowedRanges: frozen.outboundAllowedRanges)
-                if let loopback = IPAddressRange("127.0.0.1/32") { outbound.allowedRanges.append(loopback) }
-                let runtime = try await Runtime(
-                    settings: frozen, database: database, registry: try PluginRegistry(BuiltinPlugins.all + [.fetchBench]),
-                    logger: logger, outboundOptions: outbound)
-                do {
-                    let report = try await plan.run(on: runtime)
-                    await runtime.shutdown()
-                    return report
-                } catch {
-                    await runtime.shutdown()
-                    throw error
-                }
-            }
+            // The fake API listens on 127.0.0.1, which the outbound guard refuses unless allowed.
+            var outbound = OutboundHTTP.Options(allowedRanges: settings.outboundAllowedRanges)
+            if let loopback = IPAddressRange("127.0.0.1/32") { outbound.allowedRanges.append(loopback) }
+            let report = try await withRuntime(
+                settings, migrate: true, registry: try PluginRegistry(BuiltinPlugins.all + [.fetchBench]), outboundOptions: outbound
+            ) { try await plan.run(on: $0) }
             print(json ? report.json.encodedString() : report.text)
         }
     }

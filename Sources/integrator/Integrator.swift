@@ -78,19 +78,28 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     }
 }
 
-/// Opens the database and builds the runtime around it for a one-shot command.
-func withRuntime(_ settings: Settings, _ body: @Sendable (Runtime) async throws -> Void) async throws {
+/// Opens the database and builds the runtime around it for a one-shot command, shutting the runtime down after.
+/// - Parameters:
+///   - migrate: apply missing migrations first (benchmarks, which run on a database of their own).
+///   - registry: defaults to the built-in plugins.
+func withRuntime<T: Sendable>(
+    _ settings: Settings, migrate: Bool = false, registry: PluginRegistry? = nil, outboundOptions: OutboundHTTP.Options? = nil,
+    _ body: @Sendable (Runtime) async throws -> T
+) async throws -> T {
     let logger = Logger(label: "integrator")
-    let registry = try BuiltinPlugins.registry()
-    try await Database.withDatabase(settings.database, logger: logger) { database in
-        let runtime = try await Runtime(settings: settings, database: database, registry: registry, logger: logger)
+    let registry = try registry ?? BuiltinPlugins.registry()
+    return try await Database.withDatabase(settings.database, logger: logger) { database in
+        if migrate { _ = try await Migrator().migrate(database) }
+        let runtime = try await Runtime(
+            settings: settings, database: database, registry: registry, logger: logger, outboundOptions: outboundOptions)
         do {
-            try await body(runtime)
+            let value = try await body(runtime)
+            await runtime.shutdown()
+            return value
         } catch {
             await runtime.shutdown()
             throw error
         }
-        await runtime.shutdown()
     }
 }
 
