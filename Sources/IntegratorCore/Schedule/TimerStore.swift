@@ -54,9 +54,7 @@ public struct TimerStore: Sendable {
 
     /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.
     private func upsert(_ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase) async throws {
-        var latest: [String: Int] = [:]
-        for (index, timer) in timers.enumerated() { latest[timer.id] = index }
-        let rows = timers.enumerated().filter { latest[$0.element.id] == $0.offset }.map { _, timer -> SQLQueryString in
+        let rows = timers.lastOccurrences(by: \.id).map { timer -> SQLQueryString in
             let message = timer.message
             return """
                 (\(bind: timer.id), \(bind: timer.dueAt), \(bind: message.id), \(bind: message.name),

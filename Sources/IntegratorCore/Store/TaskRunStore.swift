@@ -148,10 +148,7 @@ public struct TaskRunStore: Sendable {
     /// The statements that record `batch` as queued. They never touch a row twice (the last entry for a task wins),
     /// so they may run as one statement (see ``Database/writeTogether(_:asOneStatement:)``).
     func queuedStatements(_ batch: [QueuedRun], at now: Date) -> [SQLQueryString] {
-        var latest: [String: Int] = [:]
-        for (index, entry) in batch.enumerated() { latest[entry.message.id] = index }
-        let unique = batch.enumerated().filter { latest[$0.element.message.id] == $0.offset }.map(\.element)
-        return unique.chunks(of: 400).flatMap { chunk -> [SQLQueryString] in
+        batch.lastOccurrences(by: \.message.id).chunks(of: 400).flatMap { chunk -> [SQLQueryString] in
             let runs = chunk.map { entry -> SQLQueryString in
                 let message = entry.message
                 return """
