@@ -48,7 +48,7 @@ extension Routes {
                 count = value
             }
             let schedule = try await runtime.schedules.get(id: try context.parameters.require("id"))
-            let times = try await runtime.schedules.preview(id: schedule.id, count: count)
+            let times = runtime.schedules.preview(schedule, count: count)
             let zone = schedule.timing.displayZone
             return JSONValue.object([
                 "timezone": .string(zone.identifier),

@@ -128,8 +128,7 @@ public struct SchedulesService: Sendable {
     }
 
     /// The next `count` fire times of a stored schedule, from now.
-    public func preview(id: String, count: Int) async throws -> [Date] {
-        let schedule = try await get(id: id)
+    public func preview(_ schedule: Schedule, count: Int) -> [Date] {
         var times: [Date] = []
         var cursor = schedule.nextRunAt ?? schedule.firstFireTime(from: clock.now())
         while let time = cursor, times.count < count {
