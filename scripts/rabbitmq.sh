@@ -13,7 +13,10 @@ start_rabbitmq() {
     # HOME holds the node's Erlang cookie; the server and rabbitmqctl must share it. Debian's wrappers in
     # /usr/sbin switch to /var/lib/rabbitmq and its cookie, so the scripts in /usr/lib/rabbitmq/bin are called directly.
     # A private node name and ports keep this node apart from a system one on 5672.
+    # The +sbwt flags stop idle Erlang schedulers from spinning: on a small machine shared with PostgreSQL and the
+    # workers, spinning schedulers take CPU time the other processes need.
     RMQ_ENV=(env HOME="$RMQ_DIR" RABBITMQ_NODENAME="$node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none"
         RABBITMQ_NODE_PORT="$RMQ_PORT" RABBITMQ_DIST_PORT="$(free_port)" RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
         RABBITMQ_LOG_BASE="$RMQ_DIR/log" RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins")
     local run=()

@@ -29,11 +29,22 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds running tasks get to finish on shutdown before they are handed back.")
     var shutdownGrace = 30
 
+    @Option(
+        help: """
+            Seconds a task runs before it is recorded as started (it shows as queued until then; its outcome still \
+            records its worker and start time). 0 records every start before the task runs, at one more database \
+            write per task.
+            """)
+    var recordStartedAfter = 0.1
+
     @OptionGroup var options: GlobalOptions
 
     func validate() throws {
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
         guard lease >= 5 else { throw ValidationError("--lease must be at least 5 seconds") }
+        guard (0...3600).contains(recordStartedAfter) else {
+            throw ValidationError("--record-started-after must be from 0 to 3600 seconds")
+        }
         guard !queueList.isEmpty else { throw ValidationError("--queues needs at least one queue name") }
     }
 
@@ -43,7 +54,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     var workerOptions: WorkerOptions {
         WorkerOptions(
-            queues: queueList, concurrency: concurrency, lease: TimeInterval(lease), shutdownGrace: .seconds(shutdownGrace))
+            queues: queueList, concurrency: concurrency, lease: TimeInterval(lease), shutdownGrace: .seconds(shutdownGrace),
+            recordStartedAfter: .milliseconds(Int((recordStartedAfter * 1000).rounded())))
     }
 
     func run() async throws {

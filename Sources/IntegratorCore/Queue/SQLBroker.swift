@@ -30,7 +30,28 @@ public struct SQLBroker: Broker {
 
     /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
-        messages.chunks(of: 400).map { chunk in
+        guard !messages.isEmpty else { return [] }
+        if database.engine == .postgres {
+            // One array parameter per column (see TaskRunStore+Batches.swift); absent ids travel as '', an absent
+            // attempt limit as 0 (a limit is at least 1).
+            return [
+                """
+                INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
+                                        deliveries, dead, integration_id, schedule_id, max_attempts)
+                SELECT task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at, 0, FALSE,
+                       NULLIF(integration_id, ''), NULLIF(schedule_id, ''), NULLIF(max_attempts, 0)
+                FROM unnest(\(bind: messages.map(\.id))::text[], \(bind: messages.map(\.name))::text[],
+                            \(bind: messages.map { $0.arguments.encodedString() })::text[], \(bind: messages.map(\.queue))::text[],
+                            \(bind: messages.map(\.priority))::int8[], \(bind: messages.map(\.attempt))::int8[],
+                            \(bind: messages.map(\.enqueuedAt))::timestamptz[], \(bind: messages.map(availableAt))::timestamptz[],
+                            \(bind: messages.map { $0.integrationID ?? "" })::text[], \(bind: messages.map { $0.scheduleID ?? "" })::text[],
+                            \(bind: messages.map { $0.maxAttempts ?? 0 })::int8[])
+                     AS v(task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at, integration_id,
+                          schedule_id, max_attempts)
+                """
+            ]
+        }
+        return messages.chunks(of: 400).map { chunk in
             let rows = chunk.map { message -> SQLQueryString in
                 """
                 (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
@@ -95,7 +116,10 @@ public struct SQLBroker: Broker {
 
     /// The statements that acknowledge `deliveries` (to run with the outcomes' records).
     func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString] {
-        deliveries.chunks(of: 500).map { chunk in "DELETE FROM task_queue WHERE seq IN (\(binds: chunk.map { Int64($0.tag) ?? -1 }))" }
+        guard !deliveries.isEmpty else { return [] }
+        let sequences = deliveries.map { Int64($0.tag) ?? -1 }
+        if database.engine == .postgres { return ["DELETE FROM task_queue WHERE seq = ANY(\(bind: sequences)::int8[])"] }
+        return sequences.chunks(of: 500).map { chunk in "DELETE FROM task_queue WHERE seq IN (\(binds: Array(chunk)))" }
     }
 
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {

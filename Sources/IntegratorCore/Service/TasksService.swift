@@ -27,8 +27,7 @@ public struct TasksService: Sendable {
     private static func recordQueued(_ messages: [TaskMessage], runs: TaskRunStore, queue: SQLBroker?, at now: Date) async throws {
         let runStatements = runs.queuedStatements(messages.map { QueuedRun(message: $0) }, at: now)
         let messageStatements = queue?.insertStatements(messages, availableAt: \.enqueuedAt) ?? []
-        // One PostgreSQL statement takes at most 65,535 parameters (about 34 per task here); beyond that, a transaction.
-        try await runs.database.writeTogether(runStatements + messageStatements, asOneStatement: messages.count <= 1000)
+        try await runs.database.writeTogether(runStatements + messageStatements)
     }
 
     /// Records the task as queued and publishes it. On the SQL broker both happen in one transaction. Otherwise the

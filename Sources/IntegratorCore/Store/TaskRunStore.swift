@@ -91,15 +91,20 @@ struct AttemptOutcome: Sendable {
     var delivery: Delivery
     /// `.succeeded`, `.failed` or `.dead`: outcomes that end the task.
     var state: TaskState
+    /// The worker that ran the attempt (recorded with the outcome, since a short task's start may not have been).
+    var workerID: String
     var error: String?
     /// The result summary as stored (JSON text).
     var encodedResult: String?
     var startedAt: Date
     var finishedAt: Date
 
-    init(delivery: Delivery, state: TaskState, error: String?, encodedResult: String?, startedAt: Date, finishedAt: Date) {
+    init(
+        delivery: Delivery, state: TaskState, workerID: String, error: String?, encodedResult: String?, startedAt: Date, finishedAt: Date
+    ) {
         self.delivery = delivery
         self.state = state
+        self.workerID = workerID
         self.error = error.map { String($0.prefix(2000)) }
         self.encodedResult = encodedResult
         self.startedAt = startedAt
@@ -107,19 +112,6 @@ struct AttemptOutcome: Sendable {
     }
 
     var durationMilliseconds: Int { Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded()) }
-}
-
-/// One row of `task_run_attempts` to write.
-private struct AttemptRow {
-    var taskID: String
-    var attempt: Int
-    var state: TaskState
-    var workerID: String?
-    var deliveries: Int
-    var startedAt: Date? = nil
-    var finishedAt: Date? = nil
-    var duration: Int? = nil
-    var error: String? = nil
 }
 
 /// Reads and writes `task_runs`, `task_run_attempts` and `workers`.
@@ -145,104 +137,43 @@ public struct TaskRunStore: Sendable {
         for statement in queuedStatements(batch, at: now) { try await sql.raw(statement).run() }
     }
 
-    /// The statements that record `batch` as queued. They never touch a row twice (the last entry for a task wins),
-    /// so they may run as one statement (see ``Database/writeTogether(_:asOneStatement:)``).
-    func queuedStatements(_ batch: [QueuedRun], at now: Date) -> [SQLQueryString] {
-        batch.lastOccurrences(by: \.message.id).chunks(of: 400).flatMap { chunk -> [SQLQueryString] in
-            let runs = chunk.map { entry -> SQLQueryString in
-                let message = entry.message
-                return """
-                    (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
-                     \(bind: message.priority), \(bind: TaskState.queued.rawValue), \(bind: message.attempt), \(bind: message.enqueuedAt),
-                     \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: entry.scheduledFor), \(bind: now))
-                    """
-            }
-            return [
-                """
-                INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id, schedule_id,
-                                       scheduled_for, updated_at)
-                VALUES \(runs.joined(separator: ", "))
-                ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
-                    started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
-                """,
-                Self.attemptsStatement(chunk.map { AttemptRow(taskID: $0.message.id, attempt: $0.message.attempt, state: .queued, workerID: nil, deliveries: 0) }),
-            ]
-        }
-    }
-
     /// Marks an attempt as running on `workerID`. Returns `false` (and changes nothing) when the task was revoked or
-    /// this message is a stale copy: a later attempt is already recorded, or this attempt already finished. Copies
-    /// come from the outbox, which may publish a message twice if it stops between publishing and forgetting it.
+    /// this message is a stale copy (see ``startable(_:)``).
     public func recordStarted(_ delivery: Delivery, workerID: String, at now: Date) async throws -> Bool {
         try await recordStarted([delivery], workerID: workerID, at: now)[0]
     }
 
-    /// Marks a claimed batch as running with multi-row statements; for each delivery, in order, whether it may run
-    /// (see ``recordStarted(_:workerID:at:)``). Copies of one task in the same batch are judged one after the other,
-    /// as if started separately. Like a single start (whose read and write were never locked against a concurrent
-    /// revoke), the states are read first, then the runs that may start are written together.
+    /// Marks the deliveries that may run (see ``startable(_:)``) as running, with one read and one write; for each
+    /// delivery, in order, whether it may run.
     public func recordStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws -> [Bool] {
-        guard !deliveries.isEmpty else { return [] }
-        let rounds = Self.roundsOfDistinctTasks(deliveries.map(\.message.id))
-        if rounds.count == 1 {
-            let starting = try await database.withSQL { sql in try await startable(deliveries, among: rounds[0], sql) }
-            try await database.writeTogether(startStatements(deliveries, starting, workerID: workerID, at: now))
-            var allowed = [Bool](repeating: false, count: deliveries.count)
-            for index in starting { allowed[index] = true }
-            return allowed
-        }
-        return try await database.transaction { sql in
-            var allowed = [Bool](repeating: false, count: deliveries.count)
-            for round in rounds {
-                let starting = try await startable(deliveries, among: round, sql)
-                for statement in startStatements(deliveries, starting, workerID: workerID, at: now) { try await sql.raw(statement).run() }
-                for index in starting { allowed[index] = true }
-            }
-            return allowed
-        }
+        let allowed = try await startable(deliveries)
+        try await markStarted(zip(deliveries, allowed).filter(\.1).map(\.0), workerID: workerID, at: now)
+        return allowed
     }
 
-    /// The positions among `indices` (distinct tasks) whose deliveries may start: not revoked, not superseded by a
-    /// later attempt, and not an attempt that already finished.
-    private func startable(_ deliveries: [Delivery], among indices: [Int], _ sql: any SQLDatabase) async throws -> [Int] {
-        var current: [String: (state: TaskState?, attempt: Int)] = [:]
-        for chunk in indices.chunks(of: 500) {
-            let ids = chunk.map { deliveries[$0].message.id }
-            for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: ids))").all() {
-                current[try row.decode(column: "id", as: String.self)] = (
-                    TaskState(rawValue: try row.decode(column: "state", as: String.self)),
-                    try row.decode(column: "attempt", as: Int.self)
-                )
+    /// For each delivery, in order, whether it may run: not revoked, not superseded by a later attempt, and not an
+    /// attempt that already finished. Stale copies come from the outbox, which may publish a message twice if it
+    /// stops between publishing and forgetting it. One read; nothing is locked against a concurrent revoke.
+    public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
+        guard !deliveries.isEmpty else { return [] }
+        let ids = Array(Set(deliveries.map(\.message.id)))
+        let current = try await database.withSQL { sql in
+            var current: [String: (state: TaskState?, attempt: Int)] = [:]
+            for chunk in ids.chunks(of: 500) {
+                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: Array(chunk)))").all() {
+                    current[try row.decode(column: "id", as: String.self)] = (
+                        TaskState(rawValue: try row.decode(column: "state", as: String.self)),
+                        try row.decode(column: "attempt", as: Int.self)
+                    )
+                }
             }
+            return current
         }
-        return indices.filter { index in
-            let message = deliveries[index].message
+        return deliveries.map { delivery in
+            let message = delivery.message
             guard let (state, attempt) = current[message.id] else { return true }
             if state == .revoked || attempt > message.attempt { return false }
             return !(attempt == message.attempt && (state == .succeeded || state == .failed || state == .dead))
-        }
-    }
-
-    /// The statements that mark the deliveries at `starting` (distinct tasks) as running.
-    private func startStatements(_ deliveries: [Delivery], _ starting: [Int], workerID: String, at now: Date) -> [SQLQueryString] {
-        starting.chunks(of: 200).flatMap { chunk -> [SQLQueryString] in
-            let attempts = chunk.map { index -> SQLQueryString in
-                "WHEN \(bind: deliveries[index].message.id) THEN \(bind: deliveries[index].message.attempt)"
-            }
-            return [
-                """
-                UPDATE task_runs SET state = \(bind: TaskState.started.rawValue), worker_id = \(bind: workerID),
-                    started_at = \(bind: now), updated_at = \(bind: now), attempt = CASE id \(attempts.joined(separator: " ")) END
-                WHERE id IN (\(binds: chunk.map { deliveries[$0].message.id }))
-                """,
-                Self.attemptsStatement(
-                    chunk.map { index in
-                        let delivery = deliveries[index]
-                        return AttemptRow(
-                            taskID: delivery.message.id, attempt: delivery.message.attempt, state: .started, workerID: workerID,
-                            deliveries: delivery.deliveries, startedAt: now)
-                    }),
-            ]
         }
     }
 
@@ -250,30 +181,8 @@ public struct TaskRunStore: Sendable {
     /// `alsoWritten` (the SQL broker's acknowledgements), so a worker settles a batch of outcomes in one write.
     func recordOutcomes(_ outcomes: [AttemptOutcome], alsoWriting alsoWritten: [SQLQueryString] = []) async throws {
         let rounds = Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id))
-        let statements = rounds.flatMap { round in round.chunks(of: 100).flatMap { outcomeStatements($0.map { outcomes[$0] }) } }
+        let statements = rounds.flatMap { round in outcomeStatements(round.map { outcomes[$0] }) }
         try await database.writeTogether(statements + alsoWritten, asOneStatement: rounds.count == 1)
-    }
-
-    private func outcomeStatements(_ rows: [AttemptOutcome]) -> [SQLQueryString] {
-        func column(_ value: (AttemptOutcome) -> SQLQueryString) -> SQLQueryString {
-            "CASE id \(rows.map { "WHEN \(bind: $0.delivery.message.id) THEN \(value($0))" as SQLQueryString }.joined(separator: " ")) END"
-        }
-        return [
-            """
-            UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }),
-                finished_at = \(column { "\(bind: $0.finishedAt)" }), updated_at = \(column { "\(bind: $0.finishedAt)" }),
-                duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }), error = \(column { "\(bind: $0.error)" }),
-                result = \(column { "\(bind: $0.encodedResult)" })
-            WHERE id IN (\(binds: rows.map(\.delivery.message.id)))
-            """,
-            Self.attemptsStatement(
-                rows.map { outcome in
-                    AttemptRow(
-                        taskID: outcome.delivery.message.id, attempt: outcome.delivery.message.attempt, state: outcome.state,
-                        workerID: nil, deliveries: outcome.delivery.deliveries, startedAt: outcome.startedAt,
-                        finishedAt: outcome.finishedAt, duration: outcome.durationMilliseconds, error: outcome.error)
-                }),
-        ]
     }
 
     /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
@@ -290,40 +199,37 @@ public struct TaskRunStore: Sendable {
         return rounds
     }
 
-    /// Records how an attempt ended. For `.retrying`, `nextAttempt` is queued in the same transaction, and so is
-    /// whatever `alsoInTransaction` writes (the retry's timer).
+    /// Records how an attempt ended, and who ran it. For `.retrying`, the run moves on to `nextAttempt` in the same
+    /// transaction, together with whatever `alsoInTransaction` writes (the retry's timer).
     public func recordOutcome(
-        _ delivery: Delivery, state: TaskState, error: String?, result: JSONValue?, startedAt: Date, finishedAt: Date,
-        nextAttempt: Int? = nil, alsoInTransaction: (@Sendable (any SQLDatabase) async throws -> Void)? = nil
+        _ delivery: Delivery, state: TaskState, workerID: String? = nil, error: String?, result: JSONValue?, startedAt: Date,
+        finishedAt: Date, nextAttempt: Int? = nil, alsoInTransaction: (@Sendable (any SQLDatabase) async throws -> Void)? = nil
     ) async throws {
         let message = delivery.message
         let duration = Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded())
         let error = error.map { String($0.prefix(2000)) }
         try await database.transaction { sql in
             var update = sql.update("task_runs")
-                .set("state", to: state.rawValue).set("finished_at", to: finishedAt).set("duration_ms", to: duration)
+                .set("state", to: state.rawValue).set("started_at", to: startedAt).set("finished_at", to: finishedAt)
+                .set("duration_ms", to: duration)
                 .set("updated_at", to: finishedAt).set("error", to: error)
                 .set("result", to: result?.encodedString())
             if let nextAttempt { update = update.set("attempt", to: nextAttempt) }
+            if let workerID { update = update.set("worker_id", to: workerID) }
             try await update.where("id", .equal, message.id).run()
             try await upsertAttempt(
                 sql, taskID: message.id, attempt: message.attempt, state: state == .retrying ? .failed : state,
-                workerID: nil, deliveries: delivery.deliveries, startedAt: startedAt, finishedAt: finishedAt,
+                workerID: workerID, deliveries: delivery.deliveries, startedAt: startedAt, finishedAt: finishedAt,
                 duration: duration, error: error)
-            if let nextAttempt {
-                try await upsertAttempt(sql, taskID: message.id, attempt: nextAttempt, state: .queued, workerID: nil, deliveries: 0)
-            }
             try await alsoInTransaction?(sql)
         }
     }
 
-    /// Marks a task revoked.
+    /// Marks a task revoked. Its attempts are untouched: an attempt is recorded once it starts, and this one never did.
     public func recordRevoked(taskID: String, at now: Date) async throws {
         try await database.withSQL { sql in
             try await sql.update("task_runs").set("state", to: TaskState.revoked.rawValue).set("finished_at", to: now)
                 .set("updated_at", to: now).where("id", .equal, taskID).run()
-            try await sql.update("task_run_attempts").set("state", to: TaskState.revoked.rawValue)
-                .where("task_id", .equal, taskID).where("state", .equal, TaskState.queued.rawValue).run()
         }
     }
 
@@ -344,29 +250,6 @@ public struct TaskRunStore: Sendable {
         guard !rows.isEmpty else { return }
         try await sql.raw(Self.attemptsStatement(rows)).run()
     }
-
-    private static func attemptsStatement(_ rows: [AttemptRow]) -> SQLQueryString {
-        let values = rows.map { row -> SQLQueryString in
-            """
-            (\(bind: row.taskID), \(bind: row.attempt), \(bind: row.state.rawValue), \(bind: row.workerID), \(bind: row.deliveries),
-             \(bind: row.startedAt), \(bind: row.finishedAt), \(bind: row.duration), \(bind: row.error))
-            """
-        }
-        return """
-            INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-            VALUES \(values.joined(separator: ", "))
-            \(unsafeRaw: Self.attemptConflictClause)
-            """
-    }
-
-    /// How a second write of an attempt merges with the first.
-    private static let attemptConflictClause = """
-        ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state,
-            worker_id = COALESCE(excluded.worker_id, task_run_attempts.worker_id),
-            deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries ELSE task_run_attempts.deliveries END,
-            started_at = COALESCE(excluded.started_at, task_run_attempts.started_at),
-            finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
-        """
 
     public func find(id: String) async throws -> TaskRun? {
         try await database.withSQL { sql in

@@ -21,11 +21,17 @@ public struct WorkerOptions: Sendable {
     public var shutdownGrace: Duration
     /// A message delivered more often than this without an outcome (its workers keep dying on it) is dead-lettered.
     public var maxDeliveries: Int
+    /// A task is recorded `started` once it has run this long; a shorter one goes from `queued` straight to its
+    /// outcome, which still carries its worker and start time. This saves a write per short task (Celery does not
+    /// track starts at all by default). Zero records every start before the task runs.
+    public var recordStartedAfter: Duration
 
     public init(
         queues: [String] = ["default"], concurrency: Int = 8, lease: TimeInterval = 60, maxPollInterval: Duration = .milliseconds(200),
-        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), maxDeliveries: Int = 5
+        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), maxDeliveries: Int = 5,
+        recordStartedAfter: Duration = .milliseconds(100)
     ) {
+        self.recordStartedAfter = max(.zero, recordStartedAfter)
         self.maxDeliveries = max(1, maxDeliveries)
         self.queues = queues
         self.concurrency = max(1, concurrency)
@@ -176,8 +182,9 @@ public final class Worker: Service {
         }
     }
 
-    /// Starts a claimed batch: records every runnable task as started in one transaction, then runs each to its
-    /// recorded outcome. Deliveries that cannot run (unknown task, too many deliveries) are dead-lettered.
+    /// Starts a claimed batch: checks in one read which tasks may run (or, with `recordStartedAfter` zero, records them
+    /// started in one write), runs each to its recorded outcome, and records as started those still running after
+    /// `recordStartedAfter`. Deliveries that cannot run (unknown task, too many deliveries) are dead-lettered.
     private func start(_ deliveries: [Delivery]) async {
         await withDiscardingTaskGroup { group in
             var runnable: [(delivery: Delivery, handler: any TaskHandler)] = []
@@ -207,8 +214,11 @@ public final class Worker: Service {
             guard !runnable.isEmpty else { return }
             let startedAt = clock.now()
             let allowed: [Bool]
+            let recordsStartLater = options.recordStartedAfter > .zero
             do {
-                allowed = try await runs.recordStarted(runnable.map(\.delivery), workerID: id, at: startedAt)
+                allowed = recordsStartLater
+                    ? try await runs.startable(runnable.map(\.delivery))
+                    : try await runs.recordStarted(runnable.map(\.delivery), workerID: id, at: startedAt)
             } catch {
                 // The database is down: leave the messages leased; they are delivered again when the leases end.
                 logger.error(
@@ -217,9 +227,32 @@ public final class Worker: Service {
                 for (delivery, _) in runnable { freeSlot(of: delivery) }
                 return
             }
+            let running = RunningTasks(zip(runnable, allowed).filter(\.1).map(\.0.delivery))
             for ((delivery, handler), runs) in zip(runnable, allowed) {
-                group.addTask { await self.process(delivery, handler: handler, startedAt: runs ? startedAt : nil) }
+                group.addTask {
+                    await self.process(delivery, handler: handler, startedAt: runs ? startedAt : nil, running: running)
+                }
             }
+            if recordsStartLater, !running.isEmpty {
+                group.addTask { await self.recordStillRunning(running, startedAt: startedAt) }
+            }
+        }
+    }
+
+    /// After `recordStartedAfter`, records as started the tasks of a batch whose handlers are still running.
+    private func recordStillRunning(_ running: RunningTasks, startedAt: Date) async {
+        do {
+            try await Task.sleep(for: options.recordStartedAfter)
+        } catch {
+            return
+        }
+        let stillRunning = running.remaining
+        guard !stillRunning.isEmpty else { return }
+        do {
+            try await runs.markStarted(stillRunning, workerID: id, at: startedAt)
+        } catch {
+            // Only the display of a running task suffers; its outcome is recorded as usual.
+            logger.warning("could not record running tasks as started", metadata: ["error": "\(error)"])
         }
     }
 
@@ -238,7 +271,7 @@ public final class Worker: Service {
 
     /// Runs one started delivery to its recorded outcome, then settles it with the broker. Without `startedAt` the
     /// task was revoked or already ran: it is only acknowledged.
-    private func process(_ delivery: Delivery, handler: any TaskHandler, startedAt: Date?) async {
+    private func process(_ delivery: Delivery, handler: any TaskHandler, startedAt: Date?, running: RunningTasks) async {
         defer { freeSlot(of: delivery) }
         let logger = logger(for: delivery.message)
         do {
@@ -248,6 +281,7 @@ public final class Worker: Service {
                 return
             }
             let outcome = await execute(handler, delivery.message, logger: logger)
+            running.finished(delivery)
             if Task.isCancelled, case .failure = outcome {
                 // Cancelled by shutdown: the drain hands it back; record nothing final.
                 return
@@ -272,7 +306,8 @@ public final class Worker: Service {
     private func deadLetter(_ delivery: Delivery, reason: String) async throws {
         try await Self.completing {
             let now = self.clock.now()
-            try await self.runs.recordOutcome(delivery, state: .dead, error: reason, result: nil, startedAt: now, finishedAt: now)
+            try await self.runs.recordOutcome(
+                delivery, state: .dead, workerID: self.id, error: reason, result: nil, startedAt: now, finishedAt: now)
             try await self.broker.deadLetter(delivery, reason: reason)
         }
     }
@@ -309,7 +344,8 @@ public final class Worker: Service {
             let result = encoded.utf8.count > 8192 ? JSONValue.object(["truncated": true]).encodedString() : encoded
             try await outcomes.submit(
                 AttemptOutcome(
-                    delivery: delivery, state: .succeeded, error: nil, encodedResult: result, startedAt: startedAt, finishedAt: finishedAt))
+                    delivery: delivery, state: .succeeded, workerID: id, error: nil, encodedResult: result, startedAt: startedAt,
+                    finishedAt: finishedAt))
         case .failure(let error):
             let summary = Self.summary(of: error)
             let permanent = Self.isPermanent(error)
@@ -318,7 +354,8 @@ public final class Worker: Service {
             if permanent {
                 try await outcomes.submit(
                     AttemptOutcome(
-                        delivery: delivery, state: .failed, error: summary, encodedResult: nil, startedAt: startedAt, finishedAt: finishedAt))
+                        delivery: delivery, state: .failed, workerID: id, error: summary, encodedResult: nil, startedAt: startedAt,
+                        finishedAt: finishedAt))
                 logger.info("task failed permanently", metadata: ["error": "\(summary)"])
             } else if policy.allowsRetry(after: message.attempt) {
                 var generator = SystemRandomNumberGenerator()
@@ -330,7 +367,8 @@ public final class Worker: Service {
                     finishedAt: finishedAt)
                 logger.info("task will retry", metadata: ["error": "\(summary)", "retry.delay_s": "\(String(format: "%.2f", delay))"])
             } else {
-                try await runs.recordOutcome(delivery, state: .dead, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
+                try await runs.recordOutcome(
+                    delivery, state: .dead, workerID: id, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
                 try await broker.deadLetter(delivery, reason: "failed after \(message.attempt) attempts: \(summary)")
                 logger.warning("task dead after its last attempt", metadata: ["error": "\(summary)"])
             }
@@ -345,7 +383,7 @@ public final class Worker: Service {
     ) async throws {
         guard let timers else {
             try await runs.recordOutcome(
-                delivery, state: .retrying, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+                delivery, state: .retrying, workerID: id, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
                 nextAttempt: next.attempt)
             try await broker.retry(delivery, as: next, notBefore: notBefore)
             return
@@ -353,7 +391,7 @@ public final class Worker: Service {
         let timer = DurableTimer(id: "retry:\(next.id):\(next.attempt)", dueAt: notBefore, message: next)
         let sqlBroker = broker as? SQLBroker
         try await runs.recordOutcome(
-            delivery, state: .retrying, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+            delivery, state: .retrying, workerID: id, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
             nextAttempt: next.attempt
         ) { sql in
             try await timers.upsert(timer, at: finishedAt, sql)
@@ -384,6 +422,19 @@ public final class Worker: Service {
         }
         return String(text.prefix(1000))
     }
+}
+
+/// The deliveries of a started batch whose handlers have not returned yet.
+private final class RunningTasks: Sendable {
+    private let deliveries: Mutex<[String: Delivery]>
+
+    init(_ deliveries: [Delivery]) {
+        self.deliveries = Mutex(Dictionary(deliveries.map { ($0.tag, $0) }, uniquingKeysWith: { _, last in last }))
+    }
+
+    var isEmpty: Bool { deliveries.withLock { $0.isEmpty } }
+    var remaining: [Delivery] { deliveries.withLock { Array($0.values) } }
+    func finished(_ delivery: Delivery) { deliveries.withLock { _ = $0.removeValue(forKey: delivery.tag) } }
 }
 
 /// An attempt ran longer than its handler allows.
