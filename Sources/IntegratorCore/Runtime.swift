@@ -98,8 +98,11 @@ extension Runtime {
     }
 
     /// A worker on this runtime's broker, store and plugins.
-    public func makeWorker(_ options: WorkerOptions, id: String? = nil) -> Worker {
+    /// - Parameter onRecorded: told the final states of the tasks whose outcomes were just recorded (benchmarks count
+    ///   them instead of polling the database).
+    public func makeWorker(_ options: WorkerOptions, id: String? = nil, onRecorded: WorkerOutcomeObserver? = nil) -> Worker {
         Worker(
-            options: options, broker: broker, runs: runs, registry: registry, timers: timers, clock: clock, logger: logger, id: id)
+            options: options, broker: broker, runs: runs, registry: registry, timers: timers, clock: clock, logger: logger, id: id,
+            onRecorded: onRecorded)
     }
 }

@@ -25,11 +25,27 @@ public struct TaskContext: Sendable {
     public var taskID: String
     /// 1 for the first try.
     public var attempt: Int
-    public var logger: Logger
+    /// The task name the message carried.
+    public var taskName: String
+    private var workerLogger: Logger
 
-    public init(taskID: String, attempt: Int, logger: Logger) {
+    /// Logs with the task's id, name and attempt as metadata. The metadata is added when the logger is read, so a
+    /// task that does not log costs nothing here.
+    public var logger: Logger {
+        get {
+            var logger = workerLogger
+            logger[metadataKey: "task.id"] = "\(taskID)"
+            if !taskName.isEmpty { logger[metadataKey: "task.name"] = "\(taskName)" }
+            logger[metadataKey: "task.attempt"] = "\(attempt)"
+            return logger
+        }
+        set { workerLogger = newValue }
+    }
+
+    public init(taskID: String, attempt: Int, taskName: String = "", logger: Logger) {
         self.taskID = taskID
         self.attempt = attempt
-        self.logger = logger
+        self.taskName = taskName
+        self.workerLogger = logger
     }
 }

@@ -210,9 +210,10 @@ final class AMQPConnection: Sendable {
 
     fileprivate func setConnected(_ connected: Bool) { state.withLock { $0.connected = connected } }
 
-    fileprivate func deliver(_ delivery: AMQPDelivery) {
+    fileprivate func deliver(_ deliveries: [AMQPDelivery]) {
+        guard !deliveries.isEmpty else { return }
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.deliveries.append(delivery)
+            state.deliveries.append(contentsOf: deliveries)
             defer { state.deliveryWaiter = nil }
             return state.deliveryWaiter
         }
@@ -447,9 +448,12 @@ private struct ConnectionLoop {
         }
     }
 
-    /// Moves arriving messages into the mailbox until the socket is quiet or commands wait.
+    /// Moves arriving messages into the mailbox until the socket is quiet or commands wait. Everything already read
+    /// goes into the mailbox at once, so the worker claims a burst of messages as one batch rather than one by one.
     mutating func readDeliveries() {
         guard let handle else { return }
+        var received: [AMQPDelivery] = []
+        defer { connection.deliver(received) }
         for _ in 0..<256 {
             var envelope = amqp_envelope_t()
             let status = integrator_amqp_next_delivery(handle, 0, &envelope, &errorBuffer, errorBuffer.count)
@@ -458,12 +462,14 @@ private struct ConnectionLoop {
                 return
             }
             if status == 0 {
+                connection.deliver(received)
+                received.removeAll(keepingCapacity: true)
                 if waitForData(handle, milliseconds: 5) { continue }
                 return
             }
             let body = [UInt8](UnsafeRawBufferPointer(start: envelope.message.body.bytes, count: envelope.message.body.len))
             unacknowledged.append(envelope.delivery_tag)
-            connection.deliver(
+            received.append(
                 AMQPDelivery(generation: generation, tag: envelope.delivery_tag, body: body, redelivered: envelope.redelivered != 0))
             amqp_destroy_envelope(&envelope)
             if connection.hasCommands() { return }

@@ -157,10 +157,12 @@ public struct TaskRunStore: Sendable {
     public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
         let ids = Array(Set(deliveries.map(\.message.id)))
+        let isPostgres = database.engine == .postgres
         let current = try await database.withSQL { sql in
             var current: [String: (state: TaskState?, attempt: Int)] = [:]
-            for chunk in ids.chunks(of: 500) {
-                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: Array(chunk)))").all() {
+            for chunk in ids.chunks(of: isPostgres ? ids.count : 500) {
+                let matching: SQLQueryString = isPostgres ? "= ANY(\(bind: Array(chunk))::text[])" : "IN (\(binds: Array(chunk)))"
+                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id \(matching)").all() {
                     current[try row.decode(column: "id", as: String.self)] = (
                         TaskState(rawValue: try row.decode(column: "state", as: String.self)),
                         try row.decode(column: "attempt", as: Int.self)

@@ -42,6 +42,10 @@ public struct WorkerOptions: Sendable {
     }
 }
 
+/// Told the states recorded as attempts ended (succeeded, failed, dead or retrying), right after they were written,
+/// a batch at a time.
+public typealias WorkerOutcomeObserver = @Sendable ([TaskState]) -> Void
+
 /// Consumes queues and runs tasks. Acknowledges a task only after its outcome is recorded, so a worker that dies
 /// loses nothing: its leases run out and the tasks are delivered again.
 public final class Worker: Service {
@@ -61,11 +65,13 @@ public final class Worker: Service {
     /// Final outcomes of concurrent tasks, recorded together (and, on the SQL broker, acknowledged in the same
     /// transaction); an external broker's acknowledgements follow the commit.
     private let outcomes: GroupCommit<AttemptOutcome>
+    private let onRecorded: WorkerOutcomeObserver?
 
     public init(
         options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, timers: TimerStore? = nil,
-        clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil
+        clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil, onRecorded: WorkerOutcomeObserver? = nil
     ) {
+        self.onRecorded = onRecorded
         self.timers = timers
         let host = ProcessInfo.processInfo.hostName
         self.id = id ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(Identifier.make().suffix(6))"
@@ -86,6 +92,7 @@ public final class Worker: Service {
                 try await runs.recordOutcomes(batch)
                 try await broker.acknowledge(deliveries)
             }
+            onRecorded?(batch.map(\.state))
         }
     }
 
@@ -187,11 +194,11 @@ public final class Worker: Service {
     /// `recordStartedAfter`. Deliveries that cannot run (unknown task, too many deliveries) are dead-lettered.
     private func start(_ deliveries: [Delivery]) async {
         await withDiscardingTaskGroup { group in
-            var runnable: [(delivery: Delivery, handler: any TaskHandler)] = []
+            var runnable: [StartedTask] = []
             for delivery in deliveries {
                 let message = delivery.message
                 if let handler = registry.taskHandler(message.name), delivery.deliveries <= options.maxDeliveries {
-                    runnable.append((delivery, handler))
+                    runnable.append(StartedTask(delivery: delivery, handler: handler))
                     continue
                 }
                 group.addTask {
@@ -224,17 +231,59 @@ public final class Worker: Service {
                 logger.error(
                     "could not record tasks as started; they will be delivered again",
                     metadata: ["error": "\(error)", "worker.batch": "\(runnable.count)"])
-                for (delivery, _) in runnable { freeSlot(of: delivery) }
+                for task in runnable { freeSlot(of: task.delivery) }
                 return
             }
-            let running = RunningTasks(zip(runnable, allowed).filter(\.1).map(\.0.delivery))
-            for ((delivery, handler), runs) in zip(runnable, allowed) {
+            let starting = zip(runnable, allowed).filter(\.1).map(\.0)
+            for (task, runs) in zip(runnable, allowed) where !runs {
+                group.addTask { await self.skip(task.delivery) }
+            }
+            guard !starting.isEmpty else { return }
+            let running = RunningTasks(starting.map(\.delivery))
+            // All tasks of a batch start together, so those sharing a timeout share its deadline: one timer per
+            // timeout instead of one per task.
+            for (timeout, tasks) in Dictionary(grouping: starting, by: \.handler.timeout) {
+                group.addTask { await self.run(tasks, timeout: timeout, startedAt: startedAt, running: running) }
+            }
+            if recordsStartLater {
+                group.addTask { await self.recordStillRunning(running, startedAt: startedAt) }
+            }
+        }
+    }
+
+    /// Runs tasks that started together and share a timeout, each to its recorded outcome. When the timeout passes,
+    /// whatever still runs is cancelled and fails with ``TaskTimeout``.
+    private func run(_ tasks: [StartedTask], timeout: Duration, startedAt: Date, running: RunningTasks) async {
+        let deadline = Deadline()
+        enum Ended { case task, timeout, timerStopped }
+        await withTaskGroup(of: Ended.self) { group in
+            for task in tasks {
                 group.addTask {
-                    await self.process(delivery, handler: handler, startedAt: runs ? startedAt : nil, running: running)
+                    await self.process(task, startedAt: startedAt, running: running, deadline: deadline)
+                    return .task
                 }
             }
-            if recordsStartLater, !running.isEmpty {
-                group.addTask { await self.recordStillRunning(running, startedAt: startedAt) }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                    return .timeout
+                } catch {
+                    return .timerStopped
+                }
+            }
+            var unfinished = tasks.count
+            while let ended = await group.next() {
+                switch ended {
+                case .timeout:
+                    deadline.pass()
+                    group.cancelAll()
+                case .task:
+                    unfinished -= 1
+                    // Every task is done: stop the timer.
+                    if unfinished == 0 { group.cancelAll() }
+                case .timerStopped:
+                    break
+                }
             }
         }
     }
@@ -269,29 +318,41 @@ public final class Worker: Service {
         return logger
     }
 
-    /// Runs one started delivery to its recorded outcome, then settles it with the broker. Without `startedAt` the
-    /// task was revoked or already ran: it is only acknowledged.
-    private func process(_ delivery: Delivery, handler: any TaskHandler, startedAt: Date?, running: RunningTasks) async {
+    /// Acknowledges a delivery that must not run: its task was revoked or already ran.
+    private func skip(_ delivery: Delivery) async {
         defer { freeSlot(of: delivery) }
-        let logger = logger(for: delivery.message)
         do {
-            guard let startedAt else {
-                try await Self.completing { try await self.broker.acknowledge(delivery) }
-                logger.info("skipped a task that was revoked or already ran")
-                return
-            }
-            let outcome = await execute(handler, delivery.message, logger: logger)
-            running.finished(delivery)
-            if Task.isCancelled, case .failure = outcome {
-                // Cancelled by shutdown: the drain hands it back; record nothing final.
-                return
-            }
-            try await Self.completing {
-                try await self.settle(delivery, handler: handler, outcome: outcome, startedAt: startedAt, logger: logger)
-            }
+            try await Self.completing { try await self.broker.acknowledge(delivery) }
+            logger(for: delivery.message).info("skipped a task that was revoked or already ran")
+        } catch {
+            logger(for: delivery.message).error("could not acknowledge a skipped task", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs one started task to its recorded outcome, then settles it with the broker.
+    private func process(_ task: StartedTask, startedAt: Date, running: RunningTasks, deadline: Deadline) async {
+        let delivery = task.delivery
+        defer { freeSlot(of: delivery) }
+        let message = delivery.message
+        var outcome: Result<JSONValue, any Error>
+        do {
+            let context = TaskContext(taskID: message.id, attempt: message.attempt, taskName: message.name, logger: logger)
+            outcome = .success(try await task.handler.run(message.arguments, context: context))
+        } catch {
+            outcome = .failure(error)
+        }
+        running.finished(delivery)
+        if Task.isCancelled {
+            // Cancelled by its timeout: a failed attempt like any other. Cancelled by shutdown: the drain hands it
+            // back; record nothing final.
+            guard deadline.hasPassed else { return }
+            outcome = .failure(TaskTimeout(timeout: task.handler.timeout))
+        }
+        do {
+            try await settle(delivery, handler: task.handler, outcome: outcome, startedAt: startedAt)
         } catch {
             // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
-            logger.error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
+            logger(for: message).error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
         }
     }
 
@@ -308,34 +369,14 @@ public final class Worker: Service {
             let now = self.clock.now()
             try await self.runs.recordOutcome(
                 delivery, state: .dead, workerID: self.id, error: reason, result: nil, startedAt: now, finishedAt: now)
+            self.onRecorded?([.dead])
             try await self.broker.deadLetter(delivery, reason: reason)
         }
     }
 
-    private func execute(_ handler: any TaskHandler, _ message: TaskMessage, logger: Logger) async -> Result<JSONValue, any Error> {
-        let context = TaskContext(taskID: message.id, attempt: message.attempt, logger: logger)
-        let timeout = handler.timeout
-        do {
-            let value = try await withThrowingTaskGroup(of: JSONValue?.self) { group in
-                group.addTask { try await handler.run(message.arguments, context: context) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                guard let first = try await group.next() else { throw TaskTimeout(timeout: timeout) }
-                group.cancelAll()
-                guard let value = first else { throw TaskTimeout(timeout: timeout) }
-                return value
-            }
-            return .success(value)
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    private func settle(
-        _ delivery: Delivery, handler: any TaskHandler, outcome: Result<JSONValue, any Error>, startedAt: Date, logger: Logger
-    ) async throws {
+    /// Records the outcome and settles the message. Final outcomes join the group commit, whose write does not inherit
+    /// the caller's cancellation; retries and dead letters run detached from it for the same reason.
+    private func settle(_ delivery: Delivery, handler: any TaskHandler, outcome: Result<JSONValue, any Error>, startedAt: Date) async throws {
         let message = delivery.message
         let finishedAt = clock.now()
         switch outcome {
@@ -347,6 +388,7 @@ public final class Worker: Service {
                     delivery: delivery, state: .succeeded, workerID: id, error: nil, encodedResult: result, startedAt: startedAt,
                     finishedAt: finishedAt))
         case .failure(let error):
+            let logger = logger(for: message)
             let summary = Self.summary(of: error)
             let permanent = Self.isPermanent(error)
             var policy = handler.retryPolicy
@@ -362,14 +404,20 @@ public final class Worker: Service {
                 let delay = policy.nextDelay(after: message.attempt, using: &generator)
                 var next = message
                 next.attempt += 1
-                try await scheduleRetry(
-                    delivery, as: next, notBefore: finishedAt.addingTimeInterval(delay), error: summary, startedAt: startedAt,
-                    finishedAt: finishedAt)
+                try await Self.completing { [next] in
+                    try await self.scheduleRetry(
+                        delivery, as: next, notBefore: finishedAt.addingTimeInterval(delay), error: summary, startedAt: startedAt,
+                        finishedAt: finishedAt)
+                }
                 logger.info("task will retry", metadata: ["error": "\(summary)", "retry.delay_s": "\(String(format: "%.2f", delay))"])
             } else {
-                try await runs.recordOutcome(
-                    delivery, state: .dead, workerID: id, error: summary, result: nil, startedAt: startedAt, finishedAt: finishedAt)
-                try await broker.deadLetter(delivery, reason: "failed after \(message.attempt) attempts: \(summary)")
+                try await Self.completing {
+                    try await self.runs.recordOutcome(
+                        delivery, state: .dead, workerID: self.id, error: summary, result: nil, startedAt: startedAt,
+                        finishedAt: finishedAt)
+                    self.onRecorded?([.dead])
+                    try await self.broker.deadLetter(delivery, reason: "failed after \(message.attempt) attempts: \(summary)")
+                }
                 logger.warning("task dead after its last attempt", metadata: ["error": "\(summary)"])
             }
         }
@@ -398,6 +446,7 @@ public final class Worker: Service {
             try await sqlBroker?.acknowledge(delivery, sql)
             try await BeatWakeup.notifyOthers(sql)
         }
+        onRecorded?([.retrying])
         if sqlBroker == nil { try await broker.acknowledge(delivery) }
         timers.wakeup.notify()
     }
@@ -422,6 +471,19 @@ public final class Worker: Service {
         }
         return String(text.prefix(1000))
     }
+}
+
+/// A delivery that may run, with the handler its task name selects.
+private struct StartedTask: Sendable {
+    var delivery: Delivery
+    var handler: any TaskHandler
+}
+
+/// Set when the timeout of a group of tasks passed, so their cancellation counts as a timeout, not a shutdown.
+private final class Deadline: Sendable {
+    private let passed = Mutex(false)
+    func pass() { passed.withLock { $0 = true } }
+    var hasPassed: Bool { passed.withLock { $0 } }
 }
 
 /// The deliveries of a started batch whose handlers have not returned yet.
