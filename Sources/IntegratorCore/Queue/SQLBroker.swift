@@ -1,6 +1,7 @@
 // The embedded broker: queue rows in the store's own database, leased to workers, priority then FIFO.
 import Foundation
 import SQLKit
+import Synchronization
 
 /// A broker on SQL tables. On PostgreSQL, claims use `FOR UPDATE SKIP LOCKED`, so many worker processes share
 /// the queue without blocking each other; SQLite serves one process. A lease that runs out (a worker died) makes
@@ -8,6 +9,7 @@ import SQLKit
 public struct SQLBroker: Broker {
     let database: Database
     let clock: any TimeSource
+    private let lastAnalyze = LastAnalyze()
 
     public init(database: Database, clock: any TimeSource = SystemTimeSource()) {
         self.database = database
@@ -71,6 +73,7 @@ public struct SQLBroker: Broker {
         guard !queues.isEmpty, limit > 0 else { return [] }
         let now = clock.now()
         let lock: SQLQueryString = database.engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let began = ContinuousClock.now
         let rows = try await database.withSQL { sql in
             try await sql.raw(
                 """
@@ -88,11 +91,27 @@ public struct SQLBroker: Broker {
                 """
             ).all()
         }
+        if !rows.isEmpty, ContinuousClock.now - began > .milliseconds(20) { try await refreshStatisticsIfDue() }
         // RETURNING gives no order: put the claimed ones back in priority, then FIFO order (the tag is the seq).
         return try rows.map(Self.delivery).sorted { first, second in
             first.message.priority != second.message.priority
                 ? first.message.priority > second.message.priority : (Int64(first.tag) ?? 0) < (Int64(second.tag) ?? 0)
         }
+    }
+
+    /// PostgreSQL plans the claim from the queue table's statistics. When the table filled up since they were taken
+    /// (a fresh install, a burst after a quiet spell) it estimates a handful of rows and scans and sorts the whole
+    /// queue instead of walking the claim index, and every claim pays for that until autovacuum analyzes the table.
+    /// A slow claim therefore refreshes the statistics at once, at most once a minute per broker.
+    private func refreshStatisticsIfDue() async throws {
+        guard database.engine == .postgres else { return }
+        let now = ContinuousClock.now
+        let due = lastAnalyze.time.withLock { last -> Bool in
+            if let last, now - last < .seconds(60) { return false }
+            last = now
+            return true
+        }
+        if due { try await database.withSQL { sql in try await sql.raw("ANALYZE task_queue").run() } }
     }
 
     public func acknowledge(_ delivery: Delivery) async throws {
@@ -220,4 +239,9 @@ public struct SQLBroker: Broker {
             message: message, tag: String(try row.decode(column: "seq", as: Int64.self)),
             deliveries: try row.decode(column: "deliveries", as: Int.self))
     }
+}
+
+/// When a broker last refreshed the queue table's statistics; shared by its copies.
+private final class LastAnalyze: Sendable {
+    let time = Mutex<ContinuousClock.Instant?>(nil)
 }
