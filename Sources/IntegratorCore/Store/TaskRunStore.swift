@@ -156,13 +156,29 @@ public struct TaskRunStore: Sendable {
     /// stops between publishing and forgetting it. One read; nothing is locked against a concurrent revoke.
     public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
+        if database.engine == .postgres {
+            // Only the deliveries that may not run come back: usually none, so nothing is decoded.
+            let refused = Set(
+                try await database.withSQL { sql in
+                    try await sql.raw(
+                        """
+                        SELECT DISTINCT v.id, v.attempt FROM task_runs AS r
+                        JOIN unnest(\(bind: deliveries.map(\.message.id))::text[], \(bind: deliveries.map(\.message.attempt))::int8[])
+                             AS v(id, attempt) ON r.id = v.id
+                        WHERE r.state = \(bind: TaskState.revoked.rawValue) OR r.attempt > v.attempt
+                           OR (r.attempt = v.attempt AND r.state IN (\(binds: Self.attemptEndingStates)))
+                        """
+                    ).all().map { row in
+                        "\(try row.decode(column: "id", as: String.self)):\(try row.decode(column: "attempt", as: Int.self))"
+                    }
+                })
+            return deliveries.map { !refused.contains("\($0.message.id):\($0.message.attempt)") }
+        }
         let ids = Array(Set(deliveries.map(\.message.id)))
-        let isPostgres = database.engine == .postgres
         let current = try await database.withSQL { sql in
             var current: [String: (state: TaskState?, attempt: Int)] = [:]
-            for chunk in ids.chunks(of: isPostgres ? ids.count : 500) {
-                let matching: SQLQueryString = isPostgres ? "= ANY(\(bind: Array(chunk))::text[])" : "IN (\(binds: Array(chunk)))"
-                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id \(matching)").all() {
+            for chunk in ids.chunks(of: 500) {
+                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: Array(chunk)))").all() {
                     current[try row.decode(column: "id", as: String.self)] = (
                         TaskState(rawValue: try row.decode(column: "state", as: String.self)),
                         try row.decode(column: "attempt", as: Int.self)
@@ -175,9 +191,12 @@ public struct TaskRunStore: Sendable {
             let message = delivery.message
             guard let (state, attempt) = current[message.id] else { return true }
             if state == .revoked || attempt > message.attempt { return false }
-            return !(attempt == message.attempt && (state == .succeeded || state == .failed || state == .dead))
+            return !(attempt == message.attempt && Self.attemptEndingStates.contains(state?.rawValue ?? ""))
         }
     }
+
+    /// States that end an attempt for good: a copy of that attempt must not run again.
+    private static let attemptEndingStates = [TaskState.succeeded, .failed, .dead].map(\.rawValue)
 
     /// Records how attempts ended (succeeded, failed or dead, no retry) with a few multi-row statements, together with
     /// `alsoWritten` (the SQL broker's acknowledgements), so a worker settles a batch of outcomes in one write.
