@@ -3,7 +3,9 @@
 // PostgreSQL receives each column as one array parameter and unnests it, so a statement's text and parameter count
 // stay the same whatever the batch size (no per-row parameters to encode, no long CASE lists to plan). Arrays cannot
 // hold NULL here, so optional text travels as '' and comes back through NULLIF: ids and results are never empty, and
-// an empty error message is no message. SQLite, whose statements cost no round trip, gets multi-row VALUES lists.
+// an empty error message is no message. Updates also say `id = ANY(ids)`: joined to the unnested rows alone, the
+// planner of a table whose statistics are stale (it grew since the last ANALYZE) scans the whole table per batch.
+// SQLite, whose statements cost no round trip, gets multi-row VALUES lists.
 import Foundation
 import SQLKit
 
@@ -82,7 +84,8 @@ extension TaskRunStore {
                     ), marked AS (
                         UPDATE task_runs AS r SET state = \(bind: started), worker_id = \(bind: workerID), started_at = \(bind: now),
                             updated_at = \(bind: now), attempt = batch.attempt
-                        FROM batch WHERE r.id = batch.id AND r.attempt <= batch.attempt AND r.state IN (\(binds: open))
+                        FROM batch WHERE r.id = batch.id AND r.id = ANY(\(bind: ids)::text[]) AND r.attempt <= batch.attempt
+                          AND r.state IN (\(binds: open))
                         RETURNING r.id
                     )
                     INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at)
@@ -140,7 +143,7 @@ extension TaskRunStore {
                             \(bind: rows.map(\.finishedAt))::timestamptz[], \(bind: rows.map(\.durationMilliseconds))::int8[],
                             \(bind: rows.map { $0.error ?? "" })::text[], \(bind: rows.map { $0.encodedResult ?? "" })::text[])
                      AS v(id, state, worker_id, started_at, finished_at, duration_ms, error, result)
-                WHERE r.id = v.id
+                WHERE r.id = v.id AND r.id = ANY(\(bind: rows.map(\.delivery.message.id))::text[])
                 """,
                 """
                 INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)

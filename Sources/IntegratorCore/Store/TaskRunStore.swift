@@ -157,16 +157,19 @@ public struct TaskRunStore: Sendable {
     public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
         if database.engine == .postgres {
-            // Only the deliveries that may not run come back: usually none, so nothing is decoded.
+            // Only the deliveries that may not run come back: usually none, so nothing is decoded. The `= ANY` keeps
+            // the plan on the primary key even while the table's statistics are stale (see TaskRunStore+Batches.swift).
+            let ids = deliveries.map(\.message.id)
             let refused = Set(
                 try await database.withSQL { sql in
                     try await sql.raw(
                         """
                         SELECT DISTINCT v.id, v.attempt FROM task_runs AS r
-                        JOIN unnest(\(bind: deliveries.map(\.message.id))::text[], \(bind: deliveries.map(\.message.attempt))::int8[])
-                             AS v(id, attempt) ON r.id = v.id
-                        WHERE r.state = \(bind: TaskState.revoked.rawValue) OR r.attempt > v.attempt
-                           OR (r.attempt = v.attempt AND r.state IN (\(binds: Self.attemptEndingStates)))
+                        JOIN unnest(\(bind: ids)::text[], \(bind: deliveries.map(\.message.attempt))::int8[]) AS v(id, attempt)
+                             ON r.id = v.id
+                        WHERE r.id = ANY(\(bind: ids)::text[])
+                          AND (r.state = \(bind: TaskState.revoked.rawValue) OR r.attempt > v.attempt
+                               OR (r.attempt = v.attempt AND r.state IN (\(binds: Self.attemptEndingStates))))
                         """
                     ).all().map { row in
                         "\(try row.decode(column: "id", as: String.self)):\(try row.decode(column: "attempt", as: Int.self))"
