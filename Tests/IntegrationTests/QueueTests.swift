@@ -30,6 +30,20 @@ struct Sleeps: TaskHandler {
     }
 }
 
+/// Runs until the test opens the gate named by its `gate` argument (or 10 s pass), so a test can look at a running task.
+struct WaitsForGate: TaskHandler {
+    let name = "test.gate"
+    static let open = Mutex<Set<String>>([])
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        let gate = arguments["gate"]?.stringValue ?? ""
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !Self.open.withLock({ $0.contains(gate) }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return ["gate": .string(gate)]
+    }
+}
+
 struct CallsRefusedAddress: TaskHandler {
     let name = "test.refused"
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
@@ -39,7 +53,7 @@ struct CallsRefusedAddress: TaskHandler {
 
 extension Plugin {
     static let testTasks = Plugin(
-        id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps(), CallsRefusedAddress()])
+        id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps(), CallsRefusedAddress(), WaitsForGate()])
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`.
@@ -243,6 +257,35 @@ struct QueueTests {
             #expect(try await app.runtime.runs.attempts(taskID: refused).count == 1, "an address the guard refused is not retried")
             #expect(try await app.runtime.runs.find(id: slow.id)?.error == "timed out after 0.3 seconds")
             #expect(try await app.runtime.runs.find(id: unknown.id)?.error == "unknown task name 'nobody.handles.this'")
+        }
+    }
+
+    @Test("a task is recorded started once it has run for recordStartedAfter; a start recorded late never hides an outcome")
+    func lazyStart() async throws {
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            let gate = UUID().uuidString
+            let slow = try await app.runtime.tasks.enqueue(
+                TaskMessage(name: "test.gate", arguments: ["gate": .string(gate)], enqueuedAt: Date()))
+            let options = WorkerOptions(queues: ["default"], concurrency: 2, recordStartedAfter: .milliseconds(50))
+            try await withWorker(app, options, id: "lazy-worker") { _ in
+                let started = try await eventually { try await app.runtime.runs.find(id: slow.id)?.state == .started }
+                #expect(started, "still running after 50 ms: recorded started")
+                let running = try #require(try await app.runtime.runs.find(id: slow.id))
+                #expect(running.workerID == "lazy-worker" && running.startedAt != nil)
+                #expect(try await app.runtime.runs.attempts(taskID: slow.id).map(\.state) == [.started])
+                WaitsForGate.open.withLock { _ = $0.insert(gate) }
+                #expect(try await eventually { try await app.runtime.runs.find(id: slow.id)?.state == .succeeded })
+            }
+            let finished = try #require(try await app.runtime.runs.find(id: slow.id))
+            #expect(finished.workerID == "lazy-worker" && finished.finishedAt != nil)
+            #expect(try await app.runtime.runs.attempts(taskID: slow.id).map(\.state) == [.succeeded])
+
+            // A start written after the outcome (a slow write racing a fast task) changes nothing.
+            let late = Delivery(message: slow, tag: "late", deliveries: 1)
+            try await app.runtime.runs.markStarted([late], workerID: "another-worker", at: Date())
+            #expect(try await app.runtime.runs.find(id: slow.id)?.state == .succeeded)
+            #expect(try await app.runtime.runs.find(id: slow.id)?.workerID == "lazy-worker")
+            #expect(try await app.runtime.runs.attempts(taskID: slow.id).map(\.state) == [.succeeded])
         }
     }
 

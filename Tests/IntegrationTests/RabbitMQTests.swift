@@ -79,6 +79,29 @@ struct RabbitMQTests {
         }
     }
 
+    @Test("a queue's in-flight count comes from the workers' heartbeats, also for tasks not recorded started")
+    func inFlightFromHeartbeats() async throws {
+        try await withBroker(extraPlugins: [.testTasks]) { app, broker, queue in
+            let gate = UUID().uuidString
+            try await enqueue(app, broker, TaskMessage(name: "test.gate", arguments: ["gate": .string(gate)], queue: queue, enqueuedAt: Date()))
+            let worker = Worker(
+                options: WorkerOptions(queues: [queue], concurrency: 2, heartbeatInterval: .milliseconds(50), recordStartedAfter: .seconds(60)),
+                broker: broker, runs: app.runtime.runs, registry: app.runtime.registry, logger: TestDatabase.logger)
+            let running = Task { try await worker.run() }
+            defer { running.cancel() }
+            let inFlight = try await eventually(20) { try await broker.stats().first { $0.queue == queue }?.inFlight == 1 }
+            #expect(inFlight)
+            #expect(try await app.runtime.runs.countByState() == [.queued: 1], "a start is recorded only after a minute here")
+            let reported = try await app.runtime.runs.liveWorkers(since: Date().addingTimeInterval(-30)).first { $0.id == worker.id }
+            #expect(reported?.busyByQueue == [queue: 1])
+            WaitsForGate.open.withLock { _ = $0.insert(gate) }
+            #expect(try await eventually(20) { try await app.runtime.runs.countByState() == [.succeeded: 1] })
+            #expect(try await eventually(20) { try await broker.stats().first { $0.queue == queue }?.inFlight == 0 })
+            running.cancel()
+            _ = try? await running.value
+        }
+    }
+
     @Test("a task that always fails goes through the delay queue and ends dead in <queue>.dead")
     func deadLetters() async throws {
         try await withBroker(extraPlugins: [.testTasks]) { app, broker, queue in

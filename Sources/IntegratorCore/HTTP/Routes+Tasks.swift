@@ -46,6 +46,7 @@ extension Routes {
                 .object([
                     "id": .string(worker.id), "host": .string(worker.host), "queues": .array(worker.queues.map(JSONValue.string)),
                     "concurrency": .number(Double(worker.concurrency)), "busy": .number(Double(worker.busy)),
+                    "busy_by_queue": .object(worker.busyByQueue.mapValues { .number(Double($0)) }),
                     "started_at": .string(worker.startedAt.apiString), "last_seen": .string(worker.lastSeen.apiString),
                 ])
             }

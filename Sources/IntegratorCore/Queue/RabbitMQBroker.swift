@@ -132,13 +132,16 @@ public final class RabbitMQBroker: Broker {
     /// Dead letters are not addressable by task id here; the caller publishes a fresh copy.
     public func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
 
+    /// Ready, dead and delayed counts come from RabbitMQ; in flight is what live workers last reported running from
+    /// the queue (RabbitMQ tells unacknowledged counts only through its management plugin).
     public func stats() async throws -> [QueueStats] {
         var result: [QueueStats] = []
+        let workers = try await runs.liveWorkers(since: clock.now().addingTimeInterval(-30))
         for queue in try await runs.knownQueues() {
             let ready = try await publisher.count(queue)
             let dead = try await publisher.count("\(queue).dead")
             let delayed = try await publisher.count("\(queue).delay")
-            let inFlight = try await runs.count(state: .started, queue: queue)
+            let inFlight = workers.reduce(0) { $0 + ($1.busyByQueue[queue] ?? 0) }
             result.append(QueueStats(queue: queue, ready: ready, inFlight: inFlight, dead: dead, delayed: delayed))
         }
         return result

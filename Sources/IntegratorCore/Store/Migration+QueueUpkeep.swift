@@ -19,4 +19,10 @@ extension Migration {
         }
         return statements
     }
+
+    /// Workers report their running tasks per queue, so a queue's in-flight count does not depend on runs being
+    /// recorded `started` (short tasks are not, see `WorkerOptions.recordStartedAfter`).
+    static let workerQueueLoad = Migration(version: 7, name: "worker_queue_load") { facts in
+        ["ALTER TABLE workers ADD COLUMN busy_by_queue \(facts.json)"]
+    }
 }

@@ -61,7 +61,7 @@ extension TaskRunStore {
     /// Marks deliveries of distinct tasks as running on `workerID` and writes their attempts, in one transaction on
     /// SQLite and one statement on PostgreSQL. A run that already has an outcome (or a later attempt) is left alone:
     /// a start recorded after the task finished must not hide its outcome.
-    func markStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws {
+    public func markStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws {
         let deliveries = deliveries.lastOccurrences(by: \.message.id)
         guard !deliveries.isEmpty else { return }
         let started = TaskState.started.rawValue

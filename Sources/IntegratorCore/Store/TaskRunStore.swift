@@ -76,8 +76,24 @@ public struct WorkerInfo: Sendable, Equatable {
     public var queues: [String]
     public var concurrency: Int
     public var busy: Int
+    /// Of `busy`, how many tasks run from each queue.
+    public var busyByQueue: [String: Int]
     public var startedAt: Date
     public var lastSeen: Date
+
+    public init(
+        id: String, host: String, queues: [String], concurrency: Int, busy: Int, busyByQueue: [String: Int] = [:], startedAt: Date,
+        lastSeen: Date
+    ) {
+        self.id = id
+        self.host = host
+        self.queues = queues
+        self.concurrency = concurrency
+        self.busy = busy
+        self.busyByQueue = busyByQueue
+        self.startedAt = startedAt
+        self.lastSeen = lastSeen
+    }
 }
 
 /// A run to record as queued, with the fire time that published it.
@@ -333,13 +349,14 @@ public struct TaskRunStore: Sendable {
     // MARK: Workers
 
     public func heartbeat(_ worker: WorkerInfo) async throws {
+        let busyByQueue = JSONValue.object(worker.busyByQueue.mapValues { .number(Double($0)) }).encodedString()
         try await database.withSQL { sql in
             try await sql.raw(
                 """
-                INSERT INTO workers (id, host, queues, concurrency, busy, started_at, last_seen)
+                INSERT INTO workers (id, host, queues, concurrency, busy, busy_by_queue, started_at, last_seen)
                 VALUES (\(bind: worker.id), \(bind: worker.host), \(bind: worker.queues.joined(separator: ",")), \(bind: worker.concurrency),
-                        \(bind: worker.busy), \(bind: worker.startedAt), \(bind: worker.lastSeen))
-                ON CONFLICT (id) DO UPDATE SET busy = excluded.busy, last_seen = excluded.last_seen
+                        \(bind: worker.busy), \(bind: busyByQueue), \(bind: worker.startedAt), \(bind: worker.lastSeen))
+                ON CONFLICT (id) DO UPDATE SET busy = excluded.busy, busy_by_queue = excluded.busy_by_queue, last_seen = excluded.last_seen
                 """
             ).run()
         }
@@ -361,10 +378,16 @@ public struct TaskRunStore: Sendable {
                         queues: try row.decode(column: "queues", as: String.self).split(separator: ",").map(String.init),
                         concurrency: try row.decode(column: "concurrency", as: Int.self),
                         busy: try row.decode(column: "busy", as: Int.self),
+                        busyByQueue: try Self.busyByQueue(row.decode(column: "busy_by_queue", as: String?.self)),
                         startedAt: try row.decode(column: "started_at", as: Date.self),
                         lastSeen: try row.decode(column: "last_seen", as: Date.self))
                 }
         }
+    }
+
+    private static func busyByQueue(_ text: String?) throws -> [String: Int] {
+        guard let text, case .object(let counts) = try JSONValue.parse(text) else { return [:] }
+        return counts.compactMapValues(\.intValue)
     }
 
     static func run(_ row: any SQLRow) throws -> TaskRun {

@@ -99,6 +99,15 @@ public final class Worker: Service {
     /// Tasks running right now.
     public var busy: Int { inFlight.withLock { $0.count } }
 
+    /// Tasks running right now, by the queue they came from.
+    public var busyByQueue: [String: Int] {
+        inFlight.withLock { inFlight in
+            var counts: [String: Int] = [:]
+            for delivery in inFlight.values { counts[delivery.message.queue, default: 0] += 1 }
+            return counts
+        }
+    }
+
     public func run() async throws {
         logger.info("worker started", metadata: ["worker.queues": "\(options.queues.joined(separator: ","))", "worker.concurrency": "\(options.concurrency)"])
         await withTaskGroup(of: Void.self) { group in
@@ -180,7 +189,7 @@ public final class Worker: Service {
                 try await runs.heartbeat(
                     WorkerInfo(
                         id: id, host: ProcessInfo.processInfo.hostName, queues: options.queues, concurrency: options.concurrency,
-                        busy: busy, startedAt: startedAt, lastSeen: now))
+                        busy: busy, busyByQueue: busyByQueue, startedAt: startedAt, lastSeen: now))
                 try await broker.extendLeases(workerID: id, leaseUntil: now.addingTimeInterval(options.lease))
             } catch {
                 logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
