@@ -289,6 +289,36 @@ struct QueueTests {
         }
     }
 
+    @Test("a delivery may start unless its task was revoked, a later attempt exists, or its attempt already ended")
+    func startableRules() async throws {
+        try await TestApp.run { app in
+            let runs = app.runtime.runs
+            let now = Date()
+            func delivery(_ message: TaskMessage, attempt: Int) -> Delivery {
+                var copy = message
+                copy.attempt = attempt
+                return Delivery(message: copy, tag: "\(attempt)", deliveries: 1)
+            }
+            var second = TaskMessage(name: "core.noop", enqueuedAt: now)
+            second.attempt = 2
+            try await runs.recordQueued(second, at: now)
+            let finished = TaskMessage(name: "core.noop", enqueuedAt: now)
+            try await runs.recordQueued(finished, at: now)
+            try await runs.recordOutcome(
+                delivery(finished, attempt: 1), state: .succeeded, workerID: "w", error: nil, result: nil, startedAt: now, finishedAt: now)
+            let revoked = TaskMessage(name: "core.noop", enqueuedAt: now)
+            try await runs.recordQueued(revoked, at: now)
+            try await runs.recordRevoked(taskID: revoked.id, at: now)
+            let unknown = TaskMessage(name: "core.noop", enqueuedAt: now)
+
+            let verdicts = try await runs.startable([
+                delivery(second, attempt: 1), delivery(second, attempt: 2), delivery(finished, attempt: 1),
+                delivery(finished, attempt: 2), delivery(revoked, attempt: 1), delivery(unknown, attempt: 1),
+            ])
+            #expect(verdicts == [false, true, false, true, false, true])
+        }
+    }
+
     @Test("graceful shutdown lets running tasks finish")
     func gracefulShutdown() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in

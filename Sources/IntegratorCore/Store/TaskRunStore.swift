@@ -172,32 +172,19 @@ public struct TaskRunStore: Sendable {
     /// stops between publishing and forgetting it. One read; nothing is locked against a concurrent revoke.
     public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
-        if database.engine == .postgres {
-            // Only the deliveries that may not run come back: usually none, so nothing is decoded. The `= ANY` keeps
-            // the plan on the primary key even while the table's statistics are stale (see TaskRunStore+Batches.swift).
-            let ids = deliveries.map(\.message.id)
-            let refused = Set(
-                try await database.withSQL { sql in
-                    try await sql.raw(
-                        """
-                        SELECT DISTINCT v.id, v.attempt FROM task_runs AS r
-                        JOIN unnest(\(bind: ids)::text[], \(bind: deliveries.map(\.message.attempt))::int8[]) AS v(id, attempt)
-                             ON r.id = v.id
-                        WHERE r.id = ANY(\(bind: ids)::text[])
-                          AND (r.state = \(bind: TaskState.revoked.rawValue) OR r.attempt > v.attempt
-                               OR (r.attempt = v.attempt AND r.state IN (\(binds: Self.attemptEndingStates))))
-                        """
-                    ).all().map { row in
-                        "\(try row.decode(column: "id", as: String.self)):\(try row.decode(column: "attempt", as: Int.self))"
-                    }
-                })
-            return deliveries.map { !refused.contains("\($0.message.id):\($0.message.attempt)") }
-        }
         let ids = Array(Set(deliveries.map(\.message.id)))
+        // Only runs that could refuse a delivery are read (usually none): revoked or ended, or past the batch's
+        // lowest attempt. Every other run lets its delivery start.
+        let lowestAttempt = deliveries.map(\.message.attempt).min() ?? 0
+        let blocking: SQLQueryString = """
+            (state IN (\(binds: [TaskState.revoked.rawValue] + Self.attemptEndingStates)) OR attempt > \(bind: lowestAttempt))
+            """
+        let isPostgres = database.engine == .postgres
         let current = try await database.withSQL { sql in
             var current: [String: (state: TaskState?, attempt: Int)] = [:]
-            for chunk in ids.chunks(of: 500) {
-                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id IN (\(binds: Array(chunk)))").all() {
+            for chunk in ids.chunks(of: isPostgres ? max(1, ids.count) : 500) {
+                let matching: SQLQueryString = isPostgres ? "= ANY(\(bind: Array(chunk))::text[])" : "IN (\(binds: Array(chunk)))"
+                for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id \(matching) AND \(blocking)").all() {
                     current[try row.decode(column: "id", as: String.self)] = (
                         TaskState(rawValue: try row.decode(column: "state", as: String.self)),
                         try row.decode(column: "attempt", as: Int.self)
