@@ -10,8 +10,8 @@ import SQLKit
 /// broker cannot join a database transaction, so the message goes to the `task_outbox` table instead and
 /// ``flushOutbox(limit:)`` publishes it after the commit and deletes the row. A crash after the broker confirmed but
 /// before the row was deleted publishes that message again; the copy carries the same task id and attempt, and the
-/// worker drops it (``TaskRunStore/recordStarted(_:workerID:at:)`` refuses an attempt that already finished or was
-/// superseded), so the task still runs once.
+/// worker drops it (``TaskRunStore/startable(_:)`` refuses an attempt that already finished or was superseded), so
+/// the task still runs once.
 public struct TaskDispatcher: Sendable {
     let database: Database
     let broker: any Broker
