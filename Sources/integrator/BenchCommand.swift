@@ -84,15 +84,7 @@ struct QueueBench: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            var overrides: [String: String] = [:]
-            overrides["INTEGRATOR_DATABASE_URL"] = options.databaseURL
-            overrides["INTEGRATOR_HTTP_HOST"] = options.host
-            overrides["INTEGRATOR_HTTP_PORT"] = options.port
-            overrides["LOG_LEVEL"] = options.logLevel
-            overrides["LOG_FORMAT"] = options.logFormat
-            overrides["INTEGRATOR_BROKER_URL"] = brokerURL
-            var settings = try Settings.load(overrides: overrides)
-            LogSetup.bootstrap(level: settings.logLevel, format: settings.logFormat)
+            var settings = try options.settings(overriding: brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = QueueBenchPlan(
                 tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill, timeoutSeconds: timeout)

@@ -43,9 +43,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("log-format"), help: "Overrides LOG_FORMAT: text or json.")
     var logFormat: String?
 
-    /// Settings from the environment, `.env` and these flags.
-    func settings() throws(ConfigurationError) -> Settings {
-        var overrides: [String: String] = [:]
+    /// Settings from the environment, `.env` and these flags, plus a command's own `overrides` (by variable name).
+    func settings(overriding overrides: [String: String] = [:]) throws(ConfigurationError) -> Settings {
+        var overrides = overrides
         overrides["INTEGRATOR_DATABASE_URL"] = databaseURL
         overrides["INTEGRATOR_HTTP_HOST"] = host
         overrides["INTEGRATOR_HTTP_PORT"] = port

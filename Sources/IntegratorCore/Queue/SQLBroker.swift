@@ -34,22 +34,14 @@ public struct SQLBroker: Broker {
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
         guard !messages.isEmpty else { return [] }
         if database.engine == .postgres {
-            // One array parameter per column (see TaskRunStore+Batches.swift); absent ids travel as '', an absent
-            // attempt limit as 0 (a limit is at least 1).
+            let rows = TaskMessage.unnested(messages, extra: [("available_at", "\(bind: messages.map(availableAt))::timestamptz[]")])
             return [
                 """
                 INSERT INTO task_queue (task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at,
                                         deliveries, dead, integration_id, schedule_id, max_attempts)
                 SELECT task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at, 0, FALSE,
                        NULLIF(integration_id, ''), NULLIF(schedule_id, ''), NULLIF(max_attempts, 0)
-                FROM unnest(\(bind: messages.map(\.id))::text[], \(bind: messages.map(\.name))::text[],
-                            \(bind: messages.map { $0.arguments.encodedString() })::text[], \(bind: messages.map(\.queue))::text[],
-                            \(bind: messages.map(\.priority))::int8[], \(bind: messages.map(\.attempt))::int8[],
-                            \(bind: messages.map(\.enqueuedAt))::timestamptz[], \(bind: messages.map(availableAt))::timestamptz[],
-                            \(bind: messages.map { $0.integrationID ?? "" })::text[], \(bind: messages.map { $0.scheduleID ?? "" })::text[],
-                            \(bind: messages.map { $0.maxAttempts ?? 0 })::int8[])
-                     AS v(task_id, task_name, arguments, queue, priority, attempt, enqueued_at, available_at, integration_id,
-                          schedule_id, max_attempts)
+                FROM \(rows)
                 """
             ]
         }

@@ -85,4 +85,26 @@ extension TaskMessage {
             scheduleID: try row.decode(column: "schedule_id", as: String?.self),
             maxAttempts: try row.decode(column: "max_attempts", as: Int?.self))
     }
+
+    /// PostgreSQL rows of `messages`, one array parameter per column (see TaskRunStore+Batches.swift):
+    /// `unnest(…) AS v(task_id, task_name, arguments, queue, priority, attempt, enqueued_at, integration_id, schedule_id,
+    /// max_attempts, <extra>)`. Arrays cannot hold NULL, so absent ids come as '' and an absent attempt limit as 0 (a
+    /// limit is at least 1): select them through NULLIF.
+    /// - Parameter extra: more columns, each a name and its array parameter (with its cast), one element per message.
+    static func unnested(_ messages: [TaskMessage], extra: [(name: String, array: SQLQueryString)] = []) -> SQLQueryString {
+        let arrays: [SQLQueryString] = [
+            "\(bind: messages.map(\.id))::text[]", "\(bind: messages.map(\.name))::text[]",
+            "\(bind: messages.map { $0.arguments.encodedString() })::text[]", "\(bind: messages.map(\.queue))::text[]",
+            "\(bind: messages.map(\.priority))::int8[]", "\(bind: messages.map(\.attempt))::int8[]",
+            "\(bind: messages.map(\.enqueuedAt))::timestamptz[]", "\(bind: messages.map { $0.integrationID ?? "" })::text[]",
+            "\(bind: messages.map { $0.scheduleID ?? "" })::text[]", "\(bind: messages.map { $0.maxAttempts ?? 0 })::int8[]",
+        ]
+        let names = [
+            "task_id", "task_name", "arguments", "queue", "priority", "attempt", "enqueued_at", "integration_id", "schedule_id",
+            "max_attempts",
+        ]
+        return """
+            unnest(\((arrays + extra.map(\.array)).joined(separator: ", "))) AS v(\(unsafeRaw: (names + extra.map(\.name)).joined(separator: ", ")))
+            """
+    }
 }

@@ -21,21 +21,19 @@ extension TaskRunStore {
             """
         let queued = TaskState.queued.rawValue
         guard database.engine == .sqlite else {
-            let messages = entries.map(\.message)
+            let rows = TaskMessage.unnested(
+                entries.map(\.message),
+                extra: [
+                    ("has_fire_time", "\(bind: entries.map { $0.scheduledFor != nil })::bool[]"),
+                    ("scheduled_for", "\(bind: entries.map { $0.scheduledFor ?? now })::timestamptz[]"),
+                ])
             return [
                 """
                 INSERT INTO task_runs (id, task_name, arguments, queue, priority, state, attempt, enqueued_at, integration_id,
                                        schedule_id, scheduled_for, updated_at)
-                SELECT id, task_name, arguments, queue, priority, \(bind: queued), attempt, enqueued_at, NULLIF(integration_id, ''),
+                SELECT task_id, task_name, arguments, queue, priority, \(bind: queued), attempt, enqueued_at, NULLIF(integration_id, ''),
                        NULLIF(schedule_id, ''), CASE WHEN has_fire_time THEN scheduled_for END, \(bind: now)
-                FROM unnest(\(bind: messages.map(\.id))::text[], \(bind: messages.map(\.name))::text[],
-                            \(bind: messages.map { $0.arguments.encodedString() })::text[], \(bind: messages.map(\.queue))::text[],
-                            \(bind: messages.map(\.priority))::int8[], \(bind: messages.map(\.attempt))::int8[],
-                            \(bind: messages.map(\.enqueuedAt))::timestamptz[], \(bind: messages.map { $0.integrationID ?? "" })::text[],
-                            \(bind: messages.map { $0.scheduleID ?? "" })::text[], \(bind: entries.map { $0.scheduledFor != nil })::bool[],
-                            \(bind: entries.map { $0.scheduledFor ?? now })::timestamptz[])
-                     AS v(id, task_name, arguments, queue, priority, attempt, enqueued_at, integration_id, schedule_id,
-                          has_fire_time, scheduled_for)
+                FROM \(rows)
                 \(conflict)
                 """
             ]
@@ -133,26 +131,29 @@ extension TaskRunStore {
     func outcomeStatements(_ rows: [AttemptOutcome]) -> [SQLQueryString] {
         guard !rows.isEmpty else { return [] }
         if database.engine == .postgres {
+            // Both statements carry the same columns; each array is built once.
+            let ids: SQLQueryString = "\(bind: rows.map(\.delivery.message.id))::text[]"
+            let states: SQLQueryString = "\(bind: rows.map(\.state.rawValue))::text[]"
+            let workers: SQLQueryString = "\(bind: rows.map(\.workerID))::text[]"
+            let startTimes: SQLQueryString = "\(bind: rows.map(\.startedAt))::timestamptz[]"
+            let finishTimes: SQLQueryString = "\(bind: rows.map(\.finishedAt))::timestamptz[]"
+            let durations: SQLQueryString = "\(bind: rows.map(\.durationMilliseconds))::int8[]"
+            let errors: SQLQueryString = "\(bind: rows.map { $0.error ?? "" })::text[]"
             return [
                 """
                 UPDATE task_runs AS r SET state = v.state, worker_id = v.worker_id, started_at = v.started_at,
                     finished_at = v.finished_at, updated_at = v.finished_at, duration_ms = v.duration_ms,
                     error = NULLIF(v.error, ''), result = NULLIF(v.result, '')
-                FROM unnest(\(bind: rows.map(\.delivery.message.id))::text[], \(bind: rows.map(\.state.rawValue))::text[],
-                            \(bind: rows.map(\.workerID))::text[], \(bind: rows.map(\.startedAt))::timestamptz[],
-                            \(bind: rows.map(\.finishedAt))::timestamptz[], \(bind: rows.map(\.durationMilliseconds))::int8[],
-                            \(bind: rows.map { $0.error ?? "" })::text[], \(bind: rows.map { $0.encodedResult ?? "" })::text[])
+                FROM unnest(\(ids), \(states), \(workers), \(startTimes), \(finishTimes), \(durations), \(errors),
+                            \(bind: rows.map { $0.encodedResult ?? "" })::text[])
                      AS v(id, state, worker_id, started_at, finished_at, duration_ms, error, result)
-                WHERE r.id = v.id AND r.id = ANY(\(bind: rows.map(\.delivery.message.id))::text[])
+                WHERE r.id = v.id AND r.id = ANY(\(ids))
                 """,
                 """
                 INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
                 SELECT id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, NULLIF(error, '')
-                FROM unnest(\(bind: rows.map(\.delivery.message.id))::text[], \(bind: rows.map(\.delivery.message.attempt))::int8[],
-                            \(bind: rows.map(\.state.rawValue))::text[], \(bind: rows.map(\.workerID))::text[],
-                            \(bind: rows.map(\.delivery.deliveries))::int8[], \(bind: rows.map(\.startedAt))::timestamptz[],
-                            \(bind: rows.map(\.finishedAt))::timestamptz[], \(bind: rows.map(\.durationMilliseconds))::int8[],
-                            \(bind: rows.map { $0.error ?? "" })::text[])
+                FROM unnest(\(ids), \(bind: rows.map(\.delivery.message.attempt))::int8[], \(states), \(workers),
+                            \(bind: rows.map(\.delivery.deliveries))::int8[], \(startTimes), \(finishTimes), \(durations), \(errors))
                      AS v(id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
                 \(unsafeRaw: Self.attemptConflictClause)
                 """,

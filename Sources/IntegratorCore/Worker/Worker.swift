@@ -244,7 +244,7 @@ public final class Worker: Service {
                 return
             }
             let starting = zip(runnable, allowed).filter(\.1).map(\.0)
-            for (task, runs) in zip(runnable, allowed) where !runs {
+            for (task, mayRun) in zip(runnable, allowed) where !mayRun {
                 group.addTask { await self.skip(task.delivery) }
             }
             guard !starting.isEmpty else { return }
@@ -252,7 +252,7 @@ public final class Worker: Service {
             // All tasks of a batch start together, so those sharing a timeout share its deadline: one timer per
             // timeout instead of one per task.
             for (timeout, tasks) in Dictionary(grouping: starting, by: \.handler.timeout) {
-                group.addTask { await self.run(tasks, timeout: timeout, startedAt: startedAt, running: running) }
+                group.addTask { await self.runTogether(tasks, timeout: timeout, startedAt: startedAt, running: running) }
             }
             if recordsStartLater {
                 group.addTask { await self.recordStillRunning(running, startedAt: startedAt) }
@@ -262,7 +262,7 @@ public final class Worker: Service {
 
     /// Runs tasks that started together and share a timeout, each to its recorded outcome. When the timeout passes,
     /// whatever still runs is cancelled and fails with ``TaskTimeout``.
-    private func run(_ tasks: [StartedTask], timeout: Duration, startedAt: Date, running: RunningTasks) async {
+    private func runTogether(_ tasks: [StartedTask], timeout: Duration, startedAt: Date, running: RunningTasks) async {
         let deadline = Deadline()
         enum Ended { case task, timeout, timerStopped }
         await withTaskGroup(of: Ended.self) { group in
