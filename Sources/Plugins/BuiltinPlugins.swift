@@ -3,7 +3,7 @@ import IntegratorCore
 
 public enum BuiltinPlugins {
     /// Every built-in plugin, in registration order.
-    public static let all: [Plugin] = [.core, .generic, .demo, .sympla]
+    public static let all: [Plugin] = [.core, .fetchPipeline, .generic, .demo, .sympla]
 
     /// The registry of the built-in plugins.
     /// - Throws: ``RegistryError`` if two plugins collide; a build that does this cannot start.

@@ -13,10 +13,12 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let settings = try options.settings()
+            let migrator = Migrator(plugins: try BuiltinPlugins.registry().plugins)
             let applied = try await Database.withDatabase(settings.database, logger: .init(label: "integrator")) { database in
-                try await Migrator().migrate(database)
+                try await migrator.migrateReporting(database)
             }
-            print(applied.isEmpty ? "Database is up to date." : "Applied migrations: \(applied.map(String.init).joined(separator: ", ")).")
+            let names = applied.engine.map(String.init) + applied.plugins
+            print(names.isEmpty ? "Database is up to date." : "Applied migrations: \(names.joined(separator: ", ")).")
         }
     }
 }

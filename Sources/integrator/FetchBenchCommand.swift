@@ -113,10 +113,7 @@ struct FetchBenchPlan: Sendable {
     private func measure(
         _ runtime: Runtime, provider: String, config: [String: JSONValue], api: FakePagedAPI? = nil
     ) async throws -> FetchBenchReport {
-        let fetches = FetchService(
-            database: runtime.database, integrations: runtime.integrations, credentials: runtime.credentials,
-            registry: runtime.registry, runs: runtime.runs, tasks: runtime.tasks, outbound: runtime.outbound,
-            clock: runtime.clock, options: FetchOptions(batchSize: batchSize))
+        let fetches = FetchService(environment: runtime.environment, options: FetchOptions(batchSize: batchSize))
         let integration = try await runtime.integrations.create(
             ["name": .string("bench-fetch-\(Identifier.make().suffix(12))"), "provider": .string(provider), "config": .object(config)])
         var report = FetchBenchReport(

@@ -89,7 +89,7 @@ func withRuntime<T: Sendable>(
     let logger = Logger(label: "integrator")
     let registry = try registry ?? BuiltinPlugins.registry()
     return try await Database.withDatabase(settings.database, logger: logger) { database in
-        if migrate { _ = try await Migrator().migrate(database) }
+        if migrate { _ = try await Migrator(plugins: registry.plugins).migrate(database) }
         let runtime = try await Runtime(
             settings: settings, database: database, registry: registry, logger: logger, outboundOptions: outboundOptions)
         do {

@@ -95,8 +95,11 @@ enum Server {
         let registry = try BuiltinPlugins.registry()
         if migrate {
             // Before anything starts, so workers never poll tables that do not exist yet.
-            let applied = try await Database.withDatabase(settings.database, logger: logger) { try await Migrator().migrate($0) }
-            if !applied.isEmpty { logger.info("migrations applied", metadata: ["versions": "\(applied)"]) }
+            let migrator = Migrator(plugins: registry.plugins)
+            let applied = try await Database.withDatabase(settings.database, logger: logger) { try await migrator.migrateReporting($0) }
+            if !applied.engine.isEmpty || !applied.plugins.isEmpty {
+                logger.info("migrations applied", metadata: ["versions": "\(applied.engine)", "plugin_migrations": "\(applied.plugins)"])
+            }
         }
         let database = try await Database.open(settings.database, logger: logger)
         let runtime = try await Runtime(settings: settings, database: database, registry: registry, logger: logger)
@@ -120,10 +123,21 @@ enum Server {
             }
         }
         var services: [any Service] = [database, runtime.outbound]
+        if let broker = runtime.broker as? any BrokerService { services.append(broker) }
+        var roles: Set<ProcessRole> = serveAPI ? [.api] : []
         for part in parts {
-            if case .worker(let options) = part { services.append(runtime.makeWorker(options)) }
-            if case .beat(let options) = part { services.append(runtime.makeBeat(options)) }
+            if case .worker(let options) = part {
+                services.append(runtime.makeWorker(options))
+                roles.insert(.worker)
+            }
+            if case .beat(let options) = part {
+                services.append(runtime.makeBeat(options))
+                // Idempotent and cheap, so every beat process runs one, leader or not.
+                services.append(OrphanedRunReaper(runtime: runtime))
+                roles.insert(.beat)
+            }
         }
+        services += try runtime.pluginServices(for: roles)
         if serveAPI { services.append(app) }
         // Services stop in reverse order: the API first, then workers, the database last.
         let group = ServiceGroup(

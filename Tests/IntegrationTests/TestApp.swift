@@ -33,6 +33,8 @@ struct TestApp: Sendable {
             let runtime = try await Runtime(
                 settings: settings, database: database, registry: try PluginRegistry(BuiltinPlugins.all + extraPlugins),
                 clock: realClock ? SystemTimeSource() : clock, logger: TestDatabase.logger, passwordHasher: PasswordHasher(cost: 4))
+            // The engine's tables exist already; these are the plugins' own.
+            try await runtime.migrator.migrate(database)
             _ = try await runtime.users.create(username: "admin", role: "admin", password: Secret(adminPassword))
             let app = APIServer.makeApplication(runtime)
             do {

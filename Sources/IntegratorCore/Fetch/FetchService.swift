@@ -33,6 +33,24 @@ public struct FetchService: Sendable {
     let clock: any TimeSource
     let options: FetchOptions
 
+    /// The fetch service of a process, on its plugin environment: batches' change events go to the plugins'
+    /// subscribers inside the transactions that store them.
+    public init(environment: PluginEnvironment, options: FetchOptions = FetchOptions()) {
+        let database = environment.database
+        self.integrations = environment.integrations
+        self.integrationStore = IntegrationStore(database: database)
+        self.credentials = environment.credentials
+        self.registry = environment.registry
+        self.records = RecordStore(
+            database: database, subscribers: EventSubscribers(environment.registry.eventSubscribers, environment: environment))
+        self.state = FetchStateStore(database: database)
+        self.runs = TaskRunStore(database: database)
+        self.tasks = environment.tasks
+        self.outbound = environment.outbound
+        self.clock = environment.clock
+        self.options = options
+    }
+
     /// - Parameters:
     ///   - tasks: enqueues fetch tasks. Enqueueing a built message does not consult the registry, so a service
     ///     built on the plugins' registry (before the engine's own task handlers joined it) is fine here.

@@ -4,9 +4,8 @@
 /// Returns the fetch summary.
 public struct IntegrationFetchTask: TaskHandler {
     public let name = FetchService.fetchTaskName
-    let fetches: FetchService
 
-    public init(fetches: FetchService) { self.fetches = fetches }
+    public init() {}
 
     /// A failed fetch resumes from its last checkpoint, so retries are cheap; they are spaced out to let a
     /// struggling source recover. An integration's `max_attempts` overrides the count.
@@ -19,6 +18,7 @@ public struct IntegrationFetchTask: TaskHandler {
         guard let integrationID = arguments["integration_id"]?.stringValue, !integrationID.isEmpty else {
             throw PluginError("arguments need \"integration_id\": the id of the integration to fetch", permanent: true)
         }
+        let fetches = FetchService(environment: try context.requireEnvironment())
         do {
             return try await fetches.run(integrationID: integrationID, logger: context.logger).json
         } catch let failure as FetchFailure {
@@ -35,12 +35,11 @@ public struct IntegrationFetchTask: TaskHandler {
 /// previous fetch had not finished.
 public struct FetchAllTask: TaskHandler {
     public let name = FetchService.fetchAllTaskName
-    let fetches: FetchService
 
-    public init(fetches: FetchService) { self.fetches = fetches }
+    public init() {}
 
     public func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
-        let result = try await fetches.enqueueAllActive()
+        let result = try await FetchService(environment: try context.requireEnvironment()).enqueueAllActive()
         context.logger.info(
             "fetches enqueued", metadata: ["fetch.enqueued": "\(result.enqueued.count)", "fetch.skipped": "\(result.skipped.count)"])
         return [
@@ -52,14 +51,10 @@ public struct FetchAllTask: TaskHandler {
 }
 
 extension Plugin {
-    /// The id of the engine's fetch plugin; ``Runtime`` adds it to every registry it runs with.
-    public static let fetchPipelineID = "fetch"
-
-    /// The fetch tasks, bound to the services of one runtime.
-    public static func fetchPipeline(_ fetches: FetchService) -> Plugin {
-        Plugin(
-            id: fetchPipelineID, name: "Fetch pipeline",
-            summary: "integration.fetch runs one integration's provider; integration.fetch_all enqueues a fetch per active integration.",
-            taskHandlers: [IntegrationFetchTask(fetches: fetches), FetchAllTask(fetches: fetches)])
-    }
+    /// The fetch pipeline, an ordinary built-in plugin: its tasks run providers and store what they yield, handing
+    /// change events to the subscribers of every plugin.
+    public static let fetchPipeline = Plugin(
+        id: "fetch", name: "Fetch pipeline",
+        summary: "integration.fetch runs one integration's provider; integration.fetch_all enqueues a fetch per active integration.",
+        taskHandlers: [IntegrationFetchTask(), FetchAllTask()])
 }

@@ -39,7 +39,34 @@ public enum APIServer {
         routes.addTasks(to: api)
         routes.addRecords(to: api)
         routes.addSchedules(to: api.group("schedules"))
+        addPluginRoutes(runtime, router: router)
         return router
+    }
+
+    /// Mounts every plugin route at its absolute path. Routes that need a role pass the same authentication as the
+    /// engine's own; open ones reach their handler with no principal.
+    static func addPluginRoutes(_ runtime: Runtime, router: Router<APIRequestContext>) {
+        let authenticated = router.group().add(middleware: AuthenticationMiddleware(users: runtime.users))
+        let environment = runtime.environment
+        for (pluginID, route) in runtime.registry.routes {
+            let handler = route.handler
+            let path = RouterPath(stringLiteral: route.path)
+            switch route.access {
+            case .open:
+                router.on(path, method: route.method) { request, context in
+                    var context = context
+                    context.logger[metadataKey: "plugin"] = "\(pluginID)"
+                    return try await handler(request, context, environment)
+                }
+            case .role(let role):
+                authenticated.on(path, method: route.method) { request, context in
+                    _ = try context.require(role)
+                    var context = context
+                    context.logger[metadataKey: "plugin"] = "\(pluginID)"
+                    return try await handler(request, context, environment)
+                }
+            }
+        }
     }
 }
 

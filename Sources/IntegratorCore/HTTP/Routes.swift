@@ -9,14 +9,19 @@ struct Routes: Sendable {
 
     /// The body as JSON, refusing bodies over the configured limit (413) and text that is not JSON (400).
     func readJSON(_ request: Request) async throws -> JSONValue {
+        try await Self.readJSON(request, maxBodySize: runtime.settings.maxBodySize)
+    }
+
+    /// The body as JSON, refusing bodies over `maxBodySize` (413) and text that is not JSON (400).
+    static func readJSON(_ request: Request, maxBodySize: Int) async throws -> JSONValue {
         var request = request
         let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: runtime.settings.maxBodySize)
+            buffer = try await request.collectBody(upTo: maxBodySize)
         } catch is NIOTooManyBytesError {
             throw APIError(
                 .contentTooLarge, code: "body_too_large",
-                message: "request body is larger than \(runtime.settings.maxBodySize) bytes")
+                message: "request body is larger than \(maxBodySize) bytes")
         }
         guard buffer.readableBytes > 0 else {
             throw APIError.badRequest("request body is empty; send a JSON object", code: "invalid_json")

@@ -10,6 +10,17 @@ public enum PluginCatalog {
             "credential_types": .array(plugin.credentialsTypes.map(render)),
             "providers": .array(plugin.providers.map(render)),
             "tasks": .array(plugin.taskHandlers.map { .string($0.name) }),
+            "routes": .array(plugin.routes.map { route in
+                .object([
+                    "method": .string(route.method.rawValue), "path": .string(route.path),
+                    "role": { if case .role(let role) = route.access { .string(role.rawValue) } else { .null } }(),
+                ])
+            }),
+            "services": .array(plugin.services.map { service in
+                .object(["name": .string(service.name), "processes": .array(service.roles.map(\.rawValue).sorted().map(JSONValue.string))])
+            }),
+            "event_subscribers": .array(plugin.eventSubscribers.map { .string($0.name) }),
+            "migrations": .number(Double(plugin.migrations.count)),
         ])
     }
 

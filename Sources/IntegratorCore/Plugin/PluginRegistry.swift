@@ -18,6 +18,7 @@ public struct PluginRegistry: Sendable {
         var providerOwners: [String: String] = [:]
         var handlers: [String: any TaskHandler] = [:]
         var handlerOwners: [String: String] = [:]
+        var routeOwners: [String: String] = [:]
 
         for plugin in plugins {
             if pluginIDs[plugin.id] != nil { problems.append("plugin id '\(plugin.id)' is registered twice") }
@@ -56,6 +57,15 @@ public struct PluginRegistry: Sendable {
                 handlerOwners[handler.name] = plugin.id
                 handlers[handler.name] = handler
             }
+            problems += Self.migrationProblems(plugin)
+            for route in plugin.routes {
+                let key = "\(route.method) \(Self.routeShape(route.path))"
+                if let owner = routeOwners[key] {
+                    problems.append("route \(route.method) \(route.path) is declared by both '\(owner)' and '\(plugin.id)'")
+                }
+                routeOwners[key] = plugin.id
+                if !route.path.hasPrefix("/") { problems.append("plugin '\(plugin.id)': route path '\(route.path)' must start with /") }
+            }
         }
         for provider in providers.values.sorted(by: { $0.id < $1.id }) {
             for typeID in provider.allowedCredentialTypes where credentialsTypes[typeID] == nil {
@@ -79,6 +89,33 @@ public struct PluginRegistry: Sendable {
     public var providers: [any ProviderBackend] { providersByID.values.sorted { $0.id < $1.id } }
     /// Every task name, sorted.
     public var taskNames: [String] { taskHandlersByName.keys.sorted() }
+
+    /// Every plugin's routes, with the id of the plugin that declared each.
+    public var routes: [(pluginID: String, route: PluginRoute)] {
+        plugins.flatMap { plugin in plugin.routes.map { (plugin.id, $0) } }
+    }
+
+    /// Every change-event subscriber, in plugin registration order.
+    public var eventSubscribers: [any ChangeEventSubscriber] { plugins.flatMap(\.eventSubscribers) }
+
+    /// The plugin services that belong in a process running any of `roles`.
+    public func services(for roles: Set<ProcessRole>) -> [(pluginID: String, service: PluginService)] {
+        plugins.flatMap { plugin in plugin.services.filter { !$0.roles.isDisjoint(with: roles) }.map { (plugin.id, $0) } }
+    }
+
+    /// A route path with its parameter names blanked, so `/a/{id}` and `/a/{name}` count as the same route.
+    static func routeShape(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("{") || $0.hasPrefix(":") ? "{}" : String($0) }
+            .joined(separator: "/")
+    }
+
+    /// Versions must count 1, 2, 3, … without gaps or repeats: a gap would mean a lost migration.
+    static func migrationProblems(_ plugin: Plugin) -> [String] {
+        let versions = plugin.migrations.map(\.version).sorted()
+        guard versions != Array(stride(from: 1, through: versions.count, by: 1)) else { return [] }
+        return ["plugin '\(plugin.id)': migration versions must be 1, 2, 3, … without gaps or repeats; found \(versions)"]
+    }
 }
 
 /// The plugin set cannot run: each problem is one line.

@@ -27,6 +27,9 @@ public struct TaskContext: Sendable {
     public var attempt: Int
     /// The task name the message carried.
     public var taskName: String
+    /// What the process offers plugin code: the database, outbound HTTP, credentials, enqueueing, timers, the clock.
+    /// `nil` only for a worker built by hand without a runtime (some engine tests); see ``requireEnvironment()``.
+    public var environment: PluginEnvironment?
     private var workerLogger: Logger
 
     /// Logs with the task's id, name and attempt as metadata. The metadata is added when the logger is read, so a
@@ -42,10 +45,19 @@ public struct TaskContext: Sendable {
         set { workerLogger = newValue }
     }
 
-    public init(taskID: String, attempt: Int, taskName: String = "", logger: Logger) {
+    public init(taskID: String, attempt: Int, taskName: String = "", environment: PluginEnvironment? = nil, logger: Logger) {
         self.taskID = taskID
         self.attempt = attempt
         self.taskName = taskName
+        self.environment = environment
         self.workerLogger = logger
+    }
+
+    /// The environment, or a permanent error for a handler run by a worker that has none.
+    public func requireEnvironment() throws -> PluginEnvironment {
+        guard let environment else {
+            throw PluginError("task '\(taskName)' needs a worker started by a runtime (it has no plugin environment)", permanent: true)
+        }
+        return environment
     }
 }

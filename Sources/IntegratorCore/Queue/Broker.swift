@@ -1,5 +1,7 @@
 // The broker protocol: what workers and publishers need from a queue, whichever system carries it.
 import Foundation
+import ServiceLifecycle
+import SQLKit
 
 /// Carries task messages. Implementations: ``SQLBroker`` (tables in the store's database, the default).
 public protocol Broker: Sendable {
@@ -33,3 +35,26 @@ extension Broker {
         for delivery in deliveries { try await acknowledge(delivery) }
     }
 }
+
+/// A broker whose messages are rows in the store's own database. Writing, acknowledging or dead-lettering one of its
+/// messages can join any transaction, so an enqueue needs no outbox and an outcome commits with its acknowledgement.
+/// Check for it once, where a broker is handed over (``Broker/inDatabase``), not at every call.
+protocol InDatabaseBroker: Broker {
+    /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
+    func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString]
+    /// Inserts `messages` inside the caller's transaction.
+    func insert(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date, _ sql: any SQLDatabase) async throws
+    /// The statements that acknowledge `deliveries` (to run with their outcomes' records).
+    func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString]
+    /// Acknowledges inside the caller's transaction.
+    func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws
+}
+
+extension Broker {
+    /// This broker as one whose messages live in the store's database, or `nil` for an external broker.
+    var inDatabase: (any InDatabaseBroker)? { self as? any InDatabaseBroker }
+}
+
+/// A broker that holds connections or threads of its own. Run it as a service beside the worker, the beat or the API:
+/// on shutdown it flushes what it still owes the broker (acknowledgements, confirms) and stops its threads.
+public protocol BrokerService: Broker, Service {}

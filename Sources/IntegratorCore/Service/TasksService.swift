@@ -1,69 +1,115 @@
-// Enqueueing, retrying, revoking and reading tasks, shared by the API, the CLI and (later) the beat.
+// Enqueueing, retrying, revoking and reading tasks: the one durable way in for the API, the CLI, the beat and plugins.
 import Foundation
+import Logging
 
-/// The task use cases.
+/// The task use cases. Every enqueue records the run and stages its message in one write: on the SQL queue the
+/// message row itself, with an external broker a row of the outbox that is published right after the commit (and by
+/// the beat's outbox flush if this process dies first). So a run is never recorded without something that will
+/// publish it, and a message is never published for a run that rolled back.
 public struct TasksService: Sendable {
+    let database: Database
     let broker: any Broker
+    /// The broker when its messages are rows of the store's database (checked once).
+    let queue: (any InDatabaseBroker)?
     let runs: TaskRunStore
+    let dispatcher: TaskDispatcher
     let registry: PluginRegistry
     let clock: any TimeSource
-    /// Concurrent enqueues share one write (one statement on PostgreSQL, a transaction on SQLite). On the SQL broker
-    /// it holds the runs and their messages (atomic, as ``TaskDispatcher`` stages them); with an external broker, the
-    /// runs, and each message is published after it.
+    let logger: Logger
+    /// Concurrent enqueues share one write (one statement on PostgreSQL, a transaction on SQLite): the runs and, on
+    /// the SQL queue, their messages; with an external broker, the runs and their outbox rows, published after it.
     private let queuedRuns: GroupCommit<TaskMessage>
 
-    public init(broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, clock: any TimeSource) {
+    public init(
+        database: Database, broker: any Broker, runs: TaskRunStore, dispatcher: TaskDispatcher, registry: PluginRegistry,
+        clock: any TimeSource, logger: Logger
+    ) {
+        self.database = database
         self.broker = broker
+        let queue = broker.inDatabase
+        self.queue = queue
         self.runs = runs
+        self.dispatcher = dispatcher
         self.registry = registry
         self.clock = clock
-        let queue = broker as? SQLBroker
+        self.logger = logger
         self.queuedRuns = GroupCommit(maxBatch: 500) { messages in
-            try await Self.recordQueued(messages, runs: runs, queue: queue, at: clock.now())
+            try await Self.record(
+                messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, logger: logger, at: clock.now())
         }
     }
 
-    /// Writes the runs of `messages` as queued and, on the SQL broker, the messages themselves, in one write.
-    private static func recordQueued(_ messages: [TaskMessage], runs: TaskRunStore, queue: SQLBroker?, at now: Date) async throws {
-        let runStatements = runs.queuedStatements(messages.map { QueuedRun(message: $0) }, at: now)
-        let messageStatements = queue?.insertStatements(messages, availableAt: \.enqueuedAt) ?? []
-        try await runs.database.writeTogether(runStatements + messageStatements)
+    /// A service on `broker` with a dispatcher of its own (tests and tools that enqueue onto a broker of their own).
+    public init(
+        broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, clock: any TimeSource,
+        logger: Logger = Logger(label: "integrator.tasks")
+    ) {
+        self.init(
+            database: runs.database, broker: broker, runs: runs,
+            dispatcher: TaskDispatcher(database: runs.database, broker: broker, runs: runs), registry: registry, clock: clock,
+            logger: logger)
     }
 
-    /// Records the task as queued and publishes it. On the SQL broker both happen in one transaction. Otherwise the
-    /// message is published after the run was recorded; if publishing fails the run is marked failed and the error thrown.
+    /// Writes the runs of `messages` as queued with their messages (the SQL queue) or their outbox rows, then publishes
+    /// what went to the outbox.
+    private static func record(
+        _ messages: [TaskMessage], runs: TaskRunStore, queue: (any InDatabaseBroker)?, dispatcher: TaskDispatcher,
+        database: Database, logger: Logger, at now: Date
+    ) async throws {
+        let batch = messages.map { QueuedRun(message: $0) }
+        if let queue {
+            let runStatements = runs.queuedStatements(batch, at: now)
+            try await database.writeTogether(runStatements + queue.insertStatements(messages, availableAt: \.enqueuedAt))
+            return
+        }
+        try await database.transaction { sql in try await dispatcher.stage(batch, at: now, sql) }
+        await publishOutbox(dispatcher, logger: logger)
+    }
+
+    /// Publishes what waits in the outbox, right after a commit that staged messages there. A broker that refuses
+    /// or cannot be reached leaves them staged, and the beat's outbox flush publishes them once it is back: the task
+    /// was accepted either way.
+    static func publishOutbox(_ dispatcher: TaskDispatcher, logger: Logger) async {
+        do {
+            try await dispatcher.flushOutbox()
+        } catch {
+            logger.warning(
+                "the broker did not take staged tasks now; they wait in the outbox for the beat to publish",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Records the task as queued and hands it to its queue. Returns once the run and its message are stored; with an
+    /// external broker also once the broker confirmed it, unless the broker is unreachable, in which case the message
+    /// waits in the outbox and the beat publishes it when the broker is back (a warning says so).
     @discardableResult
     public func enqueue(_ message: TaskMessage) async throws -> TaskMessage {
         try await queuedRuns.submit(message)
-        if !(broker is SQLBroker) { try await publish(message) }
         return message
     }
 
-    /// Enqueues many tasks with one write: their runs (and, on the SQL broker, their messages, atomically) go out
-    /// together; with an external broker every message is then published, with their confirms awaited together.
-    /// Throws the first failure after every publish was tried; the runs whose message was not accepted are marked failed.
-    public func enqueue(contentsOf messages: [TaskMessage]) async throws {
-        guard !messages.isEmpty else { return }
-        let queue = broker as? SQLBroker
-        try await Self.recordQueued(messages, runs: runs, queue: queue, at: clock.now())
-        if queue != nil { return }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for message in messages { group.addTask { try await self.publish(message) } }
-            try await group.waitForAll()
-        }
+    /// Enqueues inside the caller's transaction: the run and its message are stored if and only if the transaction
+    /// commits, and an external broker gets the message right after the commit.
+    public func enqueue(_ message: TaskMessage, in transaction: StoreTransaction) async throws {
+        try await enqueue(contentsOf: [message], in: transaction)
     }
 
-    /// Publishes to an external broker a message whose run is recorded; a refusal marks the run failed.
-    private func publish(_ message: TaskMessage) async throws {
-        do {
-            try await broker.publish(message)
-        } catch {
-            let now = clock.now()
-            try? await runs.recordOutcome(
-                Delivery(message: message, tag: "", deliveries: 0), state: .failed, error: "could not publish: \(error)", result: nil,
-                startedAt: now, finishedAt: now)
-            throw ServiceError(.unavailable, "the broker did not accept the task")
-        }
+    /// Enqueues many tasks inside the caller's transaction.
+    public func enqueue(contentsOf messages: [TaskMessage], in transaction: StoreTransaction) async throws {
+        guard !messages.isEmpty else { return }
+        try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
+        guard queue == nil else { return }
+        let dispatcher = self.dispatcher
+        let logger = self.logger
+        transaction.afterCommit { await Self.publishOutbox(dispatcher, logger: logger) }
+    }
+
+    /// Enqueues many tasks with one write (their runs and messages or outbox rows commit together), then publishes
+    /// them to an external broker with their confirms awaited together.
+    public func enqueue(contentsOf messages: [TaskMessage]) async throws {
+        guard !messages.isEmpty else { return }
+        try await Self.record(
+            messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, logger: logger, at: clock.now())
     }
 
     /// Enqueues from an API body `{"task", "args", "queue", "priority"}`.
@@ -94,31 +140,55 @@ public struct TasksService: Sendable {
         try await runs.list(filter, page: page)
     }
 
-    /// Runs a failed or dead task again as a new attempt with the same id.
+    /// Runs a failed or dead task again as a new attempt with the same id. One transaction: the run's state is checked
+    /// under a lock, its dead message (on the SQL queue) removed, and the new attempt recorded and staged, so two
+    /// retries at once make one new attempt and a crash leaves either the old state or the new one.
     public func retry(id: String) async throws -> TaskRun {
-        let (run, _) = try await get(id: id)
-        guard run.state == .failed || run.state == .dead else {
-            throw ServiceError(.conflict, "only failed or dead tasks can be retried; this one is \(run.state.rawValue)")
+        _ = try await get(id: id)
+        let now = clock.now()
+        let dispatcher = self.dispatcher
+        let runs = self.runs
+        let removesDeadMessage = queue != nil
+        try await database.withTransaction { transaction in
+            guard let run = try await runs.lockedForChange(id: id, transaction) else {
+                throw ServiceError(.notFound, "no task with id \(id)")
+            }
+            guard run.state == .failed || run.state == .dead else {
+                throw ServiceError(.conflict, "only failed or dead tasks can be retried; this one is \(run.state.rawValue)")
+            }
+            let next = TaskMessage(
+                id: run.id, name: run.name, arguments: run.arguments, queue: run.queue, priority: run.priority,
+                attempt: run.attempt + 1, enqueuedAt: now, integrationID: run.integrationID, scheduleID: run.scheduleID)
+            if removesDeadMessage { try await runs.removeDeadMessages(taskID: id, transaction) }
+            try await dispatcher.stage([QueuedRun(message: next)], at: now, transaction.sql)
         }
-        let next = TaskMessage(
-            id: run.id, name: run.name, arguments: run.arguments, queue: run.queue, priority: run.priority,
-            attempt: run.attempt + 1, enqueuedAt: clock.now(), integrationID: run.integrationID, scheduleID: run.scheduleID)
-        try await runs.recordQueued(next, at: clock.now())
-        if try await !broker.requeueDead(taskID: run.id, as: next) {
-            try await broker.publish(next)
-        }
+        if queue == nil { await Self.publishOutbox(dispatcher, logger: logger) }
         return try await get(id: id).0
     }
 
-    /// Revokes a task no worker has started.
+    /// Revokes a task no worker has started: its pending message (queue row, retry timer or outbox row) is removed and
+    /// the run marked revoked in one transaction. On RabbitMQ a published message cannot be taken back; the run is
+    /// marked revoked and the worker that receives it acknowledges it without running it.
     public func revoke(id: String) async throws {
-        let (run, _) = try await get(id: id)
-        guard run.state == .queued || run.state == .retrying, try await broker.revoke(taskID: id) else {
-            throw ServiceError(.conflict, "only tasks that have not started can be revoked; this one is \(run.state.rawValue)")
+        _ = try await get(id: id)
+        let now = clock.now()
+        let runs = self.runs
+        let inDatabase = queue != nil
+        try await database.withTransaction { transaction in
+            guard let run = try await runs.lockedForChange(id: id, transaction) else {
+                throw ServiceError(.notFound, "no task with id \(id)")
+            }
+            let notStarted = ServiceError(
+                .conflict, "only tasks that have not started can be revoked; this one is \(run.state.rawValue)")
+            guard run.state == .queued || run.state == .retrying else { throw notStarted }
+            let removed = try await runs.removePendingMessages(taskID: id, at: now, includingQueue: inDatabase, transaction)
+            // On the SQL queue a queued task whose message is leased is running (its start may not be recorded yet).
+            if inDatabase, !removed { throw notStarted }
+            try await runs.markRevoked(taskID: id, at: now, transaction)
         }
-        try await runs.recordRevoked(taskID: id, at: clock.now())
     }
 
+    /// Per-queue counts from the broker.
     public func queues() async throws -> [QueueStats] { try await broker.stats() }
 
     /// Workers whose last heartbeat is at most 30 seconds old.

@@ -19,16 +19,26 @@ public struct Migration: Sendable {
 /// Applies migrations. Running it again changes nothing; two processes running it at once apply each migration once.
 public struct Migrator: Sendable {
     public let migrations: [Migration]
+    /// Plugins whose own migrations are applied after the engine's (see ``PluginMigration``).
+    public let plugins: [Plugin]
 
-    public init(migrations: [Migration] = Migration.all) {
+    public init(migrations: [Migration] = Migration.all, plugins: [Plugin] = []) {
         self.migrations = migrations.sorted { $0.version < $1.version }
+        self.plugins = plugins
     }
 
-    /// Applies every migration not yet recorded and returns the versions it applied.
+    /// Applies every migration not yet recorded, the engine's and then the plugins', and returns the engine
+    /// versions it applied (``migrateReporting(_:)`` also tells the plugins' ones).
     @discardableResult
     public func migrate(_ database: Database) async throws -> [Int] {
+        try await migrateReporting(database).engine
+    }
+
+    /// Applies every missing migration and returns what it applied: engine versions, and plugin ones as `plugin:version`.
+    public func migrateReporting(_ database: Database) async throws -> (engine: [Int], plugins: [String]) {
         let facts = database.facts
         let migrations = self.migrations
+        let plugins = self.plugins
         return try await database.transaction { sql in
             if facts.engine == .postgres {
                 // Serialises concurrent migrators across processes; released at commit.
@@ -56,7 +66,8 @@ public struct Migrator: Sendable {
                 ).run()
                 done.append(migration.version)
             }
-            return done
+            let pluginsDone = try await Self.applyPluginMigrations(plugins, facts: facts, sql)
+            return (done, pluginsDone)
         }
     }
 

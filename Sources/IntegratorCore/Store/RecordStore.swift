@@ -70,12 +70,23 @@ public struct RecordFilter: Sendable {
 /// Reads `records`, and writes records, their events and fetch checkpoints in one transaction per batch.
 public struct RecordStore: Sendable {
     let database: Database
+    /// Told about the events of each batch inside the batch's transaction.
+    let subscribers: EventSubscribers?
 
     /// The most records one ``write(_:integrationID:eventPrefix:checkpoints:at:)`` call takes, so that every
     /// multi-row statement stays under both engines' limits on bound parameters.
     public static let maximumBatchSize = 1000
 
-    public init(database: Database) { self.database = database }
+    public init(database: Database) {
+        self.database = database
+        self.subscribers = nil
+    }
+
+    /// A store whose writes hand their change events to `subscribers` before committing.
+    init(database: Database, subscribers: EventSubscribers?) {
+        self.database = database
+        self.subscribers = subscribers
+    }
 
     /// Upserts `records` (distinct by stream and external id), inserts a `<eventPrefix>.<stream>.created` or
     /// `.updated` event for each new or changed one, marks unchanged ones as seen, and saves `checkpoints`,
@@ -87,7 +98,9 @@ public struct RecordStore: Sendable {
     ) async throws -> [String: RecordCounts] {
         precondition(records.count <= Self.maximumBatchSize, "batches are limited to \(Self.maximumBatchSize) records")
         let engine = database.engine
-        return try await database.transaction { sql in
+        let subscribers = self.subscribers
+        return try await database.withTransaction { transaction in
+            let sql = transaction.sql
             if engine == .postgres {
                 // Two fetches of one integration may overlap; taking turns per batch keeps new/updated decisions
                 // (and so the events) exact. Released at commit.
@@ -118,6 +131,9 @@ public struct RecordStore: Sendable {
                 case .postgres: try await Self.applyPostgres(changes, sql, integrationID: integrationID, at: now)
                 case .sqlite: try await Self.applySQLite(changes, sql, integrationID: integrationID, at: now)
                 }
+                if let subscribers, !changes.ids.isEmpty {
+                    try await subscribers.deliver(changes.events(integrationID: integrationID, at: now), in: transaction)
+                }
             }
             for (stream, cursor) in checkpoints.sorted(by: { $0.key < $1.key }) {
                 try await FetchStateStore.save(sql, integrationID: integrationID, stream: stream, cursor: cursor, at: now)
@@ -147,6 +163,18 @@ public struct RecordStore: Sendable {
             for keyPath in [\Changes.ids, \.streams, \.externalIDs, \.data, \.hashes, \.eventIDs, \.eventTypes] {
                 self[keyPath: keyPath].reserveCapacity(capacity)
             }
+        }
+
+        /// The batch's events, decoded lazily: a subscriber that wants none of their types never pays for the JSON.
+        func events(integrationID: String, at now: Date) -> LazyEvents {
+            LazyEvents(
+                types: eventTypes,
+                make: { index in
+                    ChangeEvent(
+                        id: eventIDs[index], type: eventTypes[index], integrationID: integrationID, stream: streams[index],
+                        recordID: ids[index], externalID: externalIDs[index], data: (try? JSONValue.parse(data[index])) ?? .null,
+                        createdAt: now)
+                })
         }
 
         mutating func add(_ record: PreparedRecord, id: String, eventID: String, eventType: String) {

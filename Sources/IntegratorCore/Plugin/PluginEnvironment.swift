@@ -1,0 +1,43 @@
+// The one environment a process builds for its plugins: everything their code may use, and everything a test replaces.
+import Foundation
+import Hummingbird
+import Logging
+
+/// What plugin code works with. Built once per process by ``Runtime``, with no globals behind it: a test builds its own
+/// runtime on its own database and clock and gets an environment of its own.
+public struct PluginEnvironment: Sendable {
+    public let settings: Settings
+    public let database: Database
+    /// Every plugin of this process.
+    public let registry: PluginRegistry
+    /// Outbound HTTP with the SSRF guard, pooled connections and rate budgets.
+    public let outbound: OutboundHTTP
+    /// Stored credentials; ``CredentialsService/decrypted(id:)`` opens their secret fields.
+    public let credentials: CredentialsService
+    public let integrations: IntegrationsService
+    /// Enqueues tasks, on their own or inside a ``StoreTransaction``.
+    public let tasks: TasksService
+    /// Durable one-shot timers (delayed tasks, debounces), on their own or inside a ``StoreTransaction``.
+    public let timers: TimerStore
+    /// Encrypts values at rest with the process's key ring (AES-GCM, bound to a row id).
+    public let secrets: SecretBox
+    public let clock: any TimeSource
+    public let logger: Logger
+
+    /// Runs `body` in a transaction; tasks enqueued and timers set through it commit with your own writes.
+    public func transaction<T: Sendable>(_ body: @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+        try await database.withTransaction(body)
+    }
+
+    /// A plugin route's JSON body: 413 over `INTEGRATOR_MAX_BODY_SIZE`, 400 when empty or not JSON, in the API's error shape.
+    public func readJSON(_ request: Request) async throws -> JSONValue {
+        try await Routes.readJSON(request, maxBodySize: settings.maxBodySize)
+    }
+
+    /// A logger with the plugin's id as metadata.
+    public func logger(for pluginID: String) -> Logger {
+        var logger = logger
+        logger[metadataKey: "plugin"] = "\(pluginID)"
+        return logger
+    }
+}

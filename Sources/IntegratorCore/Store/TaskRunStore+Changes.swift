@@ -1,0 +1,43 @@
+// Changing one run by hand (retry, revoke) in one transaction with the messages that would publish it.
+import Foundation
+import SQLKit
+
+extension TaskRunStore {
+    /// The run, locked against concurrent changes until the transaction ends (PostgreSQL; SQLite's write transaction
+    /// already excludes other writers).
+    func lockedForChange(id: String, _ transaction: StoreTransaction) async throws -> TaskRun? {
+        let lock: SQLQueryString = transaction.engine == .postgres ? "FOR UPDATE" : ""
+        return try await transaction.sql.raw("SELECT * FROM task_runs WHERE id = \(bind: id) \(lock)").first().map(Self.run)
+    }
+
+    /// Removes the task's dead-lettered messages from the SQL queue (a retry stages a fresh one).
+    func removeDeadMessages(taskID: String, _ transaction: StoreTransaction) async throws {
+        try await transaction.sql.raw("DELETE FROM task_queue WHERE task_id = \(bind: taskID) AND dead = \(bind: true)").run()
+    }
+
+    /// Removes whatever would still publish or deliver the task and no worker holds: its retry timers, its outbox rows
+    /// and, with `includingQueue`, its unleased SQL queue rows. Returns whether anything was removed.
+    func removePendingMessages(
+        taskID: String, at now: Date, includingQueue: Bool, _ transaction: StoreTransaction
+    ) async throws -> Bool {
+        let sql = transaction.sql
+        var removed = try await !sql.raw("DELETE FROM timers WHERE task_id = \(bind: taskID) RETURNING id").all().isEmpty
+        removed = try await !sql.raw("DELETE FROM task_outbox WHERE task_id = \(bind: taskID) RETURNING task_id").all().isEmpty || removed
+        if includingQueue {
+            let queueRows = try await sql.raw(
+                """
+                DELETE FROM task_queue WHERE task_id = \(bind: taskID) AND dead = \(bind: false)
+                  AND (lease_until IS NULL OR lease_until < \(bind: now)) RETURNING seq
+                """
+            ).all()
+            removed = removed || !queueRows.isEmpty
+        }
+        return removed
+    }
+
+    /// Marks the run revoked inside the caller's transaction.
+    func markRevoked(taskID: String, at now: Date, _ transaction: StoreTransaction) async throws {
+        try await transaction.sql.update("task_runs").set("state", to: TaskState.revoked.rawValue).set("finished_at", to: now)
+            .set("updated_at", to: now).where("id", .equal, taskID).run()
+    }
+}

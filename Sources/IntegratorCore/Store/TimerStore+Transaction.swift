@@ -1,0 +1,18 @@
+// Setting and cancelling durable timers inside a caller's transaction.
+import Foundation
+
+extension TimerStore {
+    /// Creates the timer (or moves the one with the same id) inside `transaction`; the beat is woken once it commits.
+    public func upsert(_ timer: DurableTimer, in transaction: StoreTransaction, at now: Date) async throws {
+        try await upsert(timer, at: now, transaction.sql)
+        try await BeatWakeup.notifyOthers(transaction.sql)
+        let wakeup = self.wakeup
+        transaction.afterCommit { wakeup.notify() }
+    }
+
+    /// Removes a timer that has not fired, inside `transaction`; `false` when there is none with that id.
+    @discardableResult
+    public func cancel(id: String, in transaction: StoreTransaction) async throws -> Bool {
+        !(try await transaction.sql.raw("DELETE FROM timers WHERE id = \(bind: id) RETURNING id").all()).isEmpty
+    }
+}
