@@ -81,7 +81,7 @@ struct ScheduleCommand: AsyncParsableCommand {
                 }
                 var start = Date()
                 if let from {
-                    guard let date = SchedulesService.parseDate(from) else {
+                    guard let date = Date(iso8601: from) else {
                         throw ValidationFailure([
                             FieldIssue(field: "--from", message: "must be an ISO 8601 date-time with a zone, such as 2026-11-23T12:00:00Z")
                         ])

@@ -358,8 +358,18 @@ struct OutboundTests {
             } catch let error as OutboundError {
                 #expect(error.code == .status)
                 #expect(error.status == 404)
-                #expect(error.description == "GET http://127.0.0.1:\(port)/scripted: status 404")
+                #expect(error.description == "GET http://127.0.0.1:\(port): status 404")
             }
+            // Webhook URLs carry tokens in their paths: errors show scheme, host and port only.
+            api.enqueue(.init(status: 404, body: "{}"))
+            do {
+                _ = try await client.get("http://127.0.0.1:\(port)/hooks/SECRET-PATH-TOKEN/deliver")
+                Issue.record("a 404 passed")
+            } catch let error as OutboundError {
+                #expect(error.description == "GET http://127.0.0.1:\(port): status 404")
+            }
+            let badTarget = await Self.refusal(client, "http://user:pw@[::1/SECRET-PATH")
+            #expect(badTarget?.description.contains("SECRET") == false)
             #expect(api.requests.last?.query.contains("SECRET-Q") == true)
             let refused = await Self.refusal(client, "http://10.0.0.1/x?api_key=SECRET-U")
             #expect(refused?.description.contains("SECRET") == false)

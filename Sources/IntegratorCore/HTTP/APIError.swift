@@ -61,6 +61,7 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
         case .forbidden: APIError(.forbidden, code: "forbidden", message: error.message)
         case .unsupported: APIError(.badRequest, code: "unsupported", message: error.message)
         case .unavailable: APIError(.serviceUnavailable, code: "unavailable", message: error.message)
+        case .upstream: APIError(.badGateway, code: "upstream_error", message: error.message)
         }
     }
 }

@@ -88,9 +88,8 @@ extension Routes {
     /// An ISO 8601 date-time parameter, with or without fractional seconds (the API's own dates have them).
     private func queryDate(_ request: Request, _ name: String, issues: inout [FieldIssue]) -> Date? {
         guard let text = query(request, name) else { return nil }
-        if let date = try? Date(text, strategy: .iso8601) { return date }
-        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return date }
-        issues.append(FieldIssue(field: name, message: "must be an ISO 8601 date-time such as 2026-11-23T12:00:00Z"))
+        if let date = Date(iso8601: text) { return date }
+        issues.append(FieldIssue(field: name, message: Date.iso8601Expectation))
         return nil
     }
 

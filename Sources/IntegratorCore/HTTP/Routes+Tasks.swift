@@ -67,10 +67,10 @@ extension Routes {
         }
         for (name, keyPath) in [("since", \TaskRunFilter.since), ("until", \TaskRunFilter.until)] {
             guard let text = query(request, name) else { continue }
-            if let date = try? Date(text, strategy: .iso8601) {
+            if let date = Date(iso8601: text) {
                 filter[keyPath: keyPath] = date
             } else {
-                issues.append(.init(field: name, message: "must be an ISO 8601 date-time such as 2026-11-23T12:00:00Z"))
+                issues.append(.init(field: name, message: Date.iso8601Expectation))
             }
         }
         if !issues.isEmpty { throw APIError.validation(ValidationFailure(issues)) }

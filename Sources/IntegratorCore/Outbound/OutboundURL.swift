@@ -70,8 +70,9 @@ struct OutboundURL: Sendable, Equatable {
         origin + path + (query.isEmpty ? "" : "?" + query)
     }
 
-    /// The URL without its query, for errors and logs.
-    var redacted: String { origin + path }
+    /// The URL as errors, logs and stored run errors show it: scheme, host and port only. Paths carry secrets too
+    /// (webhook URLs hold tokens in them), so they are left out along with the query.
+    var redacted: String { origin }
 
     var defaultPort: Int { scheme == "https" ? 443 : 80 }
 
@@ -82,15 +83,12 @@ struct OutboundURL: Sendable, Equatable {
         return (String(target[..<mark]), String(target[target.index(after: mark)...]))
     }
 
-    /// Cuts the query and any user info from a URL that failed to parse.
+    /// Scheme, host and port of a URL that failed to parse: no path, query or user info.
     static func redact(_ text: String) -> String {
-        var text = Substring(text.prefix { $0 != "?" && $0 != "#" })
-        if let schemeEnd = text.range(of: "://"), let at = text[schemeEnd.upperBound...].firstIndex(of: "@"),
-            !text[schemeEnd.upperBound..<at].contains("/")
-        {
-            text = text[..<schemeEnd.upperBound] + text[text.index(after: at)...]
-        }
-        return String(text.prefix(200))
+        guard let schemeEnd = text.range(of: "://") else { return "(a URL that is not absolute)" }
+        var authority = text[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        return String((text[..<schemeEnd.upperBound] + authority).prefix(200))
     }
 
     /// RFC 3986 unreserved characters stay; everything else is percent-encoded (so `+`, `&`, `=` survive).

@@ -8,6 +8,8 @@ public struct ServiceError: Error, Sendable, CustomStringConvertible {
         case forbidden
         case unsupported
         case unavailable
+        /// A service outside Integrator failed or could not be reached while serving the request.
+        case upstream
     }
 
     public var kind: Kind
