@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SQLKit
+import Synchronization
 
 /// Settings of a beat.
 public struct BeatOptions: Sendable {
@@ -13,8 +14,19 @@ public struct BeatOptions: Sendable {
     public var batchSize = 500
     /// How often a standby tries to take the lead.
     public var standbyRetry: Duration = .seconds(1)
+    /// How long a part of the beat that failed (schedules, timers or the outbox) waits before it tries again; the
+    /// other parts carry on meanwhile.
+    public var retryInterval: Duration = .seconds(1)
+    /// While the broker is unavailable the outbox waits longer after each failed try (from ``retryInterval``), up
+    /// to this.
+    public var longestBrokerRetry: Duration = .seconds(5)
 
     public init() {}
+}
+
+/// The beat's independent parts: one failing does not hold up the others.
+public enum BeatPart: String, Sendable, CaseIterable {
+    case schedules, timers, outbox
 }
 
 /// What one pass fired.
@@ -22,6 +34,8 @@ public struct BeatPass: Sendable, Equatable {
     public var schedulesFired = 0
     public var timersFired = 0
     public var published = 0
+    /// Parts that failed in this pass (logged when they start failing; each retries on its own).
+    public var failed: Set<BeatPart> = []
 
     public var total: Int { schedulesFired + timersFired }
 }
@@ -35,6 +49,10 @@ public typealias BeatPublishObserver = @Sendable (_ dueTimes: [Date], _ publishe
 /// The beat keeps nothing but the database's answers: each pass asks for what is due (an index on the due time),
 /// fires it in batches, then sleeps until the earliest next due time, the poll interval, or a wake-up from a writer,
 /// whichever comes first. So a million pending timers cost no memory, and edits take effect on the next pass.
+///
+/// Schedules, timers and the outbox fail apart: an error in one is logged once, that part retries on its own, and the
+/// others go on. The outbox is flushed by a loop of its own, so a broker that blocks delays no fire. A row the beat
+/// cannot read is set aside with an error log instead of failing its batch.
 public final class Beat: Service, Sendable {
     let database: Database
     let schedules: ScheduleStore
@@ -46,6 +64,13 @@ public final class Beat: Service, Sendable {
     let options: BeatOptions
     let identity: String
     let onPublished: BeatPublishObserver?
+    /// Parts failing now: how many tries in a row failed, and when the next may start.
+    private let failures = Mutex<[BeatPart: PartFailure]>([:])
+
+    private struct PartFailure {
+        var attempts: Int
+        var retryAt: ContinuousClock.Instant
+    }
 
     public init(
         database: Database, schedules: ScheduleStore, timers: TimerStore, dispatcher: TaskDispatcher, wakeup: BeatWakeup,
@@ -76,118 +101,259 @@ public final class Beat: Service, Sendable {
         }
     }
 
-    /// The leader's loop: fire what is due, then wait.
+    /// The leader's work: fire what is due, then wait; beside it, publish what waits in the outbox.
     func lead() async throws {
         let signal = wakeup.subscribe()
         defer { wakeup.unsubscribe(signal) }
+        let outboxSignal = WakeSignal()
         try await withThrowingTaskGroup(of: Void.self) { group in
             defer { group.cancelAll() }
             group.addTask {
                 // Writers in other processes wake this beat through the database.
                 try await self.database.listen(channel: BeatWakeup.channel) { self.wakeup.notify() }
             }
-            group.addTask {
-                // When the earliest schedule is due, as last read; `distantPast` means "look".
-                var scheduleDue: Date? = .distantPast
-                while !Task.isCancelled {
-                    let pass: BeatPass
-                    do {
-                        pass = try await self.pass(includingSchedules: scheduleDue.map { $0 <= self.clock.now() } ?? false)
-                    } catch let error as CancellationError {
-                        throw error
-                    } catch {
-                        self.logger.error("beat pass failed; retrying", metadata: ["error": "\(error)"])
-                        try await Task.sleep(for: .seconds(1))
-                        scheduleDue = .distantPast
-                        continue
-                    }
-                    if pass.total > 0 {
-                        if pass.schedulesFired > 0 { scheduleDue = .distantPast }
-                        continue
-                    }
-                    scheduleDue = try await self.sleepUntilDue(signal)
-                }
+            group.addTask { try await self.fireLoop(signal, outbox: outboxSignal) }
+            if dispatcher.usesOutbox {
+                group.addTask { try await self.outboxLoop(outboxSignal) }
             }
             try await group.next()
         }
     }
 
-    /// Sleeps until the earliest due time, the poll interval, or a wake-up. Returns when the earliest schedule is
-    /// due as read before sleeping (`distantPast` after a wake-up, since a writer may have changed it). Every sleep
-    /// starts with a fresh read, so edits nobody announced are seen within one poll interval.
-    private func sleepUntilDue(_ signal: WakeSignal) async throws -> Date? {
-        let scheduleDue = try await schedules.earliestDue()
-        let due = [scheduleDue, try await timers.earliestDue()].compactMap { $0 }.min()
+    /// Fires due schedules and timers, then sleeps until the next is due; tells the outbox loop when it fired.
+    private func fireLoop(_ signal: WakeSignal, outbox: WakeSignal) async throws {
+        // When the earliest schedule is due, as last read; `distantPast` means "look".
+        var scheduleDue: Date? = .distantPast
+        while !Task.isCancelled {
+            var parts: Set<BeatPart> = []
+            if let due = scheduleDue, due <= clock.now(), retryWait(.schedules) == nil { parts.insert(.schedules) }
+            if retryWait(.timers) == nil { parts.insert(.timers) }
+            let pass = try await self.pass(parts)
+            if pass.total > 0 {
+                if dispatcher.usesOutbox { outbox.fire() }
+                if pass.schedulesFired > 0 { scheduleDue = .distantPast }
+                continue
+            }
+            scheduleDue = try await sleepUntilDue(signal, outbox: outbox)
+        }
+    }
+
+    /// Publishes what waits in the outbox whenever the fire loop staged something, at every poll, and — while the
+    /// broker is unavailable — after a wait that grows up to ``BeatOptions/longestBrokerRetry``.
+    private func outboxLoop(_ signal: WakeSignal) async throws {
+        while !Task.isCancelled {
+            if let wait = retryWait(.outbox) {
+                try await Task.sleep(for: wait)
+                continue
+            }
+            let pass = try await self.pass([.outbox])
+            if pass.failed.contains(.outbox) { continue }
+            await signal.wait(timeout: options.pollInterval)
+        }
+    }
+
+    /// Sleeps until the earliest due time, the poll interval, a part's retry, or a wake-up. Returns when the earliest
+    /// schedule is due as read before sleeping (`distantPast` after a wake-up, since a writer may have changed it, or
+    /// when it could not be read). Every sleep starts with a fresh read, so edits nobody announced are seen within one
+    /// poll interval.
+    private func sleepUntilDue(_ signal: WakeSignal, outbox: WakeSignal) async throws -> Date? {
         var wait = options.pollInterval
-        if let due {
-            let seconds = due.timeIntervalSince(clock.now())
+        var scheduleDue: Date? = .distantPast
+        var due: [Date] = []
+        if let retry = retryWait(.schedules) {
+            wait = min(wait, retry)
+        } else if let next = try await read(.schedules, { try await self.schedules.earliestDue() }) {
+            scheduleDue = next
+            if let next { due.append(next) }
+        } else {
+            wait = min(wait, options.retryInterval)
+        }
+        if let retry = retryWait(.timers) {
+            wait = min(wait, retry)
+        } else if let next = try await read(.timers, { try await self.timers.earliestDue() }) {
+            if let next { due.append(next) }
+        } else {
+            wait = min(wait, options.retryInterval)
+        }
+        if let earliest = due.min() {
+            let seconds = earliest.timeIntervalSince(clock.now())
             if seconds <= 0 { return scheduleDue }
             wait = min(wait, .microseconds(Int64((seconds * 1_000_000).rounded(.up))))
         }
-        return await signal.wait(timeout: wait) ? .distantPast : scheduleDue
+        guard await signal.wait(timeout: wait) else { return scheduleDue }
+        // Someone wrote: maybe to the outbox too (a publisher that gave up leaves its rows to the beat).
+        if dispatcher.usesOutbox { outbox.fire() }
+        return .distantPast
     }
 
-    /// One pass: fires everything due now, batch by batch, and publishes what waits in the outbox.
+    /// One pass: fires everything due now, batch by batch, and publishes what waits in the outbox. A part that fails
+    /// is logged (once while it keeps failing) and listed in ``BeatPass/failed``; the others still run.
     /// - Parameter includingSchedules: `false` skips the schedules' query when none can be due yet.
     @discardableResult
     public func pass(includingSchedules: Bool = true) async throws -> BeatPass {
+        try await pass(includingSchedules ? Set(BeatPart.allCases) : [.timers, .outbox])
+    }
+
+    /// One pass over `parts`. Throws only when cancelled.
+    func pass(_ parts: Set<BeatPart>) async throws -> BeatPass {
         var pass = BeatPass()
-        while includingSchedules {
-            let fired = try await fireDueSchedules(at: clock.now())
-            pass.schedulesFired += fired
-            if fired < options.batchSize { break }
+        if parts.contains(.schedules) {
+            let fired = try await attempt(.schedules) { try await self.drain { try await self.fireDueSchedules(at: self.clock.now()) } }
+            if let fired { pass.schedulesFired = fired } else { pass.failed.insert(.schedules) }
         }
-        while true {
-            let fired = try await fireDueTimers(at: clock.now())
-            pass.timersFired += fired
-            if fired < options.batchSize { break }
+        if parts.contains(.timers) {
+            let fired = try await attempt(.timers) { try await self.drain { try await self.fireDueTimers(at: self.clock.now()) } }
+            if let fired { pass.timersFired = fired } else { pass.failed.insert(.timers) }
         }
-        while dispatcher.usesOutbox {
-            let published = try await dispatcher.flushOutbox(limit: options.batchSize)
-            pass.published += published
-            if published < options.batchSize { break }
+        if parts.contains(.outbox), dispatcher.usesOutbox {
+            let published = try await attempt(.outbox) {
+                try await self.drain { try await self.dispatcher.flushOutbox(limit: self.options.batchSize, at: self.clock.now()) }
+            }
+            if let published { pass.published = published } else { pass.failed.insert(.outbox) }
         }
         return pass
     }
 
-    /// Fires one batch of due schedules in one transaction; returns how many schedules it looked at.
-    func fireDueSchedules(at now: Date) async throws -> Int {
-        let engine = database.engine
-        let (count, fired) = try await database.transaction { sql in
-            try await commitWithoutWaitingForFlush(sql)
-            let due = try await schedules.lockDue(at: now, limit: options.batchSize, sql, engine: engine)
-            guard !due.isEmpty else { return (0, 0) }
-            let active = try await Self.activeTasks(due.compactMap(\.lastTaskID), sql)
-            var fired: [QueuedRun] = []
-            for schedule in due {
-                let plan = schedule.plan(at: now, previousRunActive: schedule.lastTaskID.map(active.contains) ?? false)
-                var lastTaskID = schedule.lastTaskID
-                for fireTime in plan.fireTimes {
-                    let message = schedule.message(at: now)
-                    fired.append(QueuedRun(message: message, scheduledFor: fireTime))
-                    lastTaskID = message.id
-                }
-                if plan.skippedAny {
-                    logger.info(
-                        "schedule fire time skipped by its misfire or overlap policy",
-                        metadata: ["schedule": "\(schedule.name)", "due": "\(schedule.nextRunAt.map { "\($0)" } ?? "-")"])
-                }
-                try await schedules.recordFire(schedule, plan: plan, lastTaskID: lastTaskID, at: now, sql)
-            }
-            try await dispatcher.stage(fired, at: now, sql)
-            return (due.count, fired.count)
+    /// Repeats `batch` while it comes back full; the sum of what it handled.
+    private func drain(_ batch: () async throws -> Int) async throws -> Int {
+        var total = 0
+        while true {
+            let count = try await batch()
+            total += count
+            if count < options.batchSize { return total }
         }
-        if fired > 0 { logger.debug("fired schedules", metadata: ["tasks": "\(fired)"]) }
-        return count
     }
 
-    /// Fires one batch of due timers in one transaction; returns how many fired.
+    // MARK: Failing apart
+
+    /// Runs one part; on failure logs it (when the part starts failing, not at every retry), sets when it may retry,
+    /// and returns `nil`. Rethrows only cancellation.
+    private func attempt(_ part: BeatPart, _ body: () async throws -> Int) async throws -> Int? {
+        do {
+            let count = try await body()
+            recovered(part)
+            return count
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            failed(part, error)
+            return nil
+        }
+    }
+
+    /// Like ``attempt(_:_:)`` for a read the beat sleeps on; `nil` when it failed, `.some` of what it read.
+    private func read(_ part: BeatPart, _ body: () async throws -> Date?) async throws -> Date?? {
+        do {
+            return .some(try await body())
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            failed(part, error)
+            return nil
+        }
+    }
+
+    private func failed(_ part: BeatPart, _ error: any Error) {
+        let attempts = failures.withLock { failures in
+            let attempts = (failures[part]?.attempts ?? 0) + 1
+            var wait = options.retryInterval
+            if part == .outbox {
+                for _ in 1..<min(attempts, 8) { wait = min(wait * 2, options.longestBrokerRetry) }
+            }
+            failures[part] = PartFailure(attempts: attempts, retryAt: .now + wait)
+            return attempts
+        }
+        // The dispatcher says once per outage that the broker is unavailable; anything else is the beat's to say.
+        guard attempts == 1, !(error is BrokerUnavailable) else { return }
+        logger.error(
+            "beat could not handle its \(part.rawValue); the other parts go on, this one retries until it works",
+            metadata: ["error": "\(error)"])
+    }
+
+    private func recovered(_ part: BeatPart) {
+        guard let failure = failures.withLock({ $0.removeValue(forKey: part) }) else { return }
+        logger.info("beat handles its \(part.rawValue) again", metadata: ["failed_tries": "\(failure.attempts)"])
+    }
+
+    /// How long `part` must still wait before its next try, or `nil` when it may run now.
+    private func retryWait(_ part: BeatPart) -> Duration? {
+        guard let retryAt = failures.withLock({ $0[part]?.retryAt }) else { return nil }
+        let wait = retryAt - .now
+        return wait > .zero ? wait : nil
+    }
+
+    // MARK: Firing
+
+    /// What one batch of schedules did, to log after the commit.
+    private struct ScheduleBatch: Sendable {
+        var looked = 0
+        var fired = 0
+        var unreadable: [(id: String, reason: String)] = []
+        var misfired: [(name: String, due: Date?)] = []
+        var alreadyFired: [String] = []
+    }
+
+    /// Fires one batch of due schedules in one transaction; returns how many schedules it looked at. Unreadable rows
+    /// are set aside, and fire times that already have a run are skipped.
+    func fireDueSchedules(at now: Date) async throws -> Int {
+        let engine = database.engine
+        let batch = try await database.transaction { sql in
+            try await commitWithoutWaitingForFlush(sql)
+            let due = try await schedules.lockDue(at: now, limit: options.batchSize, sql, engine: engine)
+            var batch = ScheduleBatch(looked: due.schedules.count + due.unreadable.count, unreadable: due.unreadable)
+            if !due.unreadable.isEmpty { try await schedules.setAside(due.unreadable, at: now, sql) }
+            guard !due.schedules.isEmpty else { return batch }
+            let active = try await Self.activeTasks(due.schedules.compactMap(\.lastTaskID), sql)
+            var plans: [(schedule: Schedule, plan: FirePlan, runs: [QueuedRun])] = []
+            for schedule in due.schedules {
+                let plan = schedule.plan(at: now, previousRunActive: schedule.lastTaskID.map(active.contains) ?? false)
+                plans.append((schedule, plan, plan.fireTimes.map { QueuedRun(message: schedule.message(at: now), scheduledFor: $0) }))
+                if plan.skippedAny { batch.misfired.append((schedule.name, schedule.nextRunAt)) }
+            }
+            let recorded = try await dispatcher.stageFires(plans.flatMap { $0.runs }, at: now, sql)
+            batch.fired = recorded.count
+            for (schedule, plan, runs) in plans {
+                let kept = runs.filter { recorded.contains($0.message.id) }
+                if kept.count < runs.count { batch.alreadyFired.append(schedule.name) }
+                try await schedules.recordFire(
+                    schedule, plan: plan, fired: kept.count, lastTaskID: kept.last?.message.id ?? schedule.lastTaskID, at: now, sql)
+            }
+            return batch
+        }
+        for (id, reason) in batch.unreadable {
+            logger.error("a schedule cannot be read; it is set aside and disabled", metadata: ["schedule": "\(id)", "reason": "\(reason)"])
+        }
+        for (name, due) in batch.misfired {
+            logger.info(
+                "schedule fire time skipped by its misfire or overlap policy",
+                metadata: ["schedule": "\(name)", "due": "\(due.map { "\($0)" } ?? "-")"])
+        }
+        for name in batch.alreadyFired {
+            logger.warning("a schedule fire time already had its run; not fired again", metadata: ["schedule": "\(name)"])
+        }
+        if batch.fired > 0 { logger.debug("fired schedules", metadata: ["tasks": "\(batch.fired)"]) }
+        return batch.looked
+    }
+
+    /// Fires one batch of due timers in one transaction; returns how many fired. Timers that cannot be read are set
+    /// aside (one error each) and the batch is taken again without them.
     func fireDueTimers(at now: Date) async throws -> Int {
+        while true {
+            do {
+                return try await fireTimerBatch(at: now)
+            } catch let unreadable as UnreadableTimers {
+                try await timers.setAside(unreadable)
+                for (id, reason) in unreadable.timers {
+                    logger.error("a timer cannot be read; it is set aside", metadata: ["timer": "\(id)", "reason": "\(reason)"])
+                }
+            }
+        }
+    }
+
+    private func fireTimerBatch(at now: Date) async throws -> Int {
         let engine = database.engine
         let due = try await database.transaction { sql in
             try await commitWithoutWaitingForFlush(sql)
             let due = try await timers.takeDue(at: now, limit: options.batchSize, sql, engine: engine)
-            try await dispatcher.stage(
+            try await dispatcher.stageForFlush(
                 due.map { timer in
                     var message = timer.message
                     message.enqueuedAt = now

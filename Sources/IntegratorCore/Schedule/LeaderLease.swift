@@ -18,9 +18,6 @@ struct LeaderLease: Sendable {
     /// SQLite only: how long a lease lasts without renewal.
     var leaseSeconds: TimeInterval = 6
 
-    /// The advisory lock key: any fixed number, distinct from the migrator's.
-    static let lockKey: Int64 = 7_242_002
-
     /// Runs `lead` each time this process wins the lease, until cancelled. `lead` is cancelled when the lease is lost.
     func run(_ lead: @escaping @Sendable () async throws -> Void) async throws {
         var waitingLogged = false
@@ -49,16 +46,13 @@ struct LeaderLease: Sendable {
         switch database.engine {
         case .postgres:
             return try await database.withSQL { sql in
-                let won = try await sql.raw("SELECT pg_try_advisory_lock(\(bind: Self.lockKey)) AS won").first()?
-                    .decode(column: "won", as: Bool.self) ?? false
-                guard won else { return false }
+                guard try await BeatLeaseStore.tryLock(sql) else { return false }
                 defer { logger.info("beat leadership ended") }
                 // Unlock even when cancelled (in a task of its own), or the pooled connection would keep the lock.
-                let unlock = { await Task { _ = try? await sql.raw("SELECT pg_advisory_unlock(\(bind: Self.lockKey)) AS released").first() }.value }
+                let unlock = { await Task { try? await BeatLeaseStore.unlock(sql) }.value }
                 do {
                     try await leadWhile(lead) {
-                        // A query on the lock's own connection: if it fails, the lock may be gone.
-                        _ = try await sql.raw("SELECT 1 AS alive").first()
+                        try await BeatLeaseStore.checkConnection(sql)
                         return true
                     }
                 } catch {
@@ -105,23 +99,11 @@ struct LeaderLease: Sendable {
     /// Takes or renews the SQLite lease; `false` when another live holder has it.
     private func claimRow() async throws -> Bool {
         let now = clock.now()
-        return try await database.withSQL { sql in
-            let rows = try await sql.raw(
-                """
-                INSERT INTO beat_lease (name, holder, expires_at) VALUES ('beat', \(bind: holder), \(bind: now.addingTimeInterval(leaseSeconds)))
-                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                WHERE beat_lease.holder = excluded.holder OR beat_lease.expires_at < \(bind: now)
-                RETURNING holder
-                """
-            ).all()
-            return !rows.isEmpty
-        }
+        return try await BeatLeaseStore(database: database).claim(holder: holder, at: now, expiresAt: now.addingTimeInterval(leaseSeconds))
     }
 
     private func releaseRow() async throws {
-        try await database.withSQL { sql in
-            try await sql.raw("DELETE FROM beat_lease WHERE name = 'beat' AND holder = \(bind: holder)").run()
-        }
+        try await BeatLeaseStore(database: database).release(holder: holder)
     }
 }
 

@@ -51,32 +51,67 @@ public struct SchedulesService: Sendable {
         try input.finish()
         schedule.anchor = schedule.startTime ?? now
         schedule.nextRunAt = schedule.firstFireTime(from: now)
-        try await save(schedule, insert: true)
+        try await save(schedule)
         wakeup.notify()
         return schedule
     }
 
     /// Changes any writable field. The next fire time is recomputed when the timing, window or `enabled` changes.
+    ///
+    /// The body is read against the schedule as it is now, but saved against the row as it is when saved (locked):
+    /// only the fields the body changed are carried over, and the next fire time is recomputed from that row. So an
+    /// edit racing a fire keeps the fire's `next_run_at` unless it changes the timing itself.
     public func update(id: String, _ body: JSONValue) async throws -> Schedule {
-        var schedule = try await get(id: id)
-        let before = schedule
+        let before = try await get(id: id)
+        var edited = before
         var input = try InputObject(body)
-        if let name = input.string("name") { schedule.name = name }
-        try await readTarget(&input, into: &schedule, creating: false)
-        if let timing = readTiming(&input) { schedule.timing = timing }
-        readOptions(&input, into: &schedule)
+        if let name = input.string("name") { edited.name = name }
+        try await readTarget(&input, into: &edited, creating: false)
+        if let timing = readTiming(&input) { edited.timing = timing }
+        readOptions(&input, into: &edited)
         try input.finish()
         let now = clock.now()
+        let change = edited
+        let saved: Schedule?
+        do {
+            saved = try await store.update(id: id) { current in Self.applying(change, readFrom: before, to: current, at: now) }
+        } catch let error as StoreError where error.code == .conflict {
+            throw ServiceError(.conflict, "a schedule named '\(edited.name)' already exists")
+        }
+        guard let saved else { throw ServiceError(.notFound, "no schedule with id \(id)") }
+        wakeup.notify()
+        return saved
+    }
+
+    /// `current` with the fields `edited` changed from `before` (what the edit was read against), and the next fire
+    /// time recomputed if the timing, window or `enabled` changed from `current`.
+    static func applying(_ edited: Schedule, readFrom before: Schedule, to current: Schedule, at now: Date) -> Schedule {
+        var schedule = current
+        func carry<Value: Equatable>(_ field: WritableKeyPath<Schedule, Value>) {
+            if edited[keyPath: field] != before[keyPath: field] { schedule[keyPath: field] = edited[keyPath: field] }
+        }
+        carry(\.name)
+        carry(\.taskName)
+        carry(\.arguments)
+        carry(\.integrationID)
+        carry(\.timing)
+        carry(\.enabled)
+        carry(\.oneOff)
+        carry(\.startTime)
+        carry(\.expires)
+        carry(\.queue)
+        carry(\.priority)
+        carry(\.misfire)
+        carry(\.misfireGraceSeconds)
+        carry(\.overlap)
         schedule.updatedAt = now
-        if schedule.startTime != before.startTime { schedule.anchor = schedule.startTime ?? before.createdAt }
+        if schedule.startTime != current.startTime { schedule.anchor = schedule.startTime ?? current.createdAt }
         let timingChanged =
-            schedule.timing != before.timing || schedule.startTime != before.startTime || schedule.expires != before.expires
-            || schedule.enabled != before.enabled
+            schedule.timing != current.timing || schedule.startTime != current.startTime || schedule.expires != current.expires
+            || schedule.enabled != current.enabled
         if timingChanged || schedule.nextRunAt == nil {
             schedule.nextRunAt = schedule.firstFireTime(from: now)
         }
-        try await save(schedule, insert: false)
-        wakeup.notify()
         return schedule
     }
 
@@ -112,18 +147,13 @@ public struct SchedulesService: Sendable {
         let schedule = try await get(id: id)
         let now = clock.now()
         let message = schedule.message(at: now)
-        try await dispatcher.database.transaction { sql in
-            try await dispatcher.stage(message, at: now, sql)
+        let staged = try await dispatcher.database.transaction { sql in
+            let staged = try await dispatcher.stage(message, at: now, sql)
             try await store.recordManualRun(id: schedule.id, taskID: message.id, at: now, sql)
+            return staged
         }
-        if dispatcher.usesOutbox {
-            do {
-                try await dispatcher.flushOutbox()
-            } catch {
-                // The run is recorded and waits in the outbox; the beat publishes it when the broker is back.
-                wakeup.notify()
-            }
-        }
+        // If the broker does not take it, the run waits in the outbox and the beat publishes it when the broker is back.
+        await dispatcher.publishStaged(staged)
         return message
     }
 
@@ -268,9 +298,9 @@ public struct SchedulesService: Sendable {
         return try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
-    private func save(_ schedule: Schedule, insert: Bool) async throws {
+    private func save(_ schedule: Schedule) async throws {
         do {
-            if insert { try await store.insert(schedule) } else { try await store.update(schedule) }
+            try await store.insert(schedule)
         } catch let error as StoreError where error.code == .conflict {
             throw ServiceError(.conflict, "a schedule named '\(schedule.name)' already exists")
         }

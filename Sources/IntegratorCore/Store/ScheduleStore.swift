@@ -29,10 +29,18 @@ public struct ScheduleStore: Sendable {
         }
     }
 
-    /// Saves what an edit may change. The beat's own columns (`last_run_at`, `last_task_id`, `total_run_count`)
-    /// are left alone, so an edit racing a fire loses neither.
-    public func update(_ schedule: Schedule) async throws {
-        try await database.transaction { sql in
+    /// Changes a schedule against its current row: the row is locked (on SQLite the write transaction holds the
+    /// database), `change` gets what is stored now — including what the beat wrote a moment ago — and what it returns
+    /// is saved. So an edit racing a fire cannot write back a `next_run_at` the beat has already moved past. The beat's
+    /// own columns (`last_run_at`, `last_task_id`, `total_run_count`) are left alone. `nil` when there is no such row.
+    /// - Parameter change: runs inside the transaction; it must not touch the database.
+    public func update(id: String, _ change: @Sendable (Schedule) throws -> Schedule) async throws -> Schedule? {
+        let lock: SQLQueryString = database.engine == .postgres ? "FOR UPDATE" : ""
+        return try await database.transaction { sql in
+            guard let row = try await sql.raw("SELECT * FROM schedules WHERE id = \(bind: id) \(lock)").first() else { return nil }
+            let schedule = try change(try Self.schedule(row))
+            // Enabling a schedule that was set aside (and has been repaired, since it was read) takes it back.
+            let setAsideReason: String? = schedule.enabled ? nil : try Self.setAsideReason(row)
             let timing = Self.timingColumns(schedule.timing)
             try await sql.raw(
                 """
@@ -44,11 +52,13 @@ public struct ScheduleStore: Sendable {
                     priority = \(bind: schedule.priority), misfire = \(bind: schedule.misfire.rawValue),
                     misfire_grace_seconds = \(bind: schedule.misfireGraceSeconds), overlap = \(bind: schedule.overlap.rawValue),
                     integration_id = \(bind: schedule.integrationID), anchor = \(bind: schedule.anchor),
-                    next_run_at = \(bind: schedule.nextRunAt), updated_at = \(bind: schedule.updatedAt)
-                WHERE id = \(bind: schedule.id)
+                    next_run_at = \(bind: schedule.nextRunAt), updated_at = \(bind: schedule.updatedAt),
+                    set_aside_reason = \(bind: setAsideReason)
+                WHERE id = \(bind: id)
                 """
             ).run()
             try await BeatWakeup.notifyOthers(sql)
+            return schedule
         }
     }
 
@@ -96,20 +106,63 @@ public struct ScheduleStore: Sendable {
         }
     }
 
+    /// Due schedules as ``lockDue(at:limit:_:engine:)`` read them: the readable ones, and the ids of rows that could
+    /// not be read, with the reason.
+    struct DueSchedules: Sendable {
+        var schedules: [Schedule] = []
+        var unreadable: [(id: String, reason: String)] = []
+    }
+
     /// Inside a transaction: up to `limit` enabled schedules due by `now`, earliest first, locked against other beats.
-    func lockDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> [Schedule] {
+    /// A row that cannot be read is reported apart (see ``setAside(_:at:_:)``), not thrown: it must not stop the others.
+    func lockDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> DueSchedules {
         let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
-        return try await sql.raw(
+        let rows = try await sql.raw(
             """
             SELECT * FROM schedules WHERE enabled = \(Self.enabledLiteral(engine)) AND next_run_at <= \(bind: now)
             ORDER BY next_run_at LIMIT \(bind: limit) \(lock)
             """
-        ).all().map(Self.schedule)
+        ).all()
+        var due = DueSchedules()
+        for row in rows {
+            do {
+                due.schedules.append(try Self.schedule(row))
+            } catch {
+                due.unreadable.append((try row.decode(column: "id", as: String.self), "\(error)"))
+            }
+        }
+        return due
     }
 
-    /// Inside a transaction: what a fire changed.
+    /// Inside a transaction: disables schedules the beat cannot read and records why (`set_aside_reason`). Their rows
+    /// stay as they are otherwise; enabling one again (after repairing it) clears the reason.
+    func setAside(_ unreadable: [(id: String, reason: String)], at now: Date, _ sql: any SQLDatabase) async throws {
+        for (id, reason) in unreadable {
+            try await sql.raw(
+                """
+                UPDATE schedules SET enabled = \(bind: false), set_aside_reason = \(bind: reason), updated_at = \(bind: now)
+                WHERE id = \(bind: id)
+                """
+            ).run()
+        }
+    }
+
+    /// Why a schedule was set aside, if it was.
+    public func setAsideReason(id: String) async throws -> String? {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT set_aside_reason FROM schedules WHERE id = \(bind: id)").first()
+                .flatMap { try Self.setAsideReason($0) }
+        }
+    }
+
+    private static func setAsideReason(_ row: any SQLRow) throws -> String? {
+        try row.decode(column: "set_aside_reason", as: String?.self)
+    }
+
+    /// Inside a transaction: what a fire changed. `fired` counts the fire times recorded (a fire time that already
+    /// had a run is not counted again); `lastTaskID` is the last task recorded.
     func recordFire(
-        _ schedule: Schedule, plan: FirePlan, lastTaskID: String?, at now: Date, _ sql: any SQLDatabase
+        _ schedule: Schedule, plan: FirePlan, fired: Int, lastTaskID: String?, at now: Date, _ sql: any SQLDatabase
     ) async throws {
         var finished = false
         if case .clocked = schedule.timing { finished = true }
@@ -118,9 +171,9 @@ public struct ScheduleStore: Sendable {
             """
             UPDATE schedules SET next_run_at = \(bind: plan.nextRunAt),
                 enabled = \(bind: schedule.enabled && !finished),
-                last_run_at = \(bind: plan.fireTimes.isEmpty ? schedule.lastRunAt : now),
+                last_run_at = \(bind: fired == 0 ? schedule.lastRunAt : now),
                 last_task_id = \(bind: lastTaskID),
-                total_run_count = total_run_count + \(bind: plan.fireTimes.count)
+                total_run_count = total_run_count + \(bind: fired)
             WHERE id = \(bind: schedule.id)
             """
         ).run()

@@ -71,7 +71,7 @@ public struct TimerStore: Sendable {
             ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
                 arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
                 attempt = excluded.attempt, max_attempts = excluded.max_attempts,
-                integration_id = excluded.integration_id, schedule_id = excluded.schedule_id
+                integration_id = excluded.integration_id, schedule_id = excluded.schedule_id, set_aside_reason = NULL
             """
         ).run()
     }
@@ -102,22 +102,55 @@ public struct TimerStore: Sendable {
     /// The earliest due time, if any timer is pending.
     func earliestDue() async throws -> Date? {
         try await database.withSQL { sql in
-            try await sql.raw("SELECT due_at FROM timers ORDER BY due_at LIMIT 1").first()?.decode(column: "due_at", as: Date.self)
+            try await sql.raw("SELECT due_at FROM timers WHERE set_aside_reason IS NULL ORDER BY due_at LIMIT 1").first()?
+                .decode(column: "due_at", as: Date.self)
         }
     }
 
     /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them, in one
     /// statement. On PostgreSQL rows another transaction holds are skipped, so two beats never take the same timer.
+    /// Throws ``UnreadableTimers`` when a row taken cannot be read: the caller rolls back (the rows come back), sets
+    /// those aside (``setAside(_:)``) and takes the batch again.
     func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> [DurableTimer] {
         let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
         let rows = try await sql.raw(
             """
             DELETE FROM timers WHERE id IN (
-                SELECT id FROM timers WHERE due_at <= \(bind: now) ORDER BY due_at, id LIMIT \(bind: limit) \(lock)
+                SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
+                ORDER BY due_at, id LIMIT \(bind: limit) \(lock)
             ) RETURNING *
             """
         ).all()
-        return try rows.map(Self.timer).sorted { ($0.dueAt, $0.id) < ($1.dueAt, $1.id) }
+        var timers: [DurableTimer] = []
+        var unreadable = UnreadableTimers()
+        timers.reserveCapacity(rows.count)
+        for row in rows {
+            do {
+                timers.append(try Self.timer(row))
+            } catch {
+                unreadable.timers.append((try row.decode(column: "id", as: String.self), "\(error)"))
+            }
+        }
+        guard unreadable.timers.isEmpty else { throw unreadable }
+        return timers.sorted { ($0.dueAt, $0.id) < ($1.dueAt, $1.id) }
+    }
+
+    /// Keeps timers that cannot be read out of the beat's way, stored with the reason (`set_aside_reason`). Setting a
+    /// timer with the same id again replaces it and takes it back.
+    func setAside(_ unreadable: UnreadableTimers) async throws {
+        try await database.transaction { sql in
+            for (id, reason) in unreadable.timers {
+                try await sql.raw("UPDATE timers SET set_aside_reason = \(bind: reason) WHERE id = \(bind: id)").run()
+            }
+        }
+    }
+
+    /// Why a timer was set aside, if it was.
+    public func setAsideReason(id: String) async throws -> String? {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT set_aside_reason FROM timers WHERE id = \(bind: id)").first()?
+                .decode(column: "set_aside_reason", as: String?.self)
+        }
     }
 
     static func timer(_ row: any SQLRow) throws -> DurableTimer {
@@ -126,4 +159,11 @@ public struct TimerStore: Sendable {
             dueAt: try row.decode(column: "due_at", as: Date.self),
             message: try TaskMessage.decode(row, enqueuedAtColumn: "created_at"))
     }
+}
+
+/// Due timers whose rows could not be read, by id with the reason.
+struct UnreadableTimers: Error, CustomStringConvertible {
+    var timers: [(id: String, reason: String)] = []
+
+    var description: String { "unreadable timers: \(timers.map { "\($0.id): \($0.reason)" }.joined(separator: "; "))" }
 }
