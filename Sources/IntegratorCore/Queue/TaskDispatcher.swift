@@ -8,8 +8,10 @@ import Synchronization
 /// Empty with a broker whose messages live in the database: those are in their queue at commit.
 public struct StagedMessages: Sendable {
     let entries: [OutboxEntry]
+    /// When they were staged: their claim for publishing is counted from here.
+    let stagedAt: Date
 
-    static let none = StagedMessages(entries: [])
+    static let none = StagedMessages(entries: [], stagedAt: .distantPast)
 
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
@@ -72,54 +74,52 @@ public struct TaskDispatcher: Sendable {
         try await stage([QueuedRun(message: message, scheduledFor: scheduledFor)], at: now, sql)
     }
 
-    /// Records and stages many messages with a few multi-row statements, inside the caller's transaction. Outbox rows
-    /// are claimed for the caller, who publishes them with ``publishStaged(_:)`` once the transaction committed; if
-    /// the caller never does (it died), the beat publishes them when the claim runs out.
+    /// Records and stages many messages with a few multi-row statements, inside the caller's transaction. The caller
+    /// publishes what this returns with ``publishStaged(_:)`` once the transaction committed; if it never does (it
+    /// died), the beat's flush publishes the rows.
     @discardableResult
     func stage(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws -> StagedMessages {
         guard !batch.isEmpty else { return .none }
         try await runs.insertQueued(batch, at: now, sql)
-        return try await stageMessages(batch.map(\.message), claimedUntil: now.addingTimeInterval(OutboxStore.claimWindow), sql)
+        return try await stageMessages(batch.map(\.message), at: now, sql)
     }
 
-    /// The beat's fires: records and stages them like ``stage(_:at:_:)``, but the outbox rows are left to the beat's
-    /// own flush, and a fire whose (schedule, fire time) already has a run is dropped, run and message, instead of
-    /// failing the batch. Returns the task ids recorded.
+    /// The beat's fires: records and stages them like ``stage(_:at:_:)``, but a fire whose (schedule, fire time)
+    /// already has a run is dropped, run and message, instead of failing the batch. Returns the task ids recorded.
     func stageFires(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws -> Set<String> {
         guard !batch.isEmpty else { return [] }
         let recorded = try await runs.insertFires(batch, at: now, sql)
         let messages = batch.map(\.message).filter { recorded.contains($0.id) }
-        if !messages.isEmpty { _ = try await stageMessages(messages, claimedUntil: nil, sql) }
+        if !messages.isEmpty { _ = try await stageMessages(messages, at: now, sql) }
         return recorded
     }
 
-    /// Timers the beat fires: recorded and staged for the beat's own flush.
-    func stageForFlush(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws {
-        guard !batch.isEmpty else { return }
-        try await runs.insertQueued(batch, at: now, sql)
-        _ = try await stageMessages(batch.map(\.message), claimedUntil: nil, sql)
-    }
-
-    private func stageMessages(_ messages: [TaskMessage], claimedUntil: Date?, _ sql: any SQLDatabase) async throws -> StagedMessages {
+    private func stageMessages(_ messages: [TaskMessage], at now: Date, _ sql: any SQLDatabase) async throws -> StagedMessages {
         if let queue {
             try await queue.insert(messages, availableAt: \.enqueuedAt, sql)
             return .none
         }
-        return StagedMessages(entries: try await outbox.insert(messages, claimedUntil: claimedUntil, sql))
+        return StagedMessages(entries: try await outbox.insert(messages, sql), stagedAt: now)
     }
 
     /// Publishes what the caller staged, after its transaction committed, and deletes the rows the broker confirmed.
-    /// Never throws: the tasks are durable in the outbox. When the broker fails, is blocked past the deadline, or is
-    /// known to be unavailable (a probe at most every few seconds), the rows are handed back for the beat's flush and
-    /// one warning per outage says so.
+    /// The rows are claimed first (one statement), so a flush of the beat running at the same moment publishes each
+    /// row either here or there, not in both. Never throws: the tasks are durable in the outbox. When the broker fails,
+    /// is blocked past the deadline, or is known to be unavailable (then it is tried at most every few seconds), the
+    /// rows are left for the beat's flush and one warning per outage says so.
     public func publishStaged(_ staged: StagedMessages) async {
-        guard !staged.isEmpty else { return }
-        let seqs = staged.entries.map(\.seq)
-        guard health.mayPublishDirectly() else {
-            await releaseQuietly(seqs)
+        guard !staged.isEmpty, health.mayPublishDirectly() else { return }
+        let claimed: Set<Int64>
+        do {
+            claimed = try await outbox.claim(staged.entries.map(\.seq), at: staged.stagedAt)
+        } catch {
+            logger.warning("staged messages are left for the beat to publish", metadata: ["error": "\(error)"])
             return
         }
-        let result = await publish(staged.entries)
+        let entries = staged.entries.filter { claimed.contains($0.seq) }
+        guard !entries.isEmpty else { return }
+        let seqs = entries.map(\.seq)
+        let result = await publish(entries)
         do {
             try await outbox.delete(result.published)
         } catch {

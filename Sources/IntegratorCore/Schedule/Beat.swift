@@ -353,7 +353,7 @@ public final class Beat: Service, Sendable {
         let due = try await database.transaction { sql in
             try await commitWithoutWaitingForFlush(sql)
             let due = try await timers.takeDue(at: now, limit: options.batchSize, sql, engine: engine)
-            try await dispatcher.stageForFlush(
+            try await dispatcher.stage(
                 due.map { timer in
                     var message = timer.message
                     message.enqueuedAt = now

@@ -18,9 +18,8 @@ struct OutboxStore: Sendable {
     /// this only matters when a publisher dies: its rows are published by someone else this much later.
     static let claimWindow: TimeInterval = 60
 
-    /// Inside the caller's transaction: stages `messages`, claimed until `claimedUntil` (by whoever publishes them right
-    /// after the commit) or free for any flusher when `nil`. Returns the rows written.
-    func insert(_ messages: [TaskMessage], claimedUntil: Date?, _ sql: any SQLDatabase) async throws -> [OutboxEntry] {
+    /// Inside the caller's transaction: stages `messages`. Returns the rows written.
+    func insert(_ messages: [TaskMessage], _ sql: any SQLDatabase) async throws -> [OutboxEntry] {
         var entries: [OutboxEntry] = []
         entries.reserveCapacity(messages.count)
         for chunk in messages.chunks(of: 400) {
@@ -28,13 +27,13 @@ struct OutboxStore: Sendable {
                 """
                 (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
                  \(bind: message.priority), \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.enqueuedAt),
-                 \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: claimedUntil))
+                 \(bind: message.integrationID), \(bind: message.scheduleID))
                 """
             }
             let written = try await sql.raw(
                 """
                 INSERT INTO task_outbox (task_id, task_name, arguments, queue, priority, attempt, max_attempts, enqueued_at,
-                                         integration_id, schedule_id, claimed_until)
+                                         integration_id, schedule_id)
                 VALUES \(rows.joined(separator: ", "))
                 RETURNING seq, task_id
                 """
@@ -84,6 +83,26 @@ struct OutboxStore: Sendable {
         }
         claimed.entries.sort { $0.seq < $1.seq }
         return claimed
+    }
+
+    /// Claims the rows `seqs` that nobody holds, in one statement; returns those it claimed (the others were taken,
+    /// or published and deleted, by someone else).
+    func claim(_ seqs: [Int64], at now: Date) async throws -> Set<Int64> {
+        guard !seqs.isEmpty else { return [] }
+        return try await database.withSQL { sql in
+            var claimed: Set<Int64> = []
+            for chunk in seqs.chunks(of: 500) {
+                let rows = try await sql.raw(
+                    """
+                    UPDATE task_outbox SET claimed_until = \(bind: now.addingTimeInterval(Self.claimWindow))
+                    WHERE seq IN (\(binds: Array(chunk))) AND (claimed_until IS NULL OR claimed_until <= \(bind: now))
+                    RETURNING seq
+                    """
+                ).all()
+                for row in rows { claimed.insert(try row.decode(column: "seq", as: Int64.self)) }
+            }
+            return claimed
+        }
     }
 
     /// Forgets rows the broker confirmed.
