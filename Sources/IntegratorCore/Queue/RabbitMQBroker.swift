@@ -1,74 +1,224 @@
-// The RabbitMQ broker: durable priority queues, persistent messages with publisher confirms, manual acks,
-// a prefetch equal to the worker's slots, and per-queue dead-letter and delay queues.
+// The RabbitMQ broker: durable priority queues, persistent mandatory messages with publisher confirms, manual acks,
+// a prefetch equal to the worker's slots, per-queue dead-letter and delay queues, and delivery counts in the store.
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
-/// A broker on RabbitMQ. One connection publishes (and waits for confirms), another consumes; each has its own
-/// thread. Both reconnect with backoff after the server restarts and declare their queues again.
+/// A broker on RabbitMQ. One connection publishes (and waits for confirms), another consumes, and a third, opened
+/// for the first statistics request, inspects queues; each has its own thread. They reconnect with backoff after the
+/// server restarts and declare their queues again.
 ///
-/// For every task queue `q` it declares `q` (with `x-max-priority`), `q.dead` (dead letters) and `q.delay`
-/// (retries wait there with a per-message expiration, then dead-letter back into `q`).
-public final class RabbitMQBroker: Broker {
+/// For every task queue `q` it declares `q` (with `x-max-priority`, dead-lettering to `q.dead`), `q.dead` (dead
+/// letters: tasks that ran out of attempts, and messages a worker cannot read) and `q.delay` (retries wait there
+/// with a per-message expiration, then dead-letter back into `q`).
+///
+/// Run it as a service (see ``BrokerService``), or call ``stop()`` when done: either way pending acknowledgements go
+/// out before the connections close.
+public final class RabbitMQBroker: BrokerService {
     let publisher: AMQPConnection
     let consumer: AMQPConnection
+    let endpoint: AMQPEndpoint
     let maxPriority: Int
+    /// How long a publish waits for RabbitMQ's confirm unless its caller sets a deadline.
+    public let publishTimeout: Duration
     let runs: TaskRunStore
+    let deliveryCounts: DeliveryCountStore
+    let queueNames: QueueNameStore
     let clock: any TimeSource
+    let logger: Logger
+    private let inspector = Mutex<(connection: AMQPConnection?, stopped: Bool)>((nil, false))
+    /// Queues declared on each connection, as "p:<queue>" (publisher) and "c:<queue>" (consumer).
     private let declaredQueues = Mutex<Set<String>>([])
     private let consumedQueues = Mutex<[String]?>(nil)
+    private let lastPrune = Mutex<ContinuousClock.Instant?>(nil)
 
     /// - Parameters:
     ///   - url: `amqp://user:password@host:port/vhost`.
     ///   - maxPriority: `x-max-priority` of the task queues (priorities above it are capped by RabbitMQ).
-    public init(url: Secret, runs: TaskRunStore, clock: any TimeSource = SystemTimeSource(), maxPriority: Int = 10, logger: Logger)
-        throws(ConfigurationError)
-    {
+    ///   - publishTimeout: how long ``publish(_:)`` waits for RabbitMQ to confirm a message (a memory or disk alarm
+    ///     holds confirms back) before it fails.
+    public init(
+        url: Secret, runs: TaskRunStore, clock: any TimeSource = SystemTimeSource(), maxPriority: Int = 10,
+        publishTimeout: Duration = .seconds(10), logger: Logger
+    ) throws(ConfigurationError) {
         let endpoint = try AMQPEndpoint(url: url)
+        self.endpoint = endpoint
         self.publisher = AMQPConnection(role: .publisher, endpoint: endpoint, logger: logger)
         self.consumer = AMQPConnection(role: .consumer, endpoint: endpoint, logger: logger)
         self.maxPriority = maxPriority
+        self.publishTimeout = publishTimeout
         self.runs = runs
+        self.deliveryCounts = DeliveryCountStore(database: runs.database)
+        self.queueNames = QueueNameStore(database: runs.database)
         self.clock = clock
+        self.logger = logger
     }
 
-    /// Closes both connections; unacknowledged messages go back to their queues.
+    // MARK: Lifecycle
+
+    /// Waits for the service group's graceful shutdown, then stops (see ``stop()``).
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await stop()
+    }
+
+    /// Begins closing the connections and returns at once: acknowledgements already handed over still go out,
+    /// unacknowledged messages go back to their queues. ``stop()`` also waits until the threads have ended.
     public func shutdown() {
         publisher.shutdown()
         consumer.shutdown()
+        let inspector = inspector.withLock { state -> AMQPConnection? in
+            state.stopped = true
+            return state.connection
+        }
+        inspector?.shutdown()
     }
 
-    private func ensureDeclared(_ queue: String, on connection: AMQPConnection) async throws {
-        let key = "\(connection.role == .publisher ? "p" : "c"):\(queue)"
+    /// Closes the connections, flushing pending acknowledgements first, and returns once their threads have ended.
+    public func stop() async {
+        shutdown()
+        await publisher.waitUntilFinished()
+        await consumer.waitUntilFinished()
+        if let inspector = inspector.withLock({ $0.connection }) { await inspector.waitUntilFinished() }
+    }
+
+    /// Why RabbitMQ blocks publishing right now (a memory or disk alarm), or `nil`.
+    public var publishingBlockedReason: String? { publisher.blockedReason }
+
+    // MARK: Publishing
+
+    private func specs(for queue: String) -> [AMQPQueueSpec] {
+        [
+            AMQPQueueSpec(name: "\(queue).dead", maxPriority: 0),
+            AMQPQueueSpec(name: queue, maxPriority: maxPriority, deadLetterTo: "\(queue).dead"),
+            AMQPQueueSpec(name: "\(queue).delay", maxPriority: 0, deadLetterTo: queue),
+        ]
+    }
+
+    private func declaredKey(_ queue: String, on connection: AMQPConnection) -> String {
+        "\(connection.role == .publisher ? "p" : "c"):\(queue)"
+    }
+
+    private func ensureDeclared(_ queue: String, on connection: AMQPConnection, deadline: ContinuousClock.Instant) async throws {
+        let key = declaredKey(queue, on: connection)
         if declaredQueues.withLock({ $0.contains(key) }) { return }
-        try await connection.declare(AMQPQueueSpec(name: queue, maxPriority: maxPriority))
-        try await connection.declare(AMQPQueueSpec(name: "\(queue).dead", maxPriority: 0))
-        try await connection.declare(AMQPQueueSpec(name: "\(queue).delay", maxPriority: 0, deadLetterTo: queue))
+        for spec in specs(for: queue) { try await connection.declare(spec, deadline: deadline) }
         declaredQueues.withLock { _ = $0.insert(key) }
     }
 
+    /// Publishes with the broker's ``publishTimeout``.
     public func publish(_ message: TaskMessage) async throws {
-        try await ensureDeclared(message.queue, on: publisher)
-        try await publisher.publish(queue: message.queue, body: Self.encode(message), priority: message.priority)
+        try await publish(message, timeout: publishTimeout)
     }
+
+    /// Publishes and returns once RabbitMQ confirmed the message. Fails with an ``AMQPError`` of kind
+    /// ``AMQPError/Kind/timeout`` when `timeout` passes first (a memory or disk alarm blocks publishing), of kind
+    /// ``AMQPError/Kind/unroutable`` when no queue took it; cancelling the caller ends the wait at once.
+    public func publish(_ message: TaskMessage, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        try await ensureDeclared(message.queue, on: publisher, deadline: deadline)
+        try await send(queue: message.queue, body: Self.encode(message), message: message, deadline: deadline, timeout: timeout)
+    }
+
+    private func send(
+        queue: String, body: [UInt8], message: TaskMessage, expiration: String? = nil, deadline: ContinuousClock.Instant,
+        timeout: Duration
+    ) async throws {
+        do {
+            try await publisher.publish(
+                queue: queue, body: body, priority: message.priority, expiration: expiration, messageID: message.id, deadline: deadline,
+                timeout: timeout)
+        } catch let error as AMQPError where error.kind == .unroutable {
+            // Someone deleted the queue behind our back: declare it again before the next publish.
+            declaredQueues.withLock { _ = $0.remove(declaredKey(message.queue, on: publisher)) }
+            throw error
+        }
+    }
+
+    public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {
+        let deadline = ContinuousClock.now + publishTimeout
+        let delay = notBefore.timeIntervalSince(clock.now())
+        try await ensureDeclared(next.queue, on: publisher, deadline: deadline)
+        if delay < 0.001 {
+            try await send(queue: next.queue, body: Self.encode(next), message: next, deadline: deadline, timeout: publishTimeout)
+        } else {
+            // Messages leave a queue only from its head, so a long delay can hold back a shorter one behind it
+            // until durable timers take over retries.
+            try await send(
+                queue: "\(next.queue).delay", body: Self.encode(next), message: next, expiration: String(Int((delay * 1000).rounded(.up))),
+                deadline: deadline, timeout: publishTimeout)
+        }
+        try await acknowledge(delivery)
+    }
+
+    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        let deadline = ContinuousClock.now + publishTimeout
+        try await ensureDeclared(delivery.message.queue, on: publisher, deadline: deadline)
+        var body = Self.object(delivery.message)
+        body["dead_reason"] = .string(String(reason.prefix(1000)))
+        var parked = delivery.message
+        parked.priority = 0
+        try await send(
+            queue: "\(delivery.message.queue).dead", body: Array(JSONValue.object(body).encodedString().utf8), message: parked,
+            deadline: deadline, timeout: publishTimeout)
+        try await acknowledge(delivery)
+    }
+
+    // MARK: Consuming
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] {
         let current = consumedQueues.withLock { $0 }
         if current != queues.sorted() {
-            for queue in queues { try await ensureDeclared(queue, on: consumer) }
+            let deadline = ContinuousClock.now + publishTimeout
+            for queue in queues { try await ensureDeclared(queue, on: consumer, deadline: deadline) }
             // The first claim asks for every free slot: that is the worker's concurrency, and so the prefetch.
-            try await consumer.consume(queues: queues, prefetch: limit)
+            try await consumer.consume(queues: queues, prefetch: limit, deadline: deadline)
             consumedQueues.withLock { $0 = queues.sorted() }
         }
         let received = await consumer.take(limit: limit, wait: .milliseconds(50))
-        return received.compactMap { raw in
+        var readable: [AMQPDelivery] = []
+        var deliveries: [Delivery] = []
+        var redelivered: [Int] = []
+        for raw in received {
             guard let message = Self.decode(raw.body) else {
-                // Not ours to run: park it in the first queue's dead letters rather than looping on it.
+                // Not a task: rejected without requeueing, RabbitMQ moves it to the queue's dead letters.
                 consumer.nack(generation: raw.generation, tag: raw.tag, requeue: false)
-                return nil
+                logger.warning(
+                    "a message that is not a task was moved to the dead letters",
+                    metadata: ["amqp.queue": "\(raw.queue)", "amqp.dead_letter_queue": "\(raw.queue).dead", "amqp.bytes": "\(raw.body.count)"])
+                continue
             }
-            return Delivery(message: message, tag: "\(raw.generation):\(raw.tag)", deliveries: raw.redelivered ? 2 : 1)
+            if raw.redelivered { redelivered.append(deliveries.count) }
+            readable.append(raw)
+            deliveries.append(Delivery(message: message, tag: "\(raw.generation):\(raw.tag)", deliveries: 1))
         }
+        guard !redelivered.isEmpty else { return deliveries }
+        // A redelivery means a worker held the message and ended without settling it (perhaps the task killed it):
+        // count it before the task runs again, so the worker's max-deliveries guard sees it.
+        let keys = redelivered.map { DeliveryKey(taskID: deliveries[$0].message.id, attempt: deliveries[$0].message.attempt) }
+        let counts: [DeliveryKey: Int]
+        do {
+            counts = try await deliveryCounts.recordRedeliveries(keys, at: clock.now())
+        } catch {
+            // Run nothing uncounted: keep the messages for the next claim, once the database answers.
+            consumer.putBack(readable)
+            throw error
+        }
+        for (index, key) in zip(redelivered, keys) { deliveries[index].deliveries = max(2, counts[key] ?? 2) }
+        await pruneDeliveryCounts()
+        return deliveries
+    }
+
+    /// Drops delivery counts untouched for a week, at most once an hour, on the (rare) redelivery path.
+    private func pruneDeliveryCounts() async {
+        let now = ContinuousClock.now
+        let due = lastPrune.withLock { last -> Bool in
+            if let last, now - last < .seconds(3600) { return false }
+            last = now
+            return true
+        }
+        if due { try? await deliveryCounts.prune(before: clock.now().addingTimeInterval(-7 * 86400)) }
     }
 
     private func parseTag(_ tag: String) -> (Int, UInt64)? {
@@ -91,30 +241,6 @@ public final class RabbitMQBroker: Broker {
         for (generation, tags) in tagsByGeneration { consumer.ack(generation: generation, tags: tags) }
     }
 
-    public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {
-        let delay = notBefore.timeIntervalSince(clock.now())
-        if delay < 0.001 {
-            try await publisher.publish(queue: next.queue, body: Self.encode(next), priority: next.priority)
-        } else {
-            try await ensureDeclared(next.queue, on: publisher)
-            // Messages leave a queue only from its head, so a long delay can hold back a shorter one behind it
-            // until durable timers take over retries.
-            try await publisher.publish(
-                queue: "\(next.queue).delay", body: Self.encode(next), priority: next.priority,
-                expiration: String(Int((delay * 1000).rounded(.up))))
-        }
-        try await acknowledge(delivery)
-    }
-
-    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
-        try await ensureDeclared(delivery.message.queue, on: publisher)
-        var body = Self.object(delivery.message)
-        body["dead_reason"] = .string(String(reason.prefix(1000)))
-        try await publisher.publish(
-            queue: "\(delivery.message.queue).dead", body: Array(JSONValue.object(body).encodedString().utf8), priority: 0)
-        try await acknowledge(delivery)
-    }
-
     public func release(_ deliveries: [Delivery]) async throws {
         for delivery in deliveries {
             guard let (generation, tag) = parseTag(delivery.tag) else { continue }
@@ -132,20 +258,43 @@ public final class RabbitMQBroker: Broker {
     /// Dead letters are not addressable by task id here; the caller publishes a fresh copy.
     public func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
 
-    /// Ready, dead and delayed counts come from RabbitMQ; in flight is what live workers last reported running from
-    /// the queue (RabbitMQ tells unacknowledged counts only through its management plugin).
+    // MARK: Statistics
+
+    /// The connection statistics use, opened on first use: a passive declaration of a missing queue closes its channel,
+    /// which must never be a channel publishes wait on.
+    private func inspectorConnection() throws -> AMQPConnection {
+        try inspector.withLock { state in
+            if state.stopped { throw AMQPError(.shutDown, message: "the RabbitMQ broker is shut down") }
+            if let connection = state.connection { return connection }
+            let connection = AMQPConnection(role: .inspector, endpoint: endpoint, logger: logger)
+            state.connection = connection
+            return connection
+        }
+    }
+
+    /// Ready, dead and delayed counts come from RabbitMQ, for the queues this broker declared, live workers consume,
+    /// and integrations and schedules publish to (queues that do not exist are left out). In flight is what live
+    /// workers last reported running from the queue (RabbitMQ tells unacknowledged counts only through its
+    /// management plugin).
     public func stats() async throws -> [QueueStats] {
-        var result: [QueueStats] = []
         let workers = try await runs.liveWorkers(since: clock.now().addingTimeInterval(-30))
-        for queue in try await runs.knownQueues() {
-            let ready = try await publisher.count(queue)
-            let dead = try await publisher.count("\(queue).dead")
-            let delayed = try await publisher.count("\(queue).delay")
+        var names = Set(declaredQueues.withLock { $0 }.map { String($0.dropFirst(2)) })
+        for worker in workers { names.formUnion(worker.queues) }
+        names.formUnion(try await queueNames.configuredQueues())
+        let inspector = try inspectorConnection()
+        let deadline = ContinuousClock.now + publishTimeout
+        var result: [QueueStats] = []
+        for queue in names.sorted() {
+            guard let ready = try await inspector.count(queue, deadline: deadline) else { continue }
+            let dead = try await inspector.count("\(queue).dead", deadline: deadline) ?? 0
+            let delayed = try await inspector.count("\(queue).delay", deadline: deadline) ?? 0
             let inFlight = workers.reduce(0) { $0 + ($1.busyByQueue[queue] ?? 0) }
             result.append(QueueStats(queue: queue, ready: ready, inFlight: inFlight, dead: dead, delayed: delayed))
         }
         return result
     }
+
+    // MARK: Message bodies
 
     static func object(_ message: TaskMessage) -> [String: JSONValue] {
         [
