@@ -6,7 +6,7 @@ import Synchronization
 /// A broker on SQL tables. On PostgreSQL, claims use `FOR UPDATE SKIP LOCKED`, so many worker processes share
 /// the queue without blocking each other; SQLite serves one process. A lease that runs out (a worker died) makes
 /// the message deliverable again, so nothing is lost.
-public struct SQLBroker: Broker {
+public struct SQLBroker: InDatabaseBroker {
     let database: Database
     let clock: any TimeSource
     private let lastAnalyze = LastAnalyze()
@@ -125,46 +125,68 @@ public struct SQLBroker: Broker {
         for statement in acknowledgeStatements(deliveries) { try await sql.raw(statement).run() }
     }
 
-    /// The statements that acknowledge `deliveries` (to run with the outcomes' records).
+    /// The statements that acknowledge `deliveries` (to run with the outcomes' records). Each removes a message only
+    /// while it is still the claim that delivered it (same attempt, same delivery count): a worker whose lease ran out
+    /// and whose message another worker claimed since removes nothing. Each returns the `seq` of every message it
+    /// removed, so a caller can tell which acknowledgements took effect; on PostgreSQL it is one statement.
     func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString] {
         guard !deliveries.isEmpty else { return [] }
-        let sequences = deliveries.map { Int64($0.tag) ?? -1 }
-        if database.engine == .postgres { return ["DELETE FROM task_queue WHERE seq = ANY(\(bind: sequences)::int8[])"] }
-        return sequences.chunks(of: 500).map { chunk in "DELETE FROM task_queue WHERE seq IN (\(binds: Array(chunk)))" }
+        if database.engine == .postgres {
+            let sequences: SQLQueryString = "\(bind: deliveries.map(Self.sequence))::int8[]"
+            return [
+                """
+                DELETE FROM task_queue AS q
+                USING unnest(\(sequences), \(bind: deliveries.map(\.message.attempt))::int8[], \(bind: deliveries.map(\.deliveries))::int8[])
+                      AS held(seq, attempt, deliveries)
+                WHERE q.seq = held.seq AND q.attempt = held.attempt AND q.deliveries = held.deliveries AND q.seq = ANY(\(sequences))
+                RETURNING q.seq
+                """
+            ]
+        }
+        return deliveries.chunks(of: 300).map { chunk in
+            "DELETE FROM task_queue WHERE \(Self.held(Array(chunk))) RETURNING seq"
+        }
+    }
+
+    /// Matches the queue rows of `deliveries` that are still the claims that delivered them (SQLite and small sets;
+    /// the seq list lets the primary key find them).
+    private static func held(_ deliveries: [Delivery]) -> SQLQueryString {
+        let claims = deliveries.map { "(\(bind: sequence($0)), \(bind: $0.message.attempt), \(bind: $0.deliveries))" as SQLQueryString }
+        return """
+            seq IN (\(binds: deliveries.map(sequence))) AND (seq, attempt, deliveries) IN (VALUES \(claims.joined(separator: ", ")))
+            """
+    }
+
+    /// The queue row a delivery came from (its tag); -1, which names no row, for a tag this broker did not make.
+    static func sequence(_ delivery: Delivery) -> Int64 { Int64(delivery.tag) ?? -1 }
+
+    /// Applies `changes` to the queue rows of `deliveries` still held by their claims; throws ``DeliveryNotHeld`` when
+    /// some no longer are (another worker claimed them after their lease ran out).
+    private func updateHeld(_ deliveries: [Delivery], set changes: SQLQueryString) async throws {
+        guard !deliveries.isEmpty else { return }
+        let changed = try await database.withSQL { sql in
+            try await sql.raw("UPDATE task_queue SET \(changes) WHERE \(Self.held(deliveries)) RETURNING seq").all().count
+        }
+        if changed < deliveries.count { throw DeliveryNotHeld(count: deliveries.count - changed) }
     }
 
     public func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {
-        try await database.withSQL { sql in
-            try await sql.update("task_queue")
-                .set("attempt", to: next.attempt)
-                .set("available_at", to: notBefore)
-                .set(SQLColumn("lease_until"), to: SQLLiteral.null)
-                .set(SQLColumn("leased_by"), to: SQLLiteral.null)
-                .set("deliveries", to: 0)
-                .where("seq", .equal, Int64(delivery.tag) ?? -1)
-                .run()
-        }
+        try await updateHeld(
+            [delivery],
+            set: """
+                attempt = \(bind: next.attempt), available_at = \(bind: notBefore), lease_until = NULL, leased_by = NULL, deliveries = 0
+                """)
     }
 
     public func deadLetter(_ delivery: Delivery, reason: String) async throws {
-        try await database.withSQL { sql in
-            try await sql.update("task_queue")
-                .set("dead", to: true)
-                .set("dead_reason", to: String(reason.prefix(1000)))
-                .set(SQLColumn("lease_until"), to: SQLLiteral.null)
-                .set(SQLColumn("leased_by"), to: SQLLiteral.null)
-                .where("seq", .equal, Int64(delivery.tag) ?? -1)
-                .run()
-        }
+        try await updateHeld(
+            [delivery],
+            set: "dead = \(bind: true), dead_reason = \(bind: String(reason.prefix(1000))), lease_until = NULL, leased_by = NULL")
     }
 
     public func release(_ deliveries: [Delivery]) async throws {
-        guard !deliveries.isEmpty else { return }
-        let tags = deliveries.compactMap { Int64($0.tag) }
-        try await database.withSQL { sql in
-            try await sql.raw(
-                "UPDATE task_queue SET lease_until = NULL, leased_by = NULL WHERE seq IN (\(binds: tags))"
-            ).run()
+        for chunk in deliveries.chunks(of: 300) {
+            try await updateHeld(Array(chunk), set: "lease_until = NULL, leased_by = NULL")
         }
     }
 
@@ -236,4 +258,12 @@ public struct SQLBroker: Broker {
 /// When a broker last refreshed the queue table's statistics; shared by its copies.
 private final class LastAnalyze: Sendable {
     let time = Mutex<ContinuousClock.Instant?>(nil)
+}
+
+/// A worker settled or handed back messages it no longer holds: their leases ran out and another worker claimed them
+/// since. Nothing was changed for those; the newer claim decides what happens to them.
+public struct DeliveryNotHeld: Error, CustomStringConvertible {
+    /// How many of the messages were no longer held.
+    public var count: Int
+    public var description: String { "\(count) message(s) were claimed by another worker after their lease ran out" }
 }

@@ -58,7 +58,8 @@ extension TaskRunStore {
 
     /// Marks deliveries of distinct tasks as running on `workerID` and writes their attempts, in one transaction on
     /// SQLite and one statement on PostgreSQL. A run that already has an outcome (or a later attempt) is left alone:
-    /// a start recorded after the task finished must not hide its outcome.
+    /// a start recorded after the task finished must not hide its outcome; so is an attempt's row that a later
+    /// delivery (another worker, after this one's lease ran out) already wrote.
     public func markStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws {
         let deliveries = deliveries.lastOccurrences(by: \.message.id)
         guard !deliveries.isEmpty else { return }
@@ -69,7 +70,7 @@ extension TaskRunStore {
                 deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries
                              ELSE task_run_attempts.deliveries END,
                 started_at = excluded.started_at
-            WHERE task_run_attempts.finished_at IS NULL
+            WHERE task_run_attempts.finished_at IS NULL AND task_run_attempts.deliveries <= excluded.deliveries
             """
         if database.engine == .postgres {
             let ids = deliveries.map(\.message.id)

@@ -15,10 +15,15 @@ public struct WorkerOptions: Sendable {
     public var lease: TimeInterval
     /// Longest pause between polls when the queues are empty.
     public var maxPollInterval: Duration
-    /// How often the worker reports itself and extends its leases.
+    /// The longest pause between two heartbeats (the worker reporting itself and extending its leases). The worker
+    /// beats at least three times per lease, so a lease runs out only after three heartbeats in a row failed.
     public var heartbeatInterval: Duration
-    /// On graceful shutdown, how long running tasks may take to finish before they are handed back.
+    /// On graceful shutdown, how long running tasks may take to finish before they are cancelled.
     public var shutdownGrace: Duration
+    /// After the grace period, how long the worker waits for cancelled tasks to end before it hands back the ones that
+    /// did. A task still running after that keeps its lease (heartbeats go on until it ends), so no other worker runs
+    /// it at the same time.
+    public var cancellationWait: Duration
     /// A message delivered more often than this without an outcome (its workers keep dying on it) is dead-lettered.
     public var maxDeliveries: Int
     /// A task is recorded `started` once it has run this long; a shorter one goes from `queued` straight to its
@@ -28,8 +33,8 @@ public struct WorkerOptions: Sendable {
 
     public init(
         queues: [String] = ["default"], concurrency: Int = 8, lease: TimeInterval = 60, maxPollInterval: Duration = .milliseconds(200),
-        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), maxDeliveries: Int = 5,
-        recordStartedAfter: Duration = .milliseconds(100)
+        heartbeatInterval: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30), cancellationWait: Duration = .seconds(5),
+        maxDeliveries: Int = 5, recordStartedAfter: Duration = .milliseconds(100)
     ) {
         self.recordStartedAfter = max(.zero, recordStartedAfter)
         self.maxDeliveries = max(1, maxDeliveries)
@@ -39,6 +44,13 @@ public struct WorkerOptions: Sendable {
         self.maxPollInterval = maxPollInterval
         self.heartbeatInterval = heartbeatInterval
         self.shutdownGrace = shutdownGrace
+        self.cancellationWait = max(.zero, cancellationWait)
+    }
+
+    /// How often the worker beats: `heartbeatInterval`, or a third of the lease when that is shorter.
+    var effectiveHeartbeatInterval: Duration {
+        let third = Duration.milliseconds(Int64((max(0.003, lease) * 1000 / 3).rounded(.down)))
+        return min(heartbeatInterval, third)
     }
 }
 
@@ -56,9 +68,15 @@ public final class Worker: Service {
     let registry: PluginRegistry
     /// Where retries wait for their delay. Without it (a worker built outside a runtime) the broker delays them.
     let timers: TimerStore?
+    /// Handed to every task through its context (``TaskContext/environment``).
+    let environment: PluginEnvironment?
     let clock: any TimeSource
     let logger: Logger
+    /// The broker as a queue in the store's database, when it is one: outcomes and acknowledgements then commit together.
+    private let queueInDatabase: (any InDatabaseBroker)?
     private let inFlight = Mutex<[String: Delivery]>([:])
+    /// Deliveries whose tasks shutdown cancelled before they recorded an outcome: the drain hands them back.
+    private let interrupted = Mutex<[Delivery]>([])
     /// Yields when a task frees its slot; keeps only the newest signal, which is all the consume loop needs.
     private let slotSignals = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let startedAt: Date
@@ -69,10 +87,12 @@ public final class Worker: Service {
 
     public init(
         options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, timers: TimerStore? = nil,
+        environment: PluginEnvironment? = nil,
         clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil, onRecorded: WorkerOutcomeObserver? = nil
     ) {
         self.onRecorded = onRecorded
         self.timers = timers
+        self.environment = environment
         let host = ProcessInfo.processInfo.hostName
         self.id = id ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(Identifier.make().suffix(6))"
         self.options = options
@@ -84,16 +104,35 @@ public final class Worker: Service {
         logger[metadataKey: "worker.id"] = "\(self.id)"
         self.logger = logger
         self.startedAt = clock.now()
+        let queueInDatabase = broker.inDatabase
+        self.queueInDatabase = queueInDatabase
+        let workerLogger = logger
         self.outcomes = GroupCommit(maxBatch: 500) { batch in
-            let deliveries = batch.map(\.delivery)
-            if let queue = broker as? SQLBroker {
-                try await runs.recordOutcomes(batch, alsoWriting: queue.acknowledgeStatements(deliveries))
-            } else {
-                try await runs.recordOutcomes(batch)
-                try await broker.acknowledge(deliveries)
+            let recorded = try await runs.recordOutcomes(batch, acknowledgingIn: queueInDatabase)
+            // An external broker's messages are acknowledged after the commit, fenced-off ones too: a newer delivery of
+            // the same task decides its outcome, and this copy is done.
+            if queueInDatabase == nil { try await broker.acknowledge(batch.map(\.delivery)) }
+            var states: [TaskState] = []
+            states.reserveCapacity(batch.count)
+            for (outcome, wasRecorded) in zip(batch, recorded) {
+                if wasRecorded {
+                    states.append(outcome.state)
+                } else {
+                    Self.logFencedOff(outcome.delivery, state: outcome.state, logger: workerLogger)
+                }
             }
-            onRecorded?(batch.map(\.state))
+            if !states.isEmpty { onRecorded?(states) }
         }
+    }
+
+    /// Says that an outcome was dropped because a newer delivery of its task holds the run.
+    private static func logFencedOff(_ delivery: Delivery, state: TaskState, logger: Logger) {
+        logger.warning(
+            "outcome not recorded: the task was delivered again after this worker's lease ran out",
+            metadata: [
+                "task.id": "\(delivery.message.id)", "task.name": "\(delivery.message.name)", "task.attempt": "\(delivery.message.attempt)",
+                "task.deliveries": "\(delivery.deliveries)", "task.outcome": "\(state.rawValue)",
+            ])
     }
 
     /// Tasks running right now.
@@ -114,9 +153,16 @@ public final class Worker: Service {
             group.addTask { await self.heartbeatLoop() }
             // A discarding group drops finished children at once, so a long-running worker does not accumulate them.
             await withDiscardingTaskGroup { tasks in
-                await self.consume(into: &tasks)
+                // With every slot busy the consume loop waits for a freed slot; shutdown must wake it too.
+                await withGracefulShutdownHandler {
+                    await self.consume(into: &tasks)
+                } onGracefulShutdown: {
+                    self.slotSignals.continuation.yield()
+                }
                 await self.drain(&tasks)
             }
+            // Every task has ended now, including those that outlived the drain's wait.
+            await handBackInterrupted()
             group.cancelAll()
         }
         try? await runs.removeWorker(id: id)
@@ -166,35 +212,78 @@ public final class Worker: Service {
         }
     }
 
-    /// On shutdown: let running tasks finish within the grace period, then cancel them and hand them back.
+    /// On shutdown: let running tasks finish within the grace period, then cancel the rest, wait (bounded) for them to
+    /// end, and hand back those that ended without an outcome. A task that ignores its cancellation is not handed back
+    /// while it runs: its lease stays with this worker, so it never runs twice at once.
     private func drain(_ tasks: inout DiscardingTaskGroup) async {
         guard busy > 0 else { return }
         logger.info("finishing running tasks", metadata: ["worker.busy": "\(busy)"])
-        let deadline = ContinuousClock.now + options.shutdownGrace
-        while busy > 0, ContinuousClock.now < deadline, !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        let leftover = inFlight.withLock { Array($0.values) }
+        await waitUntilIdle(for: options.shutdownGrace)
+        guard busy > 0 else { return }
         tasks.cancelAll()
-        if !leftover.isEmpty {
-            logger.warning("handing back unfinished tasks", metadata: ["worker.released": "\(leftover.count)"])
-            try? await broker.release(leftover)
+        await waitUntilIdle(for: options.cancellationWait)
+        await handBackInterrupted()
+        let stillRunning = busy
+        if stillRunning > 0 {
+            logger.warning(
+                "tasks still running after cancellation; they keep their leases until they end",
+                metadata: ["worker.busy": "\(stillRunning)"])
         }
     }
 
+    /// Waits until no task runs, for at most `limit`; not at all once the worker itself is cancelled (its tasks are then
+    /// cancelled too, and the end of ``run()`` waits for them).
+    private func waitUntilIdle(for limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while busy > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Hands back the deliveries of tasks that shutdown cancelled and that have ended without an outcome.
+    private func handBackInterrupted() async {
+        let handBack = interrupted.withLock { interrupted in
+            defer { interrupted = [] }
+            return interrupted
+        }
+        guard !handBack.isEmpty else { return }
+        logger.warning("handing back unfinished tasks", metadata: ["worker.released": "\(handBack.count)"])
+        do {
+            try await Self.completing { try await self.broker.release(handBack) }
+        } catch {
+            // Their leases run out instead, and they are delivered again then.
+            logger.warning("could not hand back unfinished tasks", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Reports the worker and extends its leases, at least three times per lease. A failure is logged once per streak
+    /// of failures: three in a row let the leases run out and other workers take the running tasks.
     private func heartbeatLoop() async {
+        let interval = options.effectiveHeartbeatInterval
+        var failing = false
         while !Task.isCancelled {
             let now = clock.now()
             do {
+                // The lease first: it is what keeps a running task from being delivered to another worker.
+                try await broker.extendLeases(workerID: id, leaseUntil: now.addingTimeInterval(options.lease))
                 try await runs.heartbeat(
                     WorkerInfo(
                         id: id, host: ProcessInfo.processInfo.hostName, queues: options.queues, concurrency: options.concurrency,
                         busy: busy, busyByQueue: busyByQueue, startedAt: startedAt, lastSeen: now))
-                try await broker.extendLeases(workerID: id, leaseUntil: now.addingTimeInterval(options.lease))
+                if failing {
+                    failing = false
+                    logger.info("heartbeat recovered")
+                }
             } catch {
-                logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+                if Task.isCancelled { break }
+                if !failing {
+                    failing = true
+                    logger.warning(
+                        "heartbeat failed; running tasks lose their leases if it keeps failing",
+                        metadata: ["error": "\(error)", "worker.lease_s": "\(options.lease)"])
+                }
             }
-            try? await Task.sleep(for: options.heartbeatInterval)
+            try? await Task.sleep(for: interval)
         }
     }
 
@@ -236,6 +325,12 @@ public final class Worker: Service {
                     ? try await runs.startable(runnable.map(\.delivery))
                     : try await runs.recordStarted(runnable.map(\.delivery), workerID: id, at: startedAt)
             } catch {
+                if Task.isCancelled {
+                    // Shutdown cut the check short: nothing ran, so the drain hands the batch back.
+                    interrupted.withLock { $0.append(contentsOf: runnable.map(\.delivery)) }
+                    for task in runnable { freeSlot(of: task.delivery) }
+                    return
+                }
                 // The database is down: leave the messages leased; they are delivered again when the leases end.
                 logger.error(
                     "could not record tasks as started; they will be delivered again",
@@ -345,17 +440,23 @@ public final class Worker: Service {
         let message = delivery.message
         var outcome: Result<JSONValue, any Error>
         do {
-            let context = TaskContext(taskID: message.id, attempt: message.attempt, taskName: message.name, logger: logger)
+            let context = TaskContext(
+                taskID: message.id, attempt: message.attempt, taskName: message.name, environment: environment, logger: logger)
             outcome = .success(try await task.handler.run(message.arguments, context: context))
         } catch {
             outcome = .failure(error)
         }
         running.finished(delivery)
         if Task.isCancelled {
-            // Cancelled by its timeout: a failed attempt like any other. Cancelled by shutdown: the drain hands it
-            // back; record nothing final.
-            guard deadline.hasPassed else { return }
-            outcome = .failure(TaskTimeout(timeout: task.handler.timeout))
+            if deadline.hasPassed {
+                // Cancelled by its timeout: a failed attempt like any other.
+                outcome = .failure(TaskTimeout(timeout: task.handler.timeout))
+            } else if case .failure = outcome {
+                // Cancelled by shutdown before it finished: record nothing; the drain hands it back once it ended.
+                interrupted.withLock { $0.append(delivery) }
+                return
+            }
+            // A task that finished its work despite the shutdown's cancellation keeps its outcome.
         }
         do {
             try await settle(delivery, handler: task.handler, outcome: outcome, startedAt: startedAt)
@@ -374,12 +475,29 @@ public final class Worker: Service {
 
     /// Records the task dead and moves its message to the dead letters.
     private func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        let now = clock.now()
+        try await recordDead(delivery, reason: reason, error: reason, startedAt: now, finishedAt: now)
+    }
+
+    /// Records the attempt dead, then dead-letters its message, unless a newer delivery of the task holds the run:
+    /// then its copy is acknowledged and the outcome dropped with a warning.
+    private func recordDead(_ delivery: Delivery, reason: String, error: String, startedAt: Date, finishedAt: Date) async throws {
         try await Self.completing {
-            let now = self.clock.now()
-            try await self.runs.recordOutcome(
-                delivery, state: .dead, workerID: self.id, error: reason, result: nil, startedAt: now, finishedAt: now)
+            let recorded = try await self.runs.recordAttemptEnd(
+                delivery, state: .dead, workerID: self.id, error: error, startedAt: startedAt, finishedAt: finishedAt)
+            guard recorded else {
+                Self.logFencedOff(delivery, state: .dead, logger: self.logger)
+                // This copy is done. On the SQL queue the acknowledgement is fenced too: a newer claim stays.
+                try await self.broker.acknowledge(delivery)
+                return
+            }
             self.onRecorded?([.dead])
-            try await self.broker.deadLetter(delivery, reason: reason)
+            do {
+                try await self.broker.deadLetter(delivery, reason: reason)
+            } catch let lost as DeliveryNotHeld {
+                // Another worker claimed the message after this one's lease ran out; its outcome will replace this one.
+                self.logger(for: delivery.message).warning("task recorded dead, but its message is another worker's now", metadata: ["error": "\(lost)"])
+            }
         }
     }
 
@@ -420,43 +538,53 @@ public final class Worker: Service {
                 }
                 logger.info("task will retry", metadata: ["error": "\(summary)", "retry.delay_s": "\(String(format: "%.2f", delay))"])
             } else {
-                try await Self.completing {
-                    try await self.runs.recordOutcome(
-                        delivery, state: .dead, workerID: self.id, error: summary, result: nil, startedAt: startedAt,
-                        finishedAt: finishedAt)
-                    self.onRecorded?([.dead])
-                    try await self.broker.deadLetter(delivery, reason: "failed after \(message.attempt) attempts: \(summary)")
-                }
+                try await recordDead(
+                    delivery, reason: "failed after \(message.attempt) attempts: \(summary)", error: summary, startedAt: startedAt,
+                    finishedAt: finishedAt)
                 logger.warning("task dead after its last attempt", metadata: ["error": "\(summary)"])
             }
         }
     }
 
     /// Records the failed attempt and arranges the next one. With timers, the retry is a durable timer written in the
-    /// same transaction as the outcome (and, on the SQL broker, as the acknowledgement); a worker that dies before
+    /// same transaction as the outcome (and, on the SQL queue, as the acknowledgement); a worker that dies before
     /// acknowledging an external broker's message gets it back, and the stale attempt is dropped when it starts.
+    /// Nothing is arranged when a newer delivery of the task holds the run.
     private func scheduleRetry(
         _ delivery: Delivery, as next: TaskMessage, notBefore: Date, error: String, startedAt: Date, finishedAt: Date
     ) async throws {
         guard let timers else {
-            try await runs.recordOutcome(
-                delivery, state: .retrying, workerID: id, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
+            let recorded = try await runs.recordAttemptEnd(
+                delivery, state: .retrying, workerID: id, error: error, startedAt: startedAt, finishedAt: finishedAt,
                 nextAttempt: next.attempt)
-            try await broker.retry(delivery, as: next, notBefore: notBefore)
+            guard recorded else {
+                Self.logFencedOff(delivery, state: .retrying, logger: logger)
+                try await broker.acknowledge(delivery)
+                return
+            }
+            onRecorded?([.retrying])
+            do {
+                try await broker.retry(delivery, as: next, notBefore: notBefore)
+            } catch let lost as DeliveryNotHeld {
+                logger(for: delivery.message).warning("retry recorded, but the message is another worker's now", metadata: ["error": "\(lost)"])
+            }
             return
         }
         let timer = DurableTimer(id: "retry:\(next.id):\(next.attempt)", dueAt: notBefore, message: next)
-        let sqlBroker = broker as? SQLBroker
-        try await runs.recordOutcome(
-            delivery, state: .retrying, workerID: id, error: error, result: nil, startedAt: startedAt, finishedAt: finishedAt,
-            nextAttempt: next.attempt
+        let queue = queueInDatabase
+        let recorded = try await runs.recordAttemptEnd(
+            delivery, state: .retrying, workerID: id, error: error, startedAt: startedAt, finishedAt: finishedAt,
+            nextAttempt: next.attempt, acknowledgingIn: queue
         ) { sql in
             try await timers.upsert(timer, at: finishedAt, sql)
-            try await sqlBroker?.acknowledge(delivery, sql)
             try await BeatWakeup.notifyOthers(sql)
         }
+        if queue == nil { try await broker.acknowledge(delivery) }
+        guard recorded else {
+            Self.logFencedOff(delivery, state: .retrying, logger: logger)
+            return
+        }
         onRecorded?([.retrying])
-        if sqlBroker == nil { try await broker.acknowledge(delivery) }
         timers.wakeup.notify()
     }
 
