@@ -1,0 +1,250 @@
+// The RabbitMQ broker when things go wrong, against the real test node: nothing is dropped silently, a poison message
+// ends dead, statistics never disturb publishing, and a memory alarm neither hangs a publisher nor outlasts itself.
+import Foundation
+@testable import IntegratorCore
+import Synchronization
+import Testing
+
+@Suite("RabbitMQ failures", .serialized)
+struct RabbitMQFailureTests {
+    /// Runs `body` with a RabbitMQ broker (logging to `log`) on a fresh test app, and a queue name no other test uses;
+    /// the broker is stopped afterwards.
+    func withBroker<T: Sendable>(
+        log: CapturedLog = CapturedLog(), _ body: @Sendable (TestApp, RabbitMQBroker, String) async throws -> T
+    ) async throws -> T {
+        let url = try RabbitMQTests.url()
+        return try await TestApp.run(realClock: true) { app in
+            let broker = try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: log.logger)
+            do {
+                let value = try await body(app, broker, "failure-\(UUID().uuidString.prefix(8).lowercased())")
+                await broker.stop()
+                return value
+            } catch {
+                await broker.stop()
+                throw error
+            }
+        }
+    }
+
+    func makeBroker(_ app: TestApp) throws -> RabbitMQBroker {
+        try RabbitMQBroker(url: try RabbitMQTests.url(), runs: app.runtime.runs, logger: TestDatabase.logger)
+    }
+
+    /// Runs the test node's rabbitmqctl with `arguments`; throws when it fails.
+    static func rabbitmqctl(_ arguments: String) throws {
+        guard let control = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
+            throw TestSetupError("AMQP_TEST_CTL is not set; run the suite with `make test`")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\(control) \(arguments)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed (\(process.terminationStatus))") }
+    }
+
+    /// Deletes a task queue and its companions, so tests leave no messages on the shared node.
+    static func deleteQueues(_ queue: String) {
+        for name in [queue, "\(queue).dead", "\(queue).delay"] { try? rabbitmqctl("delete_queue '\(name)'") }
+    }
+
+    func worker(_ app: TestApp, _ broker: RabbitMQBroker, queue: String, maxDeliveries: Int = 5) -> Worker {
+        Worker(
+            options: WorkerOptions(queues: [queue], concurrency: 2, maxDeliveries: maxDeliveries), broker: broker, runs: app.runtime.runs,
+            registry: app.runtime.registry, logger: TestDatabase.logger)
+    }
+
+    /// Claims until one delivery arrives (or ten seconds pass).
+    func claimOne(_ broker: RabbitMQBroker, queue: String) async throws -> Delivery {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let delivery = try await broker.claim(queues: [queue], limit: 1, workerID: "test", leaseUntil: Date()).first {
+                return delivery
+            }
+        }
+        throw TestSetupError("nothing was delivered from \(queue)")
+    }
+
+    @Test("a message that is not a task lands in <queue>.dead, and the worker logs it with the queue's name")
+    func undecodableMessage() async throws {
+        let log = CapturedLog()
+        try await withBroker(log: log) { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            let task = try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app)
+            try await broker.publish(task)
+            try await broker.publisher.publish(
+                queue: queue, body: Array("{\"not\": \"a task\"}".utf8), priority: 0, deadline: .now + .seconds(10), timeout: .seconds(10))
+            let worker = worker(app, broker, queue: queue)
+            let running = Task { try await worker.run() }
+            defer { running.cancel() }
+            #expect(try await eventually(20) { try await app.runtime.runs.find(id: task.id)?.state == .succeeded })
+            #expect(try await eventually(10) { try await broker.stats().first { $0.queue == queue }?.dead == 1 })
+            let stats = try await broker.stats().first { $0.queue == queue }
+            #expect(stats?.ready == 0)
+            running.cancel()
+            _ = try? await running.value
+            let lines = log.lines.withLock { $0 }.filter { $0.contains("not a task") }
+            #expect(lines.count == 1)
+            #expect(lines.first?.contains(queue) == true)
+        }
+    }
+
+    @Test("a message whose consumer dies holding it every time is counted, and ends dead after the maximum deliveries")
+    func poisonMessage() async throws {
+        try await TestApp.run(realClock: true) { app in
+            let queue = "poison-\(UUID().uuidString.prefix(8).lowercased())"
+            defer { Self.deleteQueues(queue) }
+            let message = try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app)
+            var broker = try makeBroker(app)
+            try await broker.publish(message)
+            // Each consumer takes the message and goes away without settling it; RabbitMQ delivers it again.
+            var counts: [Int] = []
+            for _ in 0..<3 {
+                let delivery = try await claimOne(broker, queue: queue)
+                #expect(delivery.message.id == message.id)
+                counts.append(delivery.deliveries)
+                await broker.stop()
+                broker = try makeBroker(app)
+            }
+            #expect(counts == [1, 2, 3])
+            // The fourth delivery is one too many: the worker dead-letters it instead of running it.
+            let last = broker
+            let worker = worker(app, last, queue: queue, maxDeliveries: 3)
+            let running = Task { try await worker.run() }
+            let dead = try await eventually(20) { try await app.runtime.runs.find(id: message.id)?.state == .dead }
+            running.cancel()
+            _ = try? await running.value
+            #expect(dead)
+            let run = try await app.runtime.runs.find(id: message.id)
+            #expect(run?.error?.contains("delivered 4 times") == true, "error: \(run?.error ?? "none")")
+            #expect(try await eventually(10) { try await last.stats().first { $0.queue == queue }?.dead == 1 })
+            await last.stop()
+        }
+    }
+
+    @Test("a publish that no queue takes fails with an error naming the queue; the next one declares it again")
+    func unroutablePublish() async throws {
+        try await withBroker { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            try await broker.publish(try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app))
+            // Deleted behind the broker's back: it still believes the queue exists and publishes without declaring.
+            try Self.rabbitmqctl("delete_queue '\(queue)'")
+            let lost = try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app)
+            do {
+                try await broker.publish(lost)
+                Issue.record("a message to a deleted queue was confirmed as if delivered")
+            } catch let error as AMQPError {
+                #expect(error.kind == .unroutable)
+                #expect(error.queue == queue)
+                #expect(error.message.contains("'\(queue)'"))
+            }
+            try await broker.publish(lost)
+            #expect(try await eventually(10) { try await broker.stats().first { $0.queue == queue }?.ready == 1 })
+        }
+    }
+
+    @Test("queue statistics in a tight loop, with a missing queue among them, while 10,000 tasks publish: no publish fails")
+    func statisticsDuringPublishing() async throws {
+        try await withBroker { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            // A worker that consumes a queue that does not exist: every round of statistics asks RabbitMQ about it,
+            // which closes the asking channel.
+            let missing = "missing-\(UUID().uuidString.prefix(8).lowercased())"
+            try await app.runtime.runs.heartbeat(
+                WorkerInfo(id: "ghost", host: "test", queues: [missing], concurrency: 1, busy: 0, startedAt: Date(), lastSeen: Date()))
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            let publishing = StillRunning()
+            let statistics = Task {
+                var rounds = 0
+                var failures = 0
+                while publishing.value {
+                    do {
+                        let stats = try await broker.stats()
+                        if stats.contains(where: { $0.queue == missing }) { failures += 1 }
+                        rounds += 1
+                    } catch {
+                        failures += 1
+                    }
+                }
+                return (rounds, failures)
+            }
+            let failed = try await withThrowingTaskGroup(of: Int.self) { group in
+                for lane in 0..<50 {
+                    group.addTask {
+                        var failed = 0
+                        for index in 0..<200 {
+                            do {
+                                try await broker.publish(
+                                    TaskMessage(name: "core.noop", arguments: ["n": .number(Double(lane * 200 + index))], queue: queue, enqueuedAt: Date()))
+                            } catch {
+                                failed += 1
+                            }
+                        }
+                        return failed
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            publishing.stop()
+            let (rounds, statisticsFailures) = await statistics.value
+            #expect(failed == 0)
+            #expect(rounds > 0)
+            #expect(statisticsFailures == 0)
+            #expect(try await eventually(10) { try await broker.stats().first { $0.queue == queue }?.ready == 10_001 })
+        }
+    }
+
+    @Test("a memory alarm fails a publish at its deadline instead of hanging it; publishing resumes once the alarm clears")
+    func memoryAlarm() async throws {
+        let log = CapturedLog()
+        try await withBroker(log: log) { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            try Self.rabbitmqctl("set_vm_memory_high_watermark 0")
+            var restored = false
+            // Whatever happens below, the shared node must not stay in alarm.
+            defer { if !restored { try? Self.rabbitmqctl("set_vm_memory_high_watermark 0.4") } }
+            let started = ContinuousClock.now
+            do {
+                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(1500))
+                Issue.record("a publish during a memory alarm was confirmed")
+            } catch let error as AMQPError {
+                #expect(error.kind == .timeout)
+                #expect(error.message.contains("'\(queue)'"))
+            }
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .milliseconds(1400) && waited < .seconds(3), "waited \(waited)")
+            // Blocked now: a second publish is held back, not written, and fails at its own deadline too.
+            #expect(try await eventually(2) { broker.publishingBlockedReason != nil })
+            await #expect(throws: AMQPError.self) {
+                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(300))
+            }
+            // A caller that gives up (its task is cancelled) gets its answer at once, not when the alarm clears.
+            let patient = Task {
+                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(60))
+            }
+            let cancelledAt = ContinuousClock.now
+            patient.cancel()
+            let outcome = await patient.result
+            #expect(ContinuousClock.now - cancelledAt < .seconds(1))
+            #expect(throws: CancellationError.self) { try outcome.get() }
+            try Self.rabbitmqctl("set_vm_memory_high_watermark 0.4")
+            restored = true
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(10))
+            #expect(try await eventually(5) { broker.publishingBlockedReason == nil })
+            let lines = log.lines.withLock { $0 }
+            #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.count == 1)
+            #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.first?.contains("memory") == true)
+            #expect(lines.filter { $0.contains("RabbitMQ unblocked publishing") }.count == 1)
+        }
+    }
+}
+
+/// A flag one task clears to end another's loop.
+final class StillRunning: Sendable {
+    private let running = Mutex(true)
+    var value: Bool { running.withLock { $0 } }
+    func stop() { running.withLock { $0 = false } }
+}
