@@ -30,7 +30,105 @@ struct Sleeps: TaskHandler {
     }
 }
 
-/// Runs until the test opens the gate named by its `gate` argument (or 10 s pass), so a test can look at a running task.
+/// How often each task's handler ran, by task id: what "exactly once" means (the store's rows are upserted per
+/// attempt, so they could not show a task that ran twice).
+enum Executions {
+    private static let counts = Mutex<[String: Int]>([:])
+
+    static func record(_ taskID: String) { counts.withLock { $0[taskID, default: 0] += 1 } }
+    static func count(_ taskID: String) -> Int { counts.withLock { $0[taskID] ?? 0 } }
+
+    /// The ids of `taskIDs` that did not run exactly once, with how often they ran.
+    static func notExactlyOnce(_ taskIDs: [String]) -> [String: Int] {
+        counts.withLock { counts in
+            var wrong: [String: Int] = [:]
+            for id in taskIDs where counts[id] != 1 { wrong[id] = counts[id] ?? 0 }
+            return wrong
+        }
+    }
+}
+
+/// Counts its runs in ``Executions`` and returns its arguments.
+struct CountedTask: TaskHandler {
+    let name = "test.count"
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        Executions.record(context.taskID)
+        return arguments
+    }
+}
+
+/// Tasks the test holds open. The nth run of a task held by it opens `running(n)`, then waits until the test opens
+/// `release(n)`; cancellation ends the wait unless the hold ignores it (a handler that does not cooperate).
+final class Hold: Sendable {
+    private struct State {
+        var runs = 0
+        var latches: [Int: (running: Latch, release: Latch)] = [:]
+        var releasedAll = false
+    }
+
+    let id = UUID().uuidString
+    let ignoresCancellation: Bool
+    /// Opened when a run of the held task sees its cancellation.
+    let cancelled = Latch()
+    private let state = Mutex(State())
+    private static let all = Mutex<[String: Hold]>([:])
+
+    init(ignoresCancellation: Bool = false) {
+        self.ignoresCancellation = ignoresCancellation
+        Self.all.withLock { $0[id] = self }
+    }
+
+    static func named(_ id: String) -> Hold? { all.withLock { $0[id] } }
+
+    /// Arguments that make `test.hold` wait on this hold.
+    var arguments: JSONValue { ["hold": .string(id)] }
+
+    func running(_ run: Int = 1) -> Latch { latches(run).running }
+    func release(_ run: Int = 1) -> Latch { latches(run).release }
+
+    /// Lets every run, present and future, finish (so a failed expectation does not leave a worker waiting).
+    func releaseAll() {
+        let releases = state.withLock { state in
+            state.releasedAll = true
+            return state.latches.values.map(\.release)
+        }
+        for release in releases { release.open() }
+    }
+
+    private func latches(_ run: Int) -> (running: Latch, release: Latch) {
+        let (pair, releasedAll) = state.withLock { state in
+            if let pair = state.latches[run] { return (pair, state.releasedAll) }
+            let pair = (running: Latch(), release: Latch())
+            state.latches[run] = pair
+            return (pair, state.releasedAll)
+        }
+        if releasedAll { pair.release.open() }
+        return pair
+    }
+
+    func held(taskID: String) async throws {
+        Executions.record(taskID)
+        let run = state.withLock { state in
+            state.runs += 1
+            return state.runs
+        }
+        running(run).open()
+        let release = release(run)
+        try await withTaskCancellationHandler {
+            if ignoresCancellation {
+                // An unstructured task does not inherit the cancellation: the wait goes on until the test releases it.
+                try await Task { try await release.wait() }.value
+            } else {
+                try await release.wait()
+            }
+        } onCancel: {
+            cancelled.open()
+        }
+    }
+}
+
+/// Runs until the test opens the gate named by its `gate` argument (or 10 s pass). Prefer ``Hold``, which needs no
+/// polling; RabbitMQTests still opens gates.
 struct WaitsForGate: TaskHandler {
     let name = "test.gate"
     static let open = Mutex<Set<String>>([])
@@ -44,6 +142,18 @@ struct WaitsForGate: TaskHandler {
     }
 }
 
+/// Runs until the test releases the ``Hold`` named by its `hold` argument, so a test can look at a running task.
+struct WaitsForRelease: TaskHandler {
+    let name = "test.hold"
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        guard let id = arguments["hold"]?.stringValue, let hold = Hold.named(id) else {
+            throw PluginError("no hold named by the argument 'hold'", permanent: true)
+        }
+        try await hold.held(taskID: context.taskID)
+        return ["released": true]
+    }
+}
+
 struct CallsRefusedAddress: TaskHandler {
     let name = "test.refused"
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
@@ -53,10 +163,13 @@ struct CallsRefusedAddress: TaskHandler {
 
 extension Plugin {
     static let testTasks = Plugin(
-        id: "test-tasks", name: "Test tasks", taskHandlers: [AlwaysFails(), FailsPermanently(), Sleeps(), CallsRefusedAddress(), WaitsForGate()])
+        id: "test-tasks", name: "Test tasks", taskHandlers: [
+            AlwaysFails(), FailsPermanently(), Sleeps(), CallsRefusedAddress(), WaitsForRelease(), CountedTask(), WaitsForGate(),
+        ])
 }
 
-/// Polls `condition` every 20 ms for up to `seconds`.
+/// Polls `condition` every 20 ms for up to `seconds`. Only for states that last once reached (a count that only grows,
+/// a final state); a state that passes must be held open with a ``Hold`` instead.
 func eventually(_ seconds: Double = 20, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while ContinuousClock.now < deadline {
@@ -146,14 +259,16 @@ struct QueueTests {
 
     @Test("a worker runs every task once and records each run before acknowledging")
     func drainsQueue() async throws {
-        try await TestApp.run(realClock: true) { app in
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
+            var ids: [String] = []
             for index in 0..<300 {
-                try await app.runtime.tasks.enqueue(message(app, priority: index % 10))
+                ids.append(try await app.runtime.tasks.enqueue(message(app, priority: index % 10, name: "test.count")).id)
             }
             try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 8)) { _ in
                 let done = try await eventually { try await app.runtime.runs.countByState()[.succeeded] == 300 }
                 #expect(done)
             }
+            #expect(Executions.notExactlyOnce(ids).isEmpty)
             #expect(try await app.runtime.runs.countByState() == [.succeeded: 300])
             #expect(try await app.runtime.broker.stats().isEmpty)
             let page = try await app.runtime.runs.list(TaskRunFilter(state: .succeeded), page: PageRequest(limit: 1))
@@ -166,11 +281,13 @@ struct QueueTests {
 
     @Test("batch and concurrent enqueues share writes; a worker settling in batches records every run once")
     func batchedEnqueueAndSettle() async throws {
-        try await TestApp.run(realClock: true) { app in
+        try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
             // More than one statement's worth of parameters: written in one transaction instead.
-            try await app.runtime.tasks.enqueue(contentsOf: (0..<1150).map { message(app, priority: $0 % 10) })
+            let batch = (0..<1150).map { message(app, priority: $0 % 10, name: "test.count") }
+            try await app.runtime.tasks.enqueue(contentsOf: batch)
+            let concurrent = (0..<150).map { message(app, priority: $0 % 10, name: "test.count") }
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<150 { group.addTask { try await app.runtime.tasks.enqueue(message(app, priority: index % 10)) } }
+                for message in concurrent { group.addTask { try await app.runtime.tasks.enqueue(message) } }
                 try await group.waitForAll()
             }
             #expect(try await app.runtime.runs.countByState() == [.queued: 1300])
@@ -179,6 +296,7 @@ struct QueueTests {
                 let done = try await eventually { try await app.runtime.runs.countByState()[.succeeded] == 1300 }
                 #expect(done)
             }
+            #expect(Executions.notExactlyOnce((batch + concurrent).map(\.id)).isEmpty)
             #expect(try await app.runtime.runs.countByState() == [.succeeded: 1300])
             #expect(try await app.runtime.broker.stats().isEmpty)
             let page = try await app.runtime.runs.list(TaskRunFilter(), page: PageRequest(limit: 20))
@@ -263,17 +381,18 @@ struct QueueTests {
     @Test("a task is recorded started once it has run for recordStartedAfter; a start recorded late never hides an outcome")
     func lazyStart() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
-            let gate = UUID().uuidString
-            let slow = try await app.runtime.tasks.enqueue(
-                TaskMessage(name: "test.gate", arguments: ["gate": .string(gate)], enqueuedAt: Date()))
+            let hold = Hold()
+            let slow = try await app.runtime.tasks.enqueue(TaskMessage(name: "test.hold", arguments: hold.arguments, enqueuedAt: Date()))
             let options = WorkerOptions(queues: ["default"], concurrency: 2, recordStartedAfter: .milliseconds(50))
             try await withWorker(app, options, id: "lazy-worker") { _ in
+                #expect(await hold.running().wait(upTo: .seconds(20)))
+                // Held open until released, so the start record, once written, stays to be seen.
                 let started = try await eventually { try await app.runtime.runs.find(id: slow.id)?.state == .started }
                 #expect(started, "still running after 50 ms: recorded started")
                 let running = try #require(try await app.runtime.runs.find(id: slow.id))
                 #expect(running.workerID == "lazy-worker" && running.startedAt != nil)
                 #expect(try await app.runtime.runs.attempts(taskID: slow.id).map(\.state) == [.started])
-                WaitsForGate.open.withLock { _ = $0.insert(gate) }
+                hold.release().open()
                 #expect(try await eventually { try await app.runtime.runs.find(id: slow.id)?.state == .succeeded })
             }
             let finished = try #require(try await app.runtime.runs.find(id: slow.id))
@@ -322,17 +441,26 @@ struct QueueTests {
     @Test("graceful shutdown lets running tasks finish")
     func gracefulShutdown() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in
-            let id = try await app.runtime.tasks.enqueue(TaskMessage(name: "test.sleep", arguments: ["ms": 200], enqueuedAt: Date())).id
-            let worker = app.runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: 1))
+            let hold = Hold()
+            let id = try await app.runtime.tasks.enqueue(TaskMessage(name: "test.hold", arguments: hold.arguments, enqueuedAt: Date())).id
+            let worker = app.runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: 1), id: "finishing-worker")
             let group = ServiceGroup(configuration: .init(services: [worker], logger: TestDatabase.logger))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
-                let started = try await eventually { try await app.runtime.runs.find(id: id)?.state == .started }
-                #expect(started)
+                defer { hold.releaseAll() }
+                #expect(await hold.running().wait(upTo: .seconds(20)))
                 await group.triggerGracefulShutdown()
+                // Shutting down, the worker still holds the running task: not handed back, not delivered elsewhere.
+                #expect(try await app.runtime.broker.stats() == [QueueStats(queue: "default", ready: 0, inFlight: 1, dead: 0, delayed: 0)])
+                #expect(try await app.runtime.runs.find(id: id)?.state.isFinal == false)
+                hold.release().open()
                 try await tasks.waitForAll()
             }
-            #expect(try await app.runtime.runs.find(id: id)?.state == .succeeded)
+            let run = try #require(try await app.runtime.runs.find(id: id))
+            #expect(run.state == .succeeded)
+            #expect(run.workerID == "finishing-worker")
+            #expect(Executions.count(id) == 1)
+            #expect(hold.cancelled.isOpen == false, "finished within the grace period, never cancelled")
             #expect(try await app.runtime.broker.stats().isEmpty)
         }
     }
