@@ -104,7 +104,22 @@ struct BeatProcessTests {
                 page.after = after
             }
             fireTimes.sort()
-            #expect(Set(fireTimes).count == fireTimes.count, "no fire time published twice")
+            #expect(Set(fireTimes).count == fireTimes.count, "no fire time recorded twice")
+            // Counted apart from the runs, whose unique index would hide a second fire: the messages published, and
+            // the fires a beat attempted for a time that already had its run.
+            let published = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT COUNT(*) AS n FROM task_queue WHERE schedule_id = \(bind: scheduleID)").first()?
+                    .decode(column: "n", as: Int.self) ?? 0
+            }
+            #expect(published == fireTimes.count, "one message per fire time")
+            let timerMessages = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT COUNT(*) AS n FROM task_queue WHERE queue = 'timers'").first()?.decode(column: "n", as: Int.self) ?? 0
+            }
+            #expect(timerMessages == timerCount, "one message per timer")
+            for beat in [first, second] {
+                let lines = beat.logText.split(separator: "\n")
+                #expect(!lines.contains { $0.contains(" error ") || $0.contains("already had its run") }, "\(beat.logText)")
+            }
             let steps = zip(fireTimes, fireTimes.dropFirst()).map { $1.timeIntervalSince($0) }
             #expect(steps.allSatisfy { abs($0 - 1) < 0.001 }, "run_all: every second from the first fire to the last, none lost in the gap")
             #expect(fireTimes.count >= Int(Self.soakSeconds) + 8, "\(fireTimes.count) fire times")

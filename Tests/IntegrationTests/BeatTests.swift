@@ -10,6 +10,30 @@ struct BeatTests {
         try await app.runtime.runs.list(TaskRunFilter(scheduleID: schedule), page: PageRequest(limit: 500)).items
     }
 
+    /// Messages the beat put on the SQL queue for `schedule`: one per fire it published, whatever the run records say.
+    func queuedMessages(_ app: TestApp, schedule: String) async throws -> Int {
+        try await app.runtime.database.withSQL { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM task_queue WHERE schedule_id = \(bind: schedule)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
+    /// Messages on the SQL queue for one task.
+    func queuedMessages(_ app: TestApp, task: String) async throws -> Int {
+        try await app.runtime.database.withSQL { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM task_queue WHERE task_id = \(bind: task)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
+    /// A beat on the runtime whose log goes to `logs`.
+    func makeBeat(_ app: TestApp, logs: LogRecorder, identity: String? = nil) -> Beat {
+        let runtime = app.runtime
+        return Beat(
+            database: runtime.database, schedules: ScheduleStore(database: runtime.database), timers: runtime.timers,
+            dispatcher: runtime.dispatcher, wakeup: runtime.wakeup, clock: runtime.clock, logger: logs.logger, identity: identity)
+    }
+
     func createSchedule(_ app: TestApp, _ body: JSONValue) async throws -> String {
         let created = try await app.call(.post, "/api/v1/schedules", body: body)
         guard created.status == .created, let id = created.json["id"]?.stringValue else {
@@ -22,7 +46,8 @@ struct BeatTests {
     func intervalFiring() async throws {
         try await TestApp.run { app in
             let id = try await createSchedule(app, ["name": "m", "task": "core.noop", "interval": ["every": 60], "overlap": "allow"])
-            let beat = app.runtime.makeBeat()
+            let logs = LogRecorder()
+            let beat = makeBeat(app, logs: logs)
             #expect(try await beat.pass().total == 0)
             app.clock.advance(by: 60)
             #expect(try await beat.pass().schedulesFired == 1)
@@ -32,6 +57,7 @@ struct BeatTests {
             let fired = try await runs(app, schedule: id)
             #expect(fired.count == 2, "run_once: downtime gives one catch-up run")
             #expect(Set(fired.compactMap(\.scheduledFor)).count == 2)
+            #expect(try await queuedMessages(app, schedule: id) == 2, "one message published per fire time")
             let stored = try await app.runtime.schedules.get(id: id)
             #expect(stored.totalRunCount == 2 && stored.lastRunAt == app.clock.now())
             #expect(stored.nextRunAt == TestApp.startDate.addingTimeInterval(3720))
@@ -41,6 +67,8 @@ struct BeatTests {
             app.clock.advance(by: 600)
             try await beat.pass()
             #expect(try await runs(app, schedule: id).count == 2, "a disabled schedule does not fire")
+            #expect(try await queuedMessages(app, schedule: id) == 2)
+            #expect(logs.errors.isEmpty, "\(logs.errors)")
         }
     }
 
@@ -94,7 +122,8 @@ struct BeatTests {
             try await timers.upsert(DurableTimer(id: "gone", dueAt: now.addingTimeInterval(1), message: TaskMessage(name: "core.noop", enqueuedAt: now)), at: now)
             #expect(try await timers.cancel(id: "gone"))
             #expect(try await timers.cancel(id: "gone") == false)
-            let beat = app.runtime.makeBeat()
+            let logs = LogRecorder()
+            let beat = makeBeat(app, logs: logs)
             app.clock.advance(by: 5)
             #expect(try await beat.pass().timersFired == 0, "the debounce pushed the timer back")
             app.clock.advance(by: 4)
@@ -103,6 +132,8 @@ struct BeatTests {
             let run = try #require(try await app.runtime.runs.find(id: message.id))
             #expect(run.state == .queued && run.scheduledFor == now.addingTimeInterval(9) && run.arguments == ["n": 1])
             #expect(try await timers.count() == 0)
+            #expect(try await queuedMessages(app, task: message.id) == 1, "the timer's task was published once")
+            #expect(logs.errors.isEmpty, "\(logs.errors)")
         }
     }
 
@@ -135,8 +166,9 @@ struct BeatTests {
     func leadership() async throws {
         try await TestApp.run(realClock: true) { app in
             let id = try await createSchedule(app, ["name": "tick", "task": "core.noop", "interval": ["every": 1], "overlap": "allow"])
-            let first = app.runtime.makeBeat(identity: "beat-one")
-            let second = app.runtime.makeBeat(identity: "beat-two")
+            let logs = LogRecorder()
+            let first = makeBeat(app, logs: logs, identity: "beat-one")
+            let second = makeBeat(app, logs: logs, identity: "beat-two")
             let runningFirst = Task { try await first.run() }
             try await Task.sleep(for: .milliseconds(500))
             let runningSecond = Task { try await second.run() }
@@ -148,7 +180,15 @@ struct BeatTests {
             #expect(try await eventually(10) { try await runs(app, schedule: id).count >= before + 2 }, "the standby took over")
             let fired = try await runs(app, schedule: id)
             let times = fired.compactMap(\.scheduledFor)
-            #expect(times.count == fired.count && Set(times).count == times.count, "no fire time published twice")
+            #expect(times.count == fired.count && Set(times).count == times.count, "no fire time recorded twice")
+            runningSecond.cancel()
+            _ = try? await runningSecond.value
+            // Counted apart from the runs (whose unique index would hide a second fire): messages published, and
+            // fires the beats attempted for a time that already had its run.
+            let recorded = try await runs(app, schedule: id).count
+            #expect(try await queuedMessages(app, schedule: id) == recorded, "one message per fire time")
+            #expect(!logs.warnings.contains { $0.contains("already had its run") }, "\(logs.warnings)")
+            #expect(logs.errors.isEmpty, "\(logs.errors)")
         }
     }
 }

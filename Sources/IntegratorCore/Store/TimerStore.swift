@@ -68,7 +68,7 @@ public struct TimerStore: Sendable {
             INSERT INTO timers (id, due_at, task_id, task_name, arguments, queue, priority, attempt, max_attempts,
                                 integration_id, schedule_id, created_at)
             VALUES \(rows.joined(separator: ", "))
-            ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_name = excluded.task_name,
+            ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, task_id = excluded.task_id, task_name = excluded.task_name,
                 arguments = excluded.arguments, queue = excluded.queue, priority = excluded.priority,
                 attempt = excluded.attempt, max_attempts = excluded.max_attempts,
                 integration_id = excluded.integration_id, schedule_id = excluded.schedule_id, set_aside_reason = NULL
