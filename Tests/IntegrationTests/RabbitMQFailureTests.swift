@@ -2,6 +2,7 @@
 // ends dead, statistics never disturb publishing, and a memory alarm neither hangs a publisher nor outlasts itself.
 import Foundation
 @testable import IntegratorCore
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -238,6 +239,62 @@ struct RabbitMQFailureTests {
             #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.count == 1)
             #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.first?.contains("memory") == true)
             #expect(lines.filter { $0.contains("RabbitMQ unblocked publishing") }.count == 1)
+        }
+    }
+}
+
+extension RabbitMQFailureTests {
+    @Test("a task queue that exists with other arguments is a clear error naming it, and publishing elsewhere goes on")
+    func conflictingQueue() async throws {
+        try await withBroker { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            // Declared by someone else (an older Integrator) without dead-lettering and with another priority limit.
+            let other = AMQPConnection(role: .publisher, endpoint: broker.endpoint, logger: TestDatabase.logger)
+            try await other.declare(AMQPQueueSpec(name: queue, maxPriority: 3), deadline: .now + .seconds(10))
+            other.shutdown()
+            for _ in 0..<2 {
+                let started = ContinuousClock.now
+                do {
+                    try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+                    Issue.record("published to a queue declared with other arguments")
+                } catch let error as AMQPError {
+                    #expect(error.kind == .declarationRefused)
+                    #expect(error.queue == queue)
+                    #expect(error.message.contains("'\(queue)'") && error.message.contains("delete_queue"), "\(error.message)")
+                }
+                #expect(ContinuousClock.now - started < .seconds(2), "refused at once, not after a hang")
+            }
+            // Only the declaring channel was closed: the publishing one still works.
+            let elsewhere = "\(queue)-other"
+            defer { Self.deleteQueues(elsewhere) }
+            try await broker.publish(TaskMessage(name: "core.noop", queue: elsewhere, enqueuedAt: Date()))
+            #expect(broker.publisher.isConnected)
+        }
+    }
+
+    @Test("as a service the broker stops with its group: acknowledgements go out first, later calls fail as shut down")
+    func brokerAsService() async throws {
+        try await TestApp.run(realClock: true) { app in
+            let queue = "service-\(UUID().uuidString.prefix(8).lowercased())"
+            defer { Self.deleteQueues(queue) }
+            let broker = try makeBroker(app)
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            let group = ServiceGroup(configuration: .init(services: [broker], logger: TestDatabase.logger))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let delivery = try await claimOne(broker, queue: queue)
+                try await broker.acknowledge(delivery)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            #expect(!broker.publisher.isConnected && !broker.consumer.isConnected)
+            await #expect(throws: AMQPError.self) {
+                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            }
+            // Had the acknowledgement been dropped, closing the connection would have put the message back.
+            let inspector = AMQPConnection(role: .inspector, endpoint: broker.endpoint, logger: TestDatabase.logger)
+            defer { inspector.shutdown() }
+            #expect(try await inspector.count(queue, deadline: .now + .seconds(10)) == 0)
         }
     }
 }
