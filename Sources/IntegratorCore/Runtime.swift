@@ -74,12 +74,12 @@ public struct Runtime: Sendable {
         }
         self.runs = runs
         let wakeup = BeatWakeup()
-        let dispatcher = TaskDispatcher(database: database, broker: self.broker, runs: runs)
+        let dispatcher = TaskDispatcher(database: database, broker: self.broker, runs: runs, logger: logger)
         self.wakeup = wakeup
         self.dispatcher = dispatcher
         self.timers = TimerStore(database: database, wakeup: wakeup)
         self.tasks = TasksService(
-            database: database, broker: self.broker, runs: runs, dispatcher: dispatcher, registry: registry, clock: clock, logger: logger)
+            database: database, broker: self.broker, runs: runs, dispatcher: dispatcher, registry: registry, clock: clock)
         self.records = RecordsService(database: database, integrations: integrations)
         self.schedules = SchedulesService(
             store: ScheduleStore(database: database), integrations: IntegrationStore(database: database),

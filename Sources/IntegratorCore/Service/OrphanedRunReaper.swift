@@ -35,8 +35,12 @@ public struct OrphanedRunReaper: Service {
     }
 
     public func run() async throws {
-        guard inDatabaseQueue else { return }
-        try await cancelWhenGracefulShutdown {
+        guard inDatabaseQueue else {
+            // Nothing to do, but a service that returns early would stop the whole group.
+            try? await gracefulShutdown()
+            return
+        }
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await reap()
@@ -45,7 +49,7 @@ public struct OrphanedRunReaper: Service {
                 } catch {
                     logger.warning("could not look for orphaned task runs", metadata: ["error": "\(error)"])
                 }
-                try await Task.sleep(for: interval)
+                try? await Task.sleep(for: interval)
             }
         }
     }

@@ -15,14 +15,13 @@ public struct TasksService: Sendable {
     let dispatcher: TaskDispatcher
     let registry: PluginRegistry
     let clock: any TimeSource
-    let logger: Logger
     /// Concurrent enqueues share one write (one statement on PostgreSQL, a transaction on SQLite): the runs and, on
     /// the SQL queue, their messages; with an external broker, the runs and their outbox rows, published after it.
     private let queuedRuns: GroupCommit<TaskMessage>
 
     public init(
         database: Database, broker: any Broker, runs: TaskRunStore, dispatcher: TaskDispatcher, registry: PluginRegistry,
-        clock: any TimeSource, logger: Logger
+        clock: any TimeSource
     ) {
         self.database = database
         self.broker = broker
@@ -32,10 +31,9 @@ public struct TasksService: Sendable {
         self.dispatcher = dispatcher
         self.registry = registry
         self.clock = clock
-        self.logger = logger
         self.queuedRuns = GroupCommit(maxBatch: 500) { messages in
             try await Self.record(
-                messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, logger: logger, at: clock.now())
+                messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, at: clock.now())
         }
     }
 
@@ -46,15 +44,15 @@ public struct TasksService: Sendable {
     ) {
         self.init(
             database: runs.database, broker: broker, runs: runs,
-            dispatcher: TaskDispatcher(database: runs.database, broker: broker, runs: runs), registry: registry, clock: clock,
-            logger: logger)
+            dispatcher: TaskDispatcher(database: runs.database, broker: broker, runs: runs, logger: logger), registry: registry,
+            clock: clock)
     }
 
     /// Writes the runs of `messages` as queued with their messages (the SQL queue) or their outbox rows, then publishes
     /// what went to the outbox.
     private static func record(
         _ messages: [TaskMessage], runs: TaskRunStore, queue: (any InDatabaseBroker)?, dispatcher: TaskDispatcher,
-        database: Database, logger: Logger, at now: Date
+        database: Database, at now: Date
     ) async throws {
         let batch = messages.map { QueuedRun(message: $0) }
         if let queue {
@@ -62,21 +60,10 @@ public struct TasksService: Sendable {
             try await database.writeTogether(runStatements + queue.insertStatements(messages, availableAt: \.enqueuedAt))
             return
         }
-        try await database.transaction { sql in try await dispatcher.stage(batch, at: now, sql) }
-        await publishOutbox(dispatcher, logger: logger)
-    }
-
-    /// Publishes what waits in the outbox, right after a commit that staged messages there. A broker that refuses
-    /// or cannot be reached leaves them staged, and the beat's outbox flush publishes them once it is back: the task
-    /// was accepted either way.
-    static func publishOutbox(_ dispatcher: TaskDispatcher, logger: Logger) async {
-        do {
-            try await dispatcher.flushOutbox()
-        } catch {
-            logger.warning(
-                "the broker did not take staged tasks now; they wait in the outbox for the beat to publish",
-                metadata: ["error": "\(error)"])
-        }
+        let staged = try await database.transaction { sql in try await dispatcher.stage(batch, at: now, sql) }
+        // A broker that refuses or cannot be reached leaves them staged (the dispatcher warns once per outage), and
+        // the beat's outbox flush publishes them once it is back: the tasks were accepted either way.
+        await dispatcher.publishStaged(staged)
     }
 
     /// Records the task as queued and hands it to its queue. Returns once the run and its message are stored; with an
@@ -97,11 +84,10 @@ public struct TasksService: Sendable {
     /// Enqueues many tasks inside the caller's transaction.
     public func enqueue(contentsOf messages: [TaskMessage], in transaction: StoreTransaction) async throws {
         guard !messages.isEmpty else { return }
-        try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
+        let staged = try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
         guard queue == nil else { return }
         let dispatcher = self.dispatcher
-        let logger = self.logger
-        transaction.afterCommit { await Self.publishOutbox(dispatcher, logger: logger) }
+        transaction.afterCommit { await dispatcher.publishStaged(staged) }
     }
 
     /// Enqueues many tasks with one write (their runs and messages or outbox rows commit together), then publishes
@@ -109,7 +95,7 @@ public struct TasksService: Sendable {
     public func enqueue(contentsOf messages: [TaskMessage]) async throws {
         guard !messages.isEmpty else { return }
         try await Self.record(
-            messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, logger: logger, at: clock.now())
+            messages, runs: runs, queue: queue, dispatcher: dispatcher, database: database, at: clock.now())
     }
 
     /// Enqueues from an API body `{"task", "args", "queue", "priority"}`.
@@ -149,7 +135,7 @@ public struct TasksService: Sendable {
         let dispatcher = self.dispatcher
         let runs = self.runs
         let removesDeadMessage = queue != nil
-        try await database.withTransaction { transaction in
+        let staged = try await database.withTransaction { transaction in
             guard let run = try await runs.lockedForChange(id: id, transaction) else {
                 throw ServiceError(.notFound, "no task with id \(id)")
             }
@@ -160,9 +146,9 @@ public struct TasksService: Sendable {
                 id: run.id, name: run.name, arguments: run.arguments, queue: run.queue, priority: run.priority,
                 attempt: run.attempt + 1, enqueuedAt: now, integrationID: run.integrationID, scheduleID: run.scheduleID)
             if removesDeadMessage { try await runs.removeDeadMessages(taskID: id, transaction) }
-            try await dispatcher.stage([QueuedRun(message: next)], at: now, transaction.sql)
+            return try await dispatcher.stage([QueuedRun(message: next)], at: now, transaction.sql)
         }
-        if queue == nil { await Self.publishOutbox(dispatcher, logger: logger) }
+        await dispatcher.publishStaged(staged)
         return try await get(id: id).0
     }
 
