@@ -93,7 +93,7 @@ struct BeatProcessTests {
             try await Task.sleep(for: .seconds(2))
             second.process.terminate()
             second.process.waitUntilExit()
-            #expect(second.process.terminationStatus == 0)
+            #expect(second.process.terminationStatus == 0, "\(second.logText)")
 
             var fireTimes: [Date] = []
             var page = PageRequest(limit: 500)
