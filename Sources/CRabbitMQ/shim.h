@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 /* Publishing and consuming happen on this channel. */
@@ -232,6 +233,9 @@ static inline int integrator_amqp_ack(amqp_connection_state_t conn, uint64_t tag
 static inline int integrator_amqp_nack(amqp_connection_state_t conn, uint64_t tag, int requeue) {
     return amqp_basic_nack(conn, INTEGRATOR_AMQP_CHANNEL, tag, 0, requeue);
 }
+
+/* The kernel's id of the calling thread (its entry under /proc/self/task). */
+static inline int integrator_amqp_thread_id(void) { return (int)syscall(SYS_gettid); }
 
 /* An eventfd another thread signals to interrupt integrator_amqp_wait; negative on failure. */
 static inline int integrator_amqp_make_wake_fd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

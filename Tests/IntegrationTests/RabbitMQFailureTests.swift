@@ -299,6 +299,37 @@ extension RabbitMQFailureTests {
     }
 }
 
+extension RabbitMQFailureTests {
+    /// How often the kernel switched away from a thread because it waited (each wait that ended counts one).
+    static func voluntarySwitches(thread: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/self/task/\(thread)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") }),
+            let count = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))
+        else { throw TestSetupError("no voluntary_ctxt_switches for thread \(thread)") }
+        return count
+    }
+
+    @Test("idle connection threads sleep on their socket and eventfd instead of waking every few milliseconds")
+    func idleThreadsSleep() async throws {
+        try await withBroker { app, broker, queue in
+            defer { Self.deleteQueues(queue) }
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            _ = try await broker.claim(queues: [queue], limit: 4, workerID: "test", leaseUntil: Date())
+            let threads = [broker.publisher.threadID, broker.consumer.threadID].compactMap { $0 }
+            #expect(threads.count == 2)
+            let before = try threads.map(Self.voluntarySwitches)
+            // A thread polling every 5 ms wakes about 200 times in this second; one sleeping on its descriptors, not at all.
+            try await Task.sleep(for: .seconds(1))
+            let after = try threads.map(Self.voluntarySwitches)
+            for (start, end) in zip(before, after) { #expect(end - start < 20, "woke \(end - start) times in a second") }
+            // Asleep is not deaf: a publish still goes out and is confirmed at once.
+            let started = ContinuousClock.now
+            try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
+            #expect(ContinuousClock.now - started < .seconds(1))
+        }
+    }
+}
+
 /// A flag one task clears to end another's loop.
 final class StillRunning: Sendable {
     private let running = Mutex(true)

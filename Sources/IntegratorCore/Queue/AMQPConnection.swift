@@ -112,6 +112,8 @@ final class AMQPConnection: Sendable {
         var connected = false
         /// Why RabbitMQ blocks this connection's publishing (a resource alarm), while it does.
         var blockedReason: String?
+        /// The kernel's id of the connection's thread, once it runs.
+        var threadID: Int32?
     }
 
     private let state = Mutex(State())
@@ -131,6 +133,8 @@ final class AMQPConnection: Sendable {
         self.heartbeat = heartbeat
         self.wakeFD = integrator_amqp_make_wake_fd()
         let thread = Thread { [self] in
+            let threadID = integrator_amqp_thread_id()
+            state.withLock { $0.threadID = threadID }
             var loop = AMQPConnectionLoop(connection: self)
             loop.run()
             self.markFinished()
@@ -144,6 +148,9 @@ final class AMQPConnection: Sendable {
     }
 
     var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// The kernel's id of the connection's thread (to find it in /proc, or in a debugger), once it runs.
+    var threadID: Int32? { state.withLock { $0.threadID } }
 
     /// Why RabbitMQ blocks publishing on this connection right now, or `nil`.
     var blockedReason: String? { state.withLock { $0.blockedReason } }
