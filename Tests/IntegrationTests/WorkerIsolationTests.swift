@@ -2,6 +2,7 @@
 // and shutdown hands a task back only once it has ended.
 import Foundation
 import IntegratorCore
+import Logging
 import ServiceLifecycle
 import SQLKit
 import Synchronization
@@ -203,4 +204,53 @@ struct WorkerIsolationTests {
             #expect(Executions.count(id) == 1)
         }
     }
+
+    @Test("a failing heartbeat is a warning, said once per streak of failures")
+    func heartbeatFailuresAreWarnings() async throws {
+        try await TestApp.run(realClock: true) { app in
+            let broker = LeasesFailBroker()
+            let logs = LogRecorder()
+            let worker = Worker(
+                options: WorkerOptions(queues: ["default"], concurrency: 1, lease: 1.5), broker: broker, runs: app.runtime.runs,
+                registry: app.runtime.registry, logger: logs.logger, id: "beating")
+            @Sendable func failureWarnings() -> Int {
+                logs.lines(at: .warning).filter { $0.message.hasPrefix("heartbeat failed") }.count
+            }
+            try await running(worker) {
+                let failedThrice = try await eventually { broker.failedExtensions.withLock { $0 } >= 3 }
+                #expect(failedThrice)
+                #expect(failureWarnings() == 1, "three failures in a row, one warning")
+                broker.failing.withLock { $0 = false }
+                let recovered = try await eventually { logs.lines(at: .info).contains { $0.message == "heartbeat recovered" } }
+                #expect(recovered)
+                broker.failing.withLock { $0 = true }
+                let warnedAgain = try await eventually { failureWarnings() == 2 }
+                #expect(warnedAgain, "a new streak is warned about again")
+            }
+        }
+    }
+}
+
+/// A broker with no messages whose lease extensions fail while `failing` is set, like a database that stops answering.
+final class LeasesFailBroker: Broker {
+    let failing = Mutex(true)
+    let failedExtensions = Mutex(0)
+
+    struct Unreachable: Error {}
+
+    func extendLeases(workerID: String, leaseUntil: Date) async throws {
+        guard failing.withLock({ $0 }) else { return }
+        failedExtensions.withLock { $0 += 1 }
+        throw Unreachable()
+    }
+
+    func publish(_ message: TaskMessage) async throws {}
+    func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] { [] }
+    func acknowledge(_ delivery: Delivery) async throws {}
+    func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {}
+    func deadLetter(_ delivery: Delivery, reason: String) async throws {}
+    func release(_ deliveries: [Delivery]) async throws {}
+    func revoke(taskID: String) async throws -> Bool { false }
+    func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
+    func stats() async throws -> [QueueStats] { [] }
 }

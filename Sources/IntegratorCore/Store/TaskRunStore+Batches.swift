@@ -67,9 +67,7 @@ extension TaskRunStore {
         let open = [TaskState.queued, .retrying, .started].map(\.rawValue)
         let attemptConflict: SQLQueryString = """
             ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state, worker_id = excluded.worker_id,
-                deliveries = CASE WHEN excluded.deliveries > task_run_attempts.deliveries THEN excluded.deliveries
-                             ELSE task_run_attempts.deliveries END,
-                started_at = excluded.started_at
+                deliveries = excluded.deliveries, started_at = excluded.started_at
             WHERE task_run_attempts.finished_at IS NULL AND task_run_attempts.deliveries <= excluded.deliveries
             """
         if database.engine == .postgres {

@@ -321,16 +321,13 @@ public final class Worker: Service {
             let allowed: [Bool]
             let recordsStartLater = options.recordStartedAfter > .zero
             do {
-                allowed = recordsStartLater
-                    ? try await runs.startable(runnable.map(\.delivery))
-                    : try await runs.recordStarted(runnable.map(\.delivery), workerID: id, at: startedAt)
-            } catch {
-                if Task.isCancelled {
-                    // Shutdown cut the check short: nothing ran, so the drain hands the batch back.
-                    interrupted.withLock { $0.append(contentsOf: runnable.map(\.delivery)) }
-                    for task in runnable { freeSlot(of: task.delivery) }
-                    return
+                let deliveries = runnable.map(\.delivery)
+                allowed = try await Self.completing { [id, runs] in
+                    recordsStartLater
+                        ? try await runs.startable(deliveries)
+                        : try await runs.recordStarted(deliveries, workerID: id, at: startedAt)
                 }
+            } catch {
                 // The database is down: leave the messages leased; they are delivered again when the leases end.
                 logger.error(
                     "could not record tasks as started; they will be delivered again",
@@ -402,7 +399,9 @@ public final class Worker: Service {
         let stillRunning = running.remaining
         guard !stillRunning.isEmpty else { return }
         do {
-            try await runs.markStarted(stillRunning, workerID: id, at: startedAt)
+            // Shutdown may cancel this task mid-write; the write finishes regardless (a transaction cut short could
+            // leave its connection inside it).
+            try await Self.completing { try await self.runs.markStarted(stillRunning, workerID: self.id, at: startedAt) }
         } catch {
             // Only the display of a running task suffers; its outcome is recorded as usual.
             logger.warning("could not record running tasks as started", metadata: ["error": "\(error)"])
@@ -469,7 +468,7 @@ public final class Worker: Service {
     /// Runs bookkeeping that must finish even if the worker is being cancelled, or a recorded outcome could be
     /// left with its message still leased. The unstructured task does not inherit cancellation; its value is
     /// awaited, so it never outlives the caller.
-    private static func completing(_ work: @escaping @Sendable () async throws -> Void) async throws {
+    private static func completing<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
         try await Task { try await work() }.value
     }
 
