@@ -305,13 +305,6 @@ public struct TaskRunStore: Sendable {
         }
     }
 
-    /// Queue names that have carried tasks.
-    public func knownQueues() async throws -> [String] {
-        try await database.withSQL { sql in
-            try await sql.raw("SELECT DISTINCT queue FROM task_runs ORDER BY queue").all().map { try $0.decode(column: "queue", as: String.self) }
-        }
-    }
-
     /// Runs in `state` on `queue`.
     public func count(state: TaskState, queue: String) async throws -> Int {
         try await database.withSQL { sql in
