@@ -6,8 +6,14 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-@Suite("RabbitMQ failures", .serialized)
-struct RabbitMQFailureTests {
+extension RabbitMQTests {
+    /// Nested in the RabbitMQ suite, which runs its tests one at a time: these raise alarms and delete queues on the
+    /// shared node, and that suite restarts it.
+    @Suite("RabbitMQ failures")
+    struct Failures {}
+}
+
+extension RabbitMQTests.Failures {
     /// Runs `body` with a RabbitMQ broker (logging to `log`) on a fresh test app, and a queue name no other test uses;
     /// the broker is stopped afterwards.
     func withBroker<T: Sendable>(
@@ -243,7 +249,7 @@ struct RabbitMQFailureTests {
     }
 }
 
-extension RabbitMQFailureTests {
+extension RabbitMQTests.Failures {
     @Test("a task queue that exists with other arguments is a clear error naming it, and publishing elsewhere goes on")
     func conflictingQueue() async throws {
         try await withBroker { app, broker, queue in
@@ -299,7 +305,7 @@ extension RabbitMQFailureTests {
     }
 }
 
-extension RabbitMQFailureTests {
+extension RabbitMQTests.Failures {
     /// How often the kernel switched away from a thread because it waited (each wait that ended counts one).
     static func voluntarySwitches(thread: Int32) throws -> Int {
         let status = try String(contentsOfFile: "/proc/self/task/\(thread)/status", encoding: .utf8)

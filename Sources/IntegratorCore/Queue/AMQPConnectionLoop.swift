@@ -252,6 +252,7 @@ struct AMQPConnectionLoop {
             case .publish(let outgoing):
                 // Cancelled or past its deadline before it was written: never send it.
                 if outgoing.reply.isSettled { return }
+                if outgoing.reply.deadline <= .now { return outgoing.reply.fail(timeoutError(outgoing)) }
                 let status = outgoing.body.withUnsafeBytes { bytes in
                     Self.withOptionalCString(outgoing.expiration) { expiration in
                         Self.withOptionalCString(outgoing.messageID) { messageID in
