@@ -209,25 +209,35 @@ extension RabbitMQTests.Failures {
         try await withBroker(log: log) { app, broker, queue in
             defer { Self.deleteQueues(queue) }
             try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
-            try Self.rabbitmqctl("set_vm_memory_high_watermark 0")
             var restored = false
             // Whatever happens below, the shared node must not stay in alarm.
             defer { if !restored { try? Self.rabbitmqctl("set_vm_memory_high_watermark 0.4") } }
-            let started = ContinuousClock.now
-            do {
-                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(1500))
-                Issue.record("a publish during a memory alarm was confirmed")
-            } catch let error as AMQPError {
-                #expect(error.kind == .timeout)
-                #expect(error.message.contains("'\(queue)'"))
+            // Another suite ("Beat and a blocked RabbitMQ") may raise and clear the same node's alarm meanwhile: a
+            // publish that succeeds where the alarm should hold it means someone cleared it; raise it and look again.
+            var waited: Duration?
+            var attempts = 0
+            while waited == nil, attempts < 5 {
+                attempts += 1
+                try Self.rabbitmqctl("set_vm_memory_high_watermark 0")
+                let started = ContinuousClock.now
+                do {
+                    try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(1500))
+                    continue
+                } catch let error as AMQPError where error.kind == .timeout {
+                    #expect(error.message.contains("'\(queue)'"))
+                    #expect(error.message.contains("blocks publishing"), "\(error.message)")
+                }
+                let took = ContinuousClock.now - started
+                // Blocked now: a second publish is held back, not written, and fails at its own deadline too.
+                guard try await eventually(2, { broker.publishingBlockedReason != nil }) else { continue }
+                do {
+                    try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(300))
+                    continue
+                } catch let error as AMQPError where error.kind == .timeout {}
+                waited = took
             }
-            let waited = ContinuousClock.now - started
-            #expect(waited >= .milliseconds(1400) && waited < .seconds(3), "waited \(waited)")
-            // Blocked now: a second publish is held back, not written, and fails at its own deadline too.
-            #expect(try await eventually(2) { broker.publishingBlockedReason != nil })
-            await #expect(throws: AMQPError.self) {
-                try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(300))
-            }
+            let timedOutAfter = try #require(waited, "no publish was held up by the alarm in \(attempts) attempts")
+            #expect(timedOutAfter >= .milliseconds(1400) && timedOutAfter < .seconds(3), "waited \(timedOutAfter)")
             // A caller that gives up (its task is cancelled) gets its answer at once, not when the alarm clears.
             let patient = Task {
                 try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(60))
@@ -241,10 +251,12 @@ extension RabbitMQTests.Failures {
             restored = true
             try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(10))
             #expect(try await eventually(5) { broker.publishingBlockedReason == nil })
+            // Each outage is logged once as it starts, with its reason, and once as it ends.
             let lines = log.lines.withLock { $0 }
-            #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.count == 1)
-            #expect(lines.filter { $0.contains("RabbitMQ blocked publishing") }.first?.contains("memory") == true)
-            #expect(lines.filter { $0.contains("RabbitMQ unblocked publishing") }.count == 1)
+            let blocked = lines.filter { $0.contains("RabbitMQ blocked publishing") }
+            let unblocked = lines.filter { $0.contains("RabbitMQ unblocked publishing") }
+            #expect(blocked.count >= 1 && blocked.count == unblocked.count && blocked.count <= attempts)
+            #expect(blocked.allSatisfy { $0.contains("memory") })
         }
     }
 }
