@@ -404,8 +404,14 @@ struct BeatIsolationTests {
     }
 }
 
-@Suite("Beat and a blocked RabbitMQ", .serialized)
-struct BeatRabbitMQAlarmTests {
+extension RabbitMQTests {
+    /// Nested in the RabbitMQ suite, which runs its tests one at a time: the alarm blocks every publisher on the shared
+    /// node, and that suite restarts it.
+    @Suite("Beat and a blocked RabbitMQ")
+    struct BeatAlarm {}
+}
+
+extension RabbitMQTests.BeatAlarm {
     /// Runs `rabbitmqctl` on the test node with `arguments`.
     static func control(_ arguments: String) throws {
         guard let command = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
@@ -445,22 +451,26 @@ struct BeatRabbitMQAlarmTests {
             }, "published before the alarm")
 
             let staged = Mutex<[String]>([warmUp.id])
+            // Whether each pass's outbox flush failed, in order: another test may toggle the shared node's alarm too,
+            // so the log is checked against the outages seen, not a fixed count.
+            let outboxFailed = Mutex<[Bool]>([])
             @Sendable func fireOne() async throws -> (BeatPass, Duration) {
                 let message = TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date())
                 staged.withLock { $0.append(message.id) }
                 try await app.runtime.timers.upsert(DurableTimer(dueAt: Date(), message: message), at: Date())
                 let started = ContinuousClock.now
                 let pass = try await beat.pass()
+                outboxFailed.withLock { $0.append(pass.failed.contains(.outbox)) }
                 return (pass, ContinuousClock.now - started)
             }
             try Self.control("set_vm_memory_high_watermark 0")
             do {
                 defer { try? Self.control("set_vm_memory_high_watermark 0.4") }
                 // The alarm takes effect when the node next checks its memory.
-                #expect(try await eventually(20) { try await fireOne().0.failed == [.outbox] }, "publishing blocked")
+                #expect(try await eventually(20) { try await fireOne().0.failed.contains(.outbox) }, "publishing blocked")
                 for _ in 0..<3 {
                     let (pass, took) = try await fireOne()
-                    #expect(pass.timersFired == 1 && pass.failed == [.outbox], "\(pass)")
+                    #expect(pass.timersFired == 1 && pass.failed.isSubset(of: [.outbox]), "timers fire while the broker blocks: \(pass)")
                     #expect(took < deadline + .seconds(3), "the pass gave up at the publish deadline (took \(took))")
                 }
                 #expect(try await Self.openTransactions(database) == 0, "no transaction stays open while the broker blocks")
@@ -468,13 +478,18 @@ struct BeatRabbitMQAlarmTests {
                 let written = Task { try await app.runtime.timers.upsert(DurableTimer(dueAt: Date().addingTimeInterval(3600), message: warmUp), at: Date()) }
                 #expect(try await eventually(3) { try await app.runtime.timers.count() == 1 })
                 _ = try await written.value
-                #expect(try await dispatcher.outboxCount() > 0)
             }
             let published = try await eventually(60) {
-                _ = try await beat.pass()
+                let pass = try await beat.pass()
+                outboxFailed.withLock { $0.append(pass.failed.contains(.outbox)) }
                 return try await dispatcher.outboxCount() == 0
             }
             #expect(published, "the outbox emptied after the alarm cleared")
+            let passes = outboxFailed.withLock { $0 }
+            let outages = zip([false] + passes, passes).filter { !$0 && $1 }.count
+            let warned = logs.warnings.filter { $0.contains("broker blocked or unavailable") }.count
+            #expect(passes.filter { $0 }.count > outages, "some outage lasted several passes")
+            #expect(warned >= 1 && warned <= outages, "one warning per outage, not per pass: \(warned) for \(outages): \(logs.warnings)")
             let expected = Set(staged.withLock { $0 })
             var delivered: Set<String> = []
             let until = ContinuousClock.now + .seconds(20)
@@ -484,7 +499,6 @@ struct BeatRabbitMQAlarmTests {
                 try await broker.acknowledge(claimed)
             }
             #expect(expected.isSubset(of: delivered), "every message staged during the alarm arrived")
-            #expect(logs.warnings.filter { $0.contains("broker blocked or unavailable") }.count == 1, "\(logs.warnings)")
             #expect(logs.errors.isEmpty, "\(logs.errors)")
         }
     }

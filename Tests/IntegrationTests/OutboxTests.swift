@@ -4,8 +4,13 @@ import Foundation
 @testable import IntegratorCore
 import Testing
 
-@Suite("Outbox to RabbitMQ", .serialized)
-struct OutboxTests {
+extension RabbitMQTests {
+    /// Nested in the RabbitMQ suite, which runs its tests one at a time: other tests there block or restart the node.
+    @Suite("Outbox to RabbitMQ")
+    struct Outbox {}
+}
+
+extension RabbitMQTests.Outbox {
     @Test("timers fired by the beat go through the outbox and arrive once; a copy published twice runs once")
     func outbox() async throws {
         let url = try RabbitMQTests.url()
