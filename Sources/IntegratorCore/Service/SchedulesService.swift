@@ -285,17 +285,11 @@ public struct SchedulesService: Sendable {
     /// An ISO 8601 date-time member, with or without fractional seconds.
     static func readDate(_ input: inout InputObject, _ key: String, required: Bool = false) -> Date? {
         guard let text = input.string(key, required: required, length: 1...64) else { return nil }
-        guard let date = parseDate(text) else {
-            input.addIssue(key, "must be an ISO 8601 date-time with a zone, such as 2026-11-23T12:00:00Z")
+        guard let date = Date(iso8601: text) else {
+            input.addIssue(key, Date.iso8601Expectation)
             return nil
         }
         return date
-    }
-
-    /// Parses an ISO 8601 instant such as `2026-11-23T12:00:00Z` or `2026-11-23T09:00:00.250-03:00`.
-    public static func parseDate(_ text: String) -> Date? {
-        if let date = try? Date(text, strategy: .iso8601) { return date }
-        return try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     private func save(_ schedule: Schedule) async throws {
