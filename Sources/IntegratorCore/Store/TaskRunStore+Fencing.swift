@@ -9,10 +9,11 @@ extension TaskRunStore {
     /// Records how attempts ended (succeeded, failed or dead: outcomes that end the task) and, with an in-database
     /// queue, acknowledges their messages in the same write: one statement on PostgreSQL when no task appears twice.
     ///
-    /// An outcome is recorded only while its delivery still holds the task:
+    /// An outcome is recorded only while its delivery still holds the task: the run is not on a later attempt, and
     /// - with `queue`, its acknowledgement removed the message, which it does only while the message is still the
-    ///   claim that delivered it (see ``InDatabaseBroker/acknowledgeStatements(_:)``);
-    /// - the run is not on a later attempt, and no later delivery of the same attempt has been recorded.
+    ///   claim that delivered it (see ``InDatabaseBroker/acknowledgeStatements(_:)``): exact, since any later
+    ///   delivery would have had to claim that message again;
+    /// - with an external broker, no later delivery of the same attempt has been recorded (as started or ended).
     ///
     /// Returns, for each outcome in order, whether it was recorded.
     func recordOutcomes(_ outcomes: [AttemptOutcome], acknowledgingIn queue: (any InDatabaseBroker)?) async throws -> [Bool] {
@@ -20,7 +21,7 @@ extension TaskRunStore {
         let rounds = Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id))
         let acknowledgement = queue?.acknowledgeStatements(outcomes.map(\.delivery)) ?? []
         if database.engine == .postgres, rounds.count == 1, acknowledgement.count <= 1 {
-            let statement = postgresOutcomeStatement(outcomes, acknowledgedBy: acknowledgement.first, fencedByAcknowledgement: queue != nil)
+            let statement = postgresOutcomeStatement(outcomes, acknowledgedBy: acknowledgement.first)
             let recorded = try await database.withSQL { sql in
                 Set(try await sql.raw(statement).all().map { try $0.decode(column: "task_id", as: String.self) })
             }
@@ -43,10 +44,10 @@ extension TaskRunStore {
                 let rows = positions.map { outcomes[$0] }
                 let ids: Set<String>
                 if engine == .postgres {
-                    let statement = postgresOutcomeStatement(rows, acknowledgedBy: nil, fencedByAcknowledgement: false)
+                    let statement = postgresOutcomeStatement(rows, acknowledgedBy: nil, alreadyAcknowledged: queue != nil)
                     ids = Set(try await sql.raw(statement).all().map { try $0.decode(column: "task_id", as: String.self) })
                 } else {
-                    ids = try await recordSQLiteOutcomes(rows, sql)
+                    ids = try await recordSQLiteOutcomes(rows, alreadyAcknowledged: queue != nil, sql)
                 }
                 recorded.formUnion(positions.filter { ids.contains(outcomes[$0].delivery.message.id) })
             }
@@ -56,43 +57,62 @@ extension TaskRunStore {
     }
 
     /// One statement: the acknowledgement (when given), the runs' outcomes and their attempts' rows, returning the
-    /// `task_id` of every outcome recorded. No task may appear twice.
+    /// `task_id` of every outcome recorded. No task may appear twice. `alreadyAcknowledged` says that the caller's
+    /// transaction acknowledged these deliveries of an in-database queue before (so they hold their tasks).
     private func postgresOutcomeStatement(
-        _ rows: [AttemptOutcome], acknowledgedBy acknowledgement: SQLQueryString?, fencedByAcknowledgement: Bool
+        _ rows: [AttemptOutcome], acknowledgedBy acknowledgement: SQLQueryString?, alreadyAcknowledged: Bool = false
     ) -> SQLQueryString {
         let ids: SQLQueryString = "\(bind: rows.map(\.delivery.message.id))::text[]"
-        let acknowledged: SQLQueryString = acknowledgement.map { ", acknowledged AS (\($0))" } ?? ""
-        let heldClaim: SQLQueryString = fencedByAcknowledgement ? "AND v.seq IN (SELECT seq FROM acknowledged)" : ""
+        let prefix: SQLQueryString = acknowledgement.map { "acknowledged AS (\($0))," } ?? ""
+        let holdsTask: SQLQueryString
+        if acknowledgement != nil {
+            holdsTask = "AND v.seq IN (SELECT seq FROM acknowledged)"
+        } else if alreadyAcknowledged {
+            holdsTask = ""
+        } else {
+            holdsTask = """
+                AND NOT EXISTS (
+                      SELECT 1 FROM task_run_attempts AS a
+                      WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.deliveries > v.deliveries)
+                """
+        }
+        // The update returns what the attempts' rows need, so only the runs it changed get one.
         return """
-            WITH v AS (
-                SELECT * FROM unnest(
+            WITH \(prefix) recorded AS (
+                UPDATE task_runs AS r SET state = v.state, attempt = v.attempt, worker_id = v.worker_id, started_at = v.started_at,
+                    finished_at = v.finished_at, updated_at = v.finished_at, duration_ms = v.duration_ms,
+                    error = NULLIF(v.error, ''), result = NULLIF(v.result, '')
+                FROM unnest(
                     \(ids), \(bind: rows.map(\.delivery.message.attempt))::int8[], \(bind: rows.map(\.state.rawValue))::text[],
                     \(bind: rows.map(\.workerID))::text[], \(bind: rows.map(\.delivery.deliveries))::int8[],
                     \(bind: rows.map(\.startedAt))::timestamptz[], \(bind: rows.map(\.finishedAt))::timestamptz[],
                     \(bind: rows.map(\.durationMilliseconds))::int8[], \(bind: rows.map { $0.error ?? "" })::text[],
                     \(bind: rows.map { $0.encodedResult ?? "" })::text[], \(bind: rows.map { Int64($0.delivery.tag) ?? -1 })::int8[]
                 ) AS v(id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error, result, seq)
-            )\(acknowledged), recorded AS (
-                UPDATE task_runs AS r SET state = v.state, attempt = v.attempt, worker_id = v.worker_id, started_at = v.started_at,
-                    finished_at = v.finished_at, updated_at = v.finished_at, duration_ms = v.duration_ms,
-                    error = NULLIF(v.error, ''), result = NULLIF(v.result, '')
-                FROM v
-                WHERE r.id = v.id AND r.id = ANY(\(ids)) AND r.attempt <= v.attempt \(heldClaim)
-                  AND NOT EXISTS (
-                      SELECT 1 FROM task_run_attempts AS a
-                      WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.deliveries > v.deliveries)
-                RETURNING r.id
+                WHERE r.id = v.id AND r.id = ANY(\(ids)) AND r.attempt <= v.attempt \(holdsTask)
+                RETURNING v.id, v.attempt, v.state, v.worker_id, v.deliveries, v.started_at, v.finished_at, v.duration_ms, v.error
             )
             INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-            SELECT v.id, v.attempt, v.state, v.worker_id, v.deliveries, v.started_at, v.finished_at, v.duration_ms, NULLIF(v.error, '')
-            FROM v JOIN recorded ON recorded.id = v.id
+            SELECT id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, NULLIF(error, '')
+            FROM recorded
             \(unsafeRaw: Self.attemptConflictClause)
             RETURNING task_id
             """
     }
 
     /// Records outcomes of distinct tasks on SQLite inside the caller's transaction; the ids of those recorded.
-    private func recordSQLiteOutcomes(_ rows: [AttemptOutcome], _ sql: any SQLDatabase) async throws -> Set<String> {
+    /// `alreadyAcknowledged` as for ``postgresOutcomeStatement(_:acknowledgedBy:alreadyAcknowledged:)``.
+    private func recordSQLiteOutcomes(
+        _ rows: [AttemptOutcome], alreadyAcknowledged: Bool, _ sql: any SQLDatabase
+    ) async throws -> Set<String> {
+        let noLaterDelivery: SQLQueryString =
+            alreadyAcknowledged
+            ? ""
+            : """
+            AND NOT EXISTS (
+                SELECT 1 FROM task_run_attempts AS a
+                WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.deliveries > v.deliveries)
+            """
         var recorded = Set<String>()
         for chunk in rows.chunks(of: 100) {
             let values = chunk.map { outcome -> SQLQueryString in
@@ -113,10 +133,7 @@ extension TaskRunStore {
                         result = v.result
                     FROM v
                     WHERE task_runs.id = v.id AND task_runs.id IN (\(binds: chunk.map(\.delivery.message.id)))
-                      AND task_runs.attempt <= v.attempt
-                      AND NOT EXISTS (
-                          SELECT 1 FROM task_run_attempts AS a
-                          WHERE a.task_id = v.id AND a.attempt = v.attempt AND a.deliveries > v.deliveries)
+                      AND task_runs.attempt <= v.attempt \(noLaterDelivery)
                     RETURNING task_runs.id AS id
                     """
                 ).all().map { try $0.decode(column: "id", as: String.self) })
