@@ -98,7 +98,8 @@ extension Runtime {
     /// connections). Call once, at the end.
     public func shutdown() async {
         await outbound.shutdown()
-        if let broker = broker as? RabbitMQBroker { broker.shutdown() }
+        // Flushes pending acknowledgements and joins the broker's threads before the process goes on to exit.
+        if let broker = broker as? RabbitMQBroker { await broker.stop() }
     }
 
     /// A beat on this runtime's database and broker.

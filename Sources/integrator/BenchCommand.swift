@@ -105,7 +105,6 @@ struct QueueBenchPlan: Sendable {
 
     func run(on runtime: Runtime) async throws -> QueueBenchReport {
         let queue = "bench-" + Identifier.make().suffix(12).lowercased()
-        defer { (runtime.broker as? RabbitMQBroker)?.shutdown() }
         let recorded = RecordedOutcomes()
         if prefill {
             let publishSeconds = try await publish(runtime, queue: queue)
