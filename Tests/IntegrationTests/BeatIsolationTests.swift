@@ -373,6 +373,48 @@ struct BeatIsolationTests {
         }
     }
 
+    @Test("a running beat keeps firing timers on time while the broker blocks, and publishes them once when it is back")
+    func runningBeatWithBlockedBroker() async throws {
+        try await TestApp.run(realClock: true) { app in
+            let logs = LogRecorder()
+            let broker = SwitchableBroker()
+            broker.set(.block)
+            let dispatcher = TaskDispatcher(
+                database: app.runtime.database, broker: broker, runs: app.runtime.runs, publishTimeout: .milliseconds(200),
+                logger: logs.logger)
+            var options = BeatOptions()
+            options.pollInterval = .milliseconds(100)
+            options.retryInterval = .milliseconds(100)
+            options.longestBrokerRetry = .milliseconds(300)
+            let database = app.runtime.database
+            let beat = Beat(
+                database: database, schedules: ScheduleStore(database: database), timers: app.runtime.timers, dispatcher: dispatcher,
+                wakeup: app.runtime.wakeup, clock: SystemTimeSource(), logger: logs.logger, options: options)
+            let running = Task { try await beat.run() }
+            defer { running.cancel() }
+            var ids: [String] = []
+            for index in 0..<5 {
+                let message = TaskMessage(name: "core.noop", queue: "default", enqueuedAt: Date())
+                ids.append(message.id)
+                try await app.runtime.timers.upsert(
+                    DurableTimer(dueAt: Date().addingTimeInterval(0.2 * Double(index)), message: message), at: Date())
+            }
+            let fired = ids
+            #expect(try await eventually(10) {
+                for id in fired where try await app.runtime.runs.find(id: id) == nil { return false }
+                return true
+            }, "every timer fired while the broker blocked")
+            #expect(broker.published.isEmpty)
+            broker.set(.accept)
+            #expect(try await eventually(10) { try await dispatcher.outboxCount() == 0 }, "published once the broker is back")
+            running.cancel()
+            _ = try? await running.value
+            #expect(broker.published.sorted() == ids.sorted(), "each published once")
+            #expect(logs.warnings.filter { $0.contains("broker blocked or unavailable") }.count == 1, "\(logs.warnings)")
+            #expect(logs.errors.isEmpty, "\(logs.errors)")
+        }
+    }
+
     @Test("messages staged by a caller are published once, by the caller or, if it died, by the beat")
     func stagedByCaller() async throws {
         try await TestApp.run { app in
