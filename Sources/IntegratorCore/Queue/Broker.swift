@@ -44,7 +44,9 @@ protocol InDatabaseBroker: Broker {
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString]
     /// Inserts `messages` inside the caller's transaction.
     func insert(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date, _ sql: any SQLDatabase) async throws
-    /// The statements that acknowledge `deliveries` (to run with their outcomes' records).
+    /// The statements that acknowledge `deliveries` (to run with their outcomes' records). They remove a message only
+    /// while it is still the claim that delivered it, and return the `seq` of each message they removed, so the caller
+    /// records outcomes only for deliveries it still held (see ``TaskRunStore/recordOutcomes(_:acknowledgingIn:)``).
     func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString]
     /// Acknowledges inside the caller's transaction.
     func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws

@@ -188,7 +188,9 @@ public final class Database: Service, Sendable {
                 try await sql.raw("COMMIT").run()
                 return value
             } catch {
-                try? await sql.raw("ROLLBACK").run()
+                // Not inheriting the caller's cancellation: a cancelled caller must still end its transaction, or the
+                // connection (SQLite's only one) stays inside it and every later BEGIN fails.
+                await Task { try? await sql.raw("ROLLBACK").run() }.value
                 throw error
             }
         }

@@ -125,62 +125,6 @@ extension TaskRunStore {
         }
     }
 
-    /// The statements that record how attempts of distinct tasks ended: the run's final state with who ran it and
-    /// when, and the attempt's row.
-    func outcomeStatements(_ rows: [AttemptOutcome]) -> [SQLQueryString] {
-        guard !rows.isEmpty else { return [] }
-        if database.engine == .postgres {
-            // Both statements carry the same columns; each array is built once.
-            let ids: SQLQueryString = "\(bind: rows.map(\.delivery.message.id))::text[]"
-            let states: SQLQueryString = "\(bind: rows.map(\.state.rawValue))::text[]"
-            let workers: SQLQueryString = "\(bind: rows.map(\.workerID))::text[]"
-            let startTimes: SQLQueryString = "\(bind: rows.map(\.startedAt))::timestamptz[]"
-            let finishTimes: SQLQueryString = "\(bind: rows.map(\.finishedAt))::timestamptz[]"
-            let durations: SQLQueryString = "\(bind: rows.map(\.durationMilliseconds))::int8[]"
-            let errors: SQLQueryString = "\(bind: rows.map { $0.error ?? "" })::text[]"
-            return [
-                """
-                UPDATE task_runs AS r SET state = v.state, worker_id = v.worker_id, started_at = v.started_at,
-                    finished_at = v.finished_at, updated_at = v.finished_at, duration_ms = v.duration_ms,
-                    error = NULLIF(v.error, ''), result = NULLIF(v.result, '')
-                FROM unnest(\(ids), \(states), \(workers), \(startTimes), \(finishTimes), \(durations), \(errors),
-                            \(bind: rows.map { $0.encodedResult ?? "" })::text[])
-                     AS v(id, state, worker_id, started_at, finished_at, duration_ms, error, result)
-                WHERE r.id = v.id AND r.id = ANY(\(ids))
-                """,
-                """
-                INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-                SELECT id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, NULLIF(error, '')
-                FROM unnest(\(ids), \(bind: rows.map(\.delivery.message.attempt))::int8[], \(states), \(workers),
-                            \(bind: rows.map(\.delivery.deliveries))::int8[], \(startTimes), \(finishTimes), \(durations), \(errors))
-                     AS v(id, attempt, state, worker_id, deliveries, started_at, finished_at, duration_ms, error)
-                \(unsafeRaw: Self.attemptConflictClause)
-                """,
-            ]
-        }
-        return rows.chunks(of: 100).flatMap { chunk -> [SQLQueryString] in
-            func column(_ value: (AttemptOutcome) -> SQLQueryString) -> SQLQueryString {
-                "CASE id \(chunk.map { "WHEN \(bind: $0.delivery.message.id) THEN \(value($0))" as SQLQueryString }.joined(separator: " ")) END"
-            }
-            return [
-                """
-                UPDATE task_runs SET state = \(column { "\(bind: $0.state.rawValue)" }), worker_id = \(column { "\(bind: $0.workerID)" }),
-                    started_at = \(column { "\(bind: $0.startedAt)" }), finished_at = \(column { "\(bind: $0.finishedAt)" }),
-                    updated_at = \(column { "\(bind: $0.finishedAt)" }), duration_ms = \(column { "\(bind: $0.durationMilliseconds)" }),
-                    error = \(column { "\(bind: $0.error)" }), result = \(column { "\(bind: $0.encodedResult)" })
-                WHERE id IN (\(binds: chunk.map(\.delivery.message.id)))
-                """,
-                Self.attemptsStatement(
-                    chunk.map { outcome in
-                        AttemptRow(
-                            taskID: outcome.delivery.message.id, attempt: outcome.delivery.message.attempt, state: outcome.state,
-                            workerID: outcome.workerID, deliveries: outcome.delivery.deliveries, startedAt: outcome.startedAt,
-                            finishedAt: outcome.finishedAt, duration: outcome.durationMilliseconds, error: outcome.error)
-                    }),
-            ]
-        }
-    }
-
     /// Writes attempts with one multi-row statement; no two rows may name the same attempt.
     static func attemptsStatement(_ rows: [AttemptRow]) -> SQLQueryString {
         let values = rows.map { row -> SQLQueryString in

@@ -204,14 +204,6 @@ public struct TaskRunStore: Sendable {
     /// States that end an attempt for good: a copy of that attempt must not run again.
     private static let attemptEndingStates = [TaskState.succeeded, .failed, .dead].map(\.rawValue)
 
-    /// Records how attempts ended (succeeded, failed or dead, no retry) with a few multi-row statements, together with
-    /// `alsoWritten` (the SQL broker's acknowledgements), so a worker settles a batch of outcomes in one write.
-    func recordOutcomes(_ outcomes: [AttemptOutcome], alsoWriting alsoWritten: [SQLQueryString] = []) async throws {
-        let rounds = Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id))
-        let statements = rounds.flatMap { round in outcomeStatements(round.map { outcomes[$0] }) }
-        try await database.writeTogether(statements + alsoWritten, asOneStatement: rounds.count == 1)
-    }
-
     /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
     /// the copies of a task land in later rounds, in their original order.
     static func roundsOfDistinctTasks(_ ids: [String]) -> [[Int]] {
