@@ -114,8 +114,6 @@ final class SwitchableBroker: Broker {
     func deadLetter(_ delivery: Delivery, reason: String) async throws {}
     func release(_ deliveries: [Delivery]) async throws {}
     func extendLeases(workerID: String, leaseUntil: Date) async throws {}
-    func revoke(taskID: String) async throws -> Bool { false }
-    func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
     func stats() async throws -> [QueueStats] { [] }
 }
 

@@ -250,7 +250,5 @@ final class LeasesFailBroker: Broker {
     func retry(_ delivery: Delivery, as next: TaskMessage, notBefore: Date) async throws {}
     func deadLetter(_ delivery: Delivery, reason: String) async throws {}
     func release(_ deliveries: [Delivery]) async throws {}
-    func revoke(taskID: String) async throws -> Bool { false }
-    func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
     func stats() async throws -> [QueueStats] { [] }
 }

@@ -22,10 +22,6 @@ public protocol Broker: Sendable {
     func release(_ deliveries: [Delivery]) async throws
     /// Pushes the leases of `workerID`'s messages to `leaseUntil` (heartbeat of long tasks).
     func extendLeases(workerID: String, leaseUntil: Date) async throws
-    /// Removes a message that no worker holds yet; `false` when it is gone or already taken.
-    func revoke(taskID: String) async throws -> Bool
-    /// Moves a dead message back to ready as a fresh attempt; `false` when there is no dead message for the task.
-    func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool
     /// Per-queue counts.
     func stats() async throws -> [QueueStats]
 }

@@ -251,13 +251,6 @@ public final class RabbitMQBroker: BrokerService {
     /// RabbitMQ keeps unacknowledged messages for as long as the consuming connection lives; heartbeats keep it alive.
     public func extendLeases(workerID: String, leaseUntil: Date) async throws {}
 
-    /// Messages cannot be removed from the middle of a RabbitMQ queue. The run is marked revoked instead, and a
-    /// worker that receives the message acknowledges it without running it.
-    public func revoke(taskID: String) async throws -> Bool { true }
-
-    /// Dead letters are not addressable by task id here; the caller publishes a fresh copy.
-    public func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool { false }
-
     // MARK: Statistics
 
     /// The connection statistics use, opened on first use: a passive declaration of a missing queue closes its channel,

@@ -198,33 +198,6 @@ public struct SQLBroker: InDatabaseBroker {
         }
     }
 
-    public func revoke(taskID: String) async throws -> Bool {
-        let now = clock.now()
-        return try await database.withSQL { sql in
-            let rows = try await sql.raw(
-                """
-                DELETE FROM task_queue WHERE task_id = \(bind: taskID) AND dead = \(bind: false)
-                  AND (lease_until IS NULL OR lease_until < \(bind: now)) RETURNING seq
-                """
-            ).all()
-            return !rows.isEmpty
-        }
-    }
-
-    public func requeueDead(taskID: String, as next: TaskMessage) async throws -> Bool {
-        let now = clock.now()
-        return try await database.withSQL { sql in
-            let rows = try await sql.raw(
-                """
-                UPDATE task_queue SET dead = \(bind: false), dead_reason = NULL, attempt = \(bind: next.attempt),
-                    available_at = \(bind: now), deliveries = 0, lease_until = NULL, leased_by = NULL
-                WHERE task_id = \(bind: taskID) AND dead = \(bind: true) RETURNING seq
-                """
-            ).all()
-            return !rows.isEmpty
-        }
-    }
-
     public func stats() async throws -> [QueueStats] {
         let now = clock.now()
         return try await database.withSQL { sql in
