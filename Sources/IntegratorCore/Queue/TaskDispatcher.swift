@@ -10,6 +10,8 @@ public struct StagedMessages: Sendable {
     let entries: [OutboxEntry]
     /// When they were staged: their claim for publishing is counted from here.
     let stagedAt: Date
+    /// The rows were written claimed for the caller, so publishing them needs no claim statement.
+    var claimedWhenStaged = false
 
     static let none = StagedMessages(entries: [], stagedAt: .distantPast)
 
@@ -77,11 +79,14 @@ public struct TaskDispatcher: Sendable {
     /// Records and stages many messages with a few multi-row statements, inside the caller's transaction. The caller
     /// publishes what this returns with ``publishStaged(_:)`` once the transaction committed; if it never does (it
     /// died), the beat's flush publishes the rows.
+    /// - Parameter claimedForCaller: write the outbox rows already claimed for the caller, which saves
+    ///   ``publishStaged(_:)`` a statement; a caller that dies before publishing leaves them to the beat once the claim
+    ///   runs out (``OutboxStore/claimWindow``). Pass `false` when the beat's own flush publishes them.
     @discardableResult
-    func stage(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase) async throws -> StagedMessages {
+    func stage(_ batch: [QueuedRun], at now: Date, _ sql: any SQLDatabase, claimedForCaller: Bool = true) async throws -> StagedMessages {
         guard !batch.isEmpty else { return .none }
         try await runs.insertQueued(batch, at: now, sql)
-        return try await stageMessages(batch.map(\.message), at: now, sql)
+        return try await stageMessages(batch.map(\.message), at: now, sql, claimedForCaller: claimedForCaller)
     }
 
     /// The beat's fires: records and stages them like ``stage(_:at:_:)``, but a fire whose (schedule, fire time)
@@ -90,16 +95,21 @@ public struct TaskDispatcher: Sendable {
         guard !batch.isEmpty else { return [] }
         let recorded = try await runs.insertFires(batch, at: now, sql)
         let messages = batch.map(\.message).filter { recorded.contains($0.id) }
-        if !messages.isEmpty { _ = try await stageMessages(messages, at: now, sql) }
+        if !messages.isEmpty { _ = try await stageMessages(messages, at: now, sql, claimedForCaller: false) }
         return recorded
     }
 
-    private func stageMessages(_ messages: [TaskMessage], at now: Date, _ sql: any SQLDatabase) async throws -> StagedMessages {
+    private func stageMessages(
+        _ messages: [TaskMessage], at now: Date, _ sql: any SQLDatabase, claimedForCaller: Bool
+    ) async throws -> StagedMessages {
         if let queue {
             try await queue.insert(messages, availableAt: \.enqueuedAt, sql)
             return .none
         }
-        return StagedMessages(entries: try await outbox.insert(messages, sql), stagedAt: now)
+        let claimedUntil = claimedForCaller ? now.addingTimeInterval(OutboxStore.claimWindow) : nil
+        return StagedMessages(
+            entries: try await outbox.insert(messages, claimedUntil: claimedUntil, sql), stagedAt: now,
+            claimedWhenStaged: claimedForCaller)
     }
 
     /// Publishes what the caller staged, after its transaction committed, and deletes the rows the broker confirmed.
@@ -107,14 +117,25 @@ public struct TaskDispatcher: Sendable {
     /// row either here or there, not in both. Never throws: the tasks are durable in the outbox. When the broker fails,
     /// is blocked past the deadline, or is known to be unavailable (then it is tried at most every few seconds), the
     /// rows are left for the beat's flush and one warning per outage says so.
-    public func publishStaged(_ staged: StagedMessages) async {
-        guard !staged.isEmpty, health.mayPublishDirectly() else { return }
-        let claimed: Set<Int64>
-        do {
-            claimed = try await outbox.claim(staged.entries.map(\.seq), at: staged.stagedAt)
-        } catch {
-            logger.warning("staged messages are left for the beat to publish", metadata: ["error": "\(error)"])
+    /// - Parameter now: the caller's current time. Rows claimed when staged are published without a claim statement
+    ///   while that claim still runs; a caller later than that (the beat may have taken them over) claims them first.
+    public func publishStaged(_ staged: StagedMessages, at now: Date = Date()) async {
+        guard !staged.isEmpty else { return }
+        guard health.mayPublishDirectly() else {
+            // Rows claimed when staged would otherwise wait for their claim to run out before the beat takes them.
+            if staged.claimedWhenStaged { await releaseQuietly(staged.entries.map(\.seq)) }
             return
+        }
+        let claimed: Set<Int64>
+        if staged.claimedWhenStaged, now < staged.stagedAt.addingTimeInterval(OutboxStore.claimWindow) {
+            claimed = Set(staged.entries.map(\.seq))
+        } else {
+            do {
+                claimed = try await outbox.claim(staged.entries.map(\.seq), at: staged.stagedAt)
+            } catch {
+                logger.warning("staged messages are left for the beat to publish", metadata: ["error": "\(error)"])
+                return
+            }
         }
         let entries = staged.entries.filter { claimed.contains($0.seq) }
         guard !entries.isEmpty else { return }

@@ -358,7 +358,7 @@ public final class Beat: Service, Sendable {
                     var message = timer.message
                     message.enqueuedAt = now
                     return QueuedRun(message: message, scheduledFor: timer.dueAt)
-                }, at: now, sql)
+                }, at: now, sql, claimedForCaller: false)
             return due
         }
         if !due.isEmpty, let onPublished, !dispatcher.usesOutbox {

@@ -153,7 +153,7 @@ public struct SchedulesService: Sendable {
             return staged
         }
         // If the broker does not take it, the run waits in the outbox and the beat publishes it when the broker is back.
-        await dispatcher.publishStaged(staged)
+        await dispatcher.publishStaged(staged, at: clock.now())
         return message
     }
 

@@ -63,7 +63,7 @@ public struct TasksService: Sendable {
         let staged = try await database.transaction { sql in try await dispatcher.stage(batch, at: now, sql) }
         // A broker that refuses or cannot be reached leaves them staged (the dispatcher warns once per outage), and
         // the beat's outbox flush publishes them once it is back: the tasks were accepted either way.
-        await dispatcher.publishStaged(staged)
+        await dispatcher.publishStaged(staged, at: now)
     }
 
     /// Records the task as queued and hands it to its queue. Returns once the run and its message are stored; with an
@@ -87,7 +87,8 @@ public struct TasksService: Sendable {
         let staged = try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
         guard queue == nil else { return }
         let dispatcher = self.dispatcher
-        transaction.afterCommit { await dispatcher.publishStaged(staged) }
+        let clock = self.clock
+        transaction.afterCommit { await dispatcher.publishStaged(staged, at: clock.now()) }
     }
 
     /// Enqueues many tasks with one write (their runs and messages or outbox rows commit together), then publishes
@@ -148,7 +149,7 @@ public struct TasksService: Sendable {
             if removesDeadMessage { try await runs.removeDeadMessages(taskID: id, transaction) }
             return try await dispatcher.stage([QueuedRun(message: next)], at: now, transaction.sql)
         }
-        await dispatcher.publishStaged(staged)
+        await dispatcher.publishStaged(staged, at: clock.now())
         return try await get(id: id).0
     }
 

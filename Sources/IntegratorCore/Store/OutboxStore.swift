@@ -18,8 +18,9 @@ struct OutboxStore: Sendable {
     /// this only matters when a publisher dies: its rows are published by someone else this much later.
     static let claimWindow: TimeInterval = 60
 
-    /// Inside the caller's transaction: stages `messages`. Returns the rows written.
-    func insert(_ messages: [TaskMessage], _ sql: any SQLDatabase) async throws -> [OutboxEntry] {
+    /// Inside the caller's transaction: stages `messages`, claimed until `claimedUntil` when given (for a caller that
+    /// publishes them itself right after its commit). Returns the rows written.
+    func insert(_ messages: [TaskMessage], claimedUntil: Date? = nil, _ sql: any SQLDatabase) async throws -> [OutboxEntry] {
         var entries: [OutboxEntry] = []
         entries.reserveCapacity(messages.count)
         for chunk in messages.chunks(of: 400) {
@@ -27,13 +28,13 @@ struct OutboxStore: Sendable {
                 """
                 (\(bind: message.id), \(bind: message.name), \(bind: message.arguments.encodedString()), \(bind: message.queue),
                  \(bind: message.priority), \(bind: message.attempt), \(bind: message.maxAttempts), \(bind: message.enqueuedAt),
-                 \(bind: message.integrationID), \(bind: message.scheduleID))
+                 \(bind: message.integrationID), \(bind: message.scheduleID), \(bind: claimedUntil))
                 """
             }
             let written = try await sql.raw(
                 """
                 INSERT INTO task_outbox (task_id, task_name, arguments, queue, priority, attempt, max_attempts, enqueued_at,
-                                         integration_id, schedule_id)
+                                         integration_id, schedule_id, claimed_until)
                 VALUES \(rows.joined(separator: ", "))
                 RETURNING seq, task_id
                 """
