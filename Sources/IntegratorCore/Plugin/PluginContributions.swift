@@ -3,20 +3,10 @@
 import Hummingbird
 import ServiceLifecycle
 
-/// One schema change of a plugin's own tables. Versions count from 1 per plugin and only grow; a released migration
-/// is never edited. They are recorded under the plugin's id, so two plugins never compete for a number.
-public struct PluginMigration: Sendable {
-    public var version: Int
-    public var name: String
-    /// The statements, spelled for the engine at hand.
-    public var statements: @Sendable (SQLDialectFacts) -> [String]
-
-    public init(version: Int, name: String, statements: @escaping @Sendable (SQLDialectFacts) -> [String]) {
-        self.version = version
-        self.name = name
-        self.statements = statements
-    }
-}
+/// One schema change of a plugin's own tables: a ``Migration`` whose versions count from 1 per plugin. They are
+/// recorded under the plugin's id (`plugin_migrations`), so two plugins never compete for a number. A released
+/// migration is never edited; the next one is added.
+public typealias PluginMigration = Migration
 
 /// Who may call a plugin route.
 public enum RouteAccess: Sendable, Equatable {
