@@ -1,6 +1,7 @@
 // /api/v1/schedules against a live server: validation, roles, preview, run now, edits.
 import Foundation
 import IntegratorCore
+import SQLKit
 import Testing
 
 @Suite("Schedules API")
@@ -126,4 +127,31 @@ extension SchedulesAPITests {
 extension FormatStyle where Self == Date.ISO8601FormatStyle {
     /// How the API writes instants.
     static var iso8601WithMilliseconds: Date.ISO8601FormatStyle { Date.ISO8601FormatStyle(includingFractionalSeconds: true) }
+}
+
+extension SchedulesAPITests {
+    @Test("a schedule row that cannot be read is left out of the list instead of failing it")
+    func unreadableRowInList() async throws {
+        try await TestApp.run { app in
+            var ids: [String] = []
+            for name in ["first", "broken", "third"] {
+                let created = try await app.call(
+                    .post, "/api/v1/schedules", body: ["name": .string(name), "task": "core.noop", "interval": ["every": 60]])
+                ids.append(try #require(created.json["id"]?.stringValue))
+            }
+            let brokenID = ids[1]
+            try await app.runtime.database.withSQL { sql in
+                try await sql.raw("UPDATE schedules SET arguments = '{\"oops\": ' WHERE id = \(bind: brokenID)").run()
+            }
+            let listed = try await app.call(.get, "/api/v1/schedules")
+            #expect(listed.status == .ok)
+            #expect(listed.json["items"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["first", "third"])
+            // Paging past the unreadable row still reaches the last one.
+            let firstPage = try await app.call(.get, "/api/v1/schedules?limit=2")
+            #expect(firstPage.json["items"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["first"])
+            let cursor = try #require(firstPage.json["next_cursor"]?.stringValue)
+            let secondPage = try await app.call(.get, "/api/v1/schedules?limit=2&cursor=\(cursor)")
+            #expect(secondPage.json["items"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["third"])
+        }
+    }
 }

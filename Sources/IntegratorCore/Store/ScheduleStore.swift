@@ -81,12 +81,20 @@ public struct ScheduleStore: Sendable {
         }
     }
 
+    /// A page of schedules. A row that cannot be read (the beat set it aside, see ``setAsideReason(id:)``) is left out
+    /// of the page instead of failing it, so one bad row never hides the others; the cursor still moves past it.
     public func list(enabled: Bool?, integrationID: String?, page: PageRequest) async throws -> Page<Schedule> {
         try await database.withSQL { sql in
             var query = sql.select().column("*").from("schedules")
             if let enabled { query = query.where("enabled", .equal, enabled) }
             if let integrationID { query = query.where("integration_id", .equal, integrationID) }
-            return try await query.page(page, decode: Self.schedule, id: \.id)
+            if let after = page.after { query = query.where("id", .greaterThan, after) }
+            var rows = try await query.orderBy("id").limit(page.limit + 1).all()
+            let hasMore = rows.count > page.limit
+            if hasMore { rows.removeLast() }
+            let items = rows.compactMap { try? Self.schedule($0) }
+            let lastID = try rows.last?.decode(column: "id", as: String.self)
+            return Page(items: items, nextCursor: hasMore ? lastID.map(PageRequest.encodeCursor) : nil)
         }
     }
 
