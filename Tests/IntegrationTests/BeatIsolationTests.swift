@@ -455,21 +455,6 @@ extension RabbitMQTests {
 }
 
 extension RabbitMQTests.BeatAlarm {
-    /// Runs `rabbitmqctl` on the test node with `arguments`.
-    static func control(_ arguments: String) throws {
-        guard let command = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
-            throw TestSetupError("AMQP_TEST_CTL is not set; source /tmp/test-env.sh or run `make test`")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "\(command) \(arguments)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed") }
-    }
-
     @Test("a memory alarm blocks publishing: the beat neither hangs nor holds a transaction, and publishes after it clears")
     func memoryAlarm() async throws {
         let url = try RabbitMQTests.url()
@@ -506,9 +491,9 @@ extension RabbitMQTests.BeatAlarm {
                 outboxFailed.withLock { $0.append(pass.failed.contains(.outbox)) }
                 return (pass, ContinuousClock.now - started)
             }
-            try Self.control("set_vm_memory_high_watermark 0")
+            try rabbitmqctl("set_vm_memory_high_watermark 0")
             do {
-                defer { try? Self.control("set_vm_memory_high_watermark 0.4") }
+                defer { try? rabbitmqctl("set_vm_memory_high_watermark 0.4") }
                 // The alarm takes effect when the node next checks its memory.
                 #expect(try await eventually(20) { try await fireOne().0.failed.contains(.outbox) }, "publishing blocked")
                 for _ in 0..<3 {

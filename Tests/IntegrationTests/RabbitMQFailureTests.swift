@@ -37,20 +37,6 @@ extension RabbitMQTests.Failures {
         try RabbitMQBroker(url: try RabbitMQTests.url(), runs: app.runtime.runs, logger: TestDatabase.logger)
     }
 
-    /// Runs the test node's rabbitmqctl with `arguments`; throws when it fails.
-    static func rabbitmqctl(_ arguments: String) throws {
-        guard let control = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
-            throw TestSetupError("AMQP_TEST_CTL is not set; run the suite with `make test`")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "\(control) \(arguments)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed (\(process.terminationStatus))") }
-    }
 
     /// Deletes a task queue and its companions, so tests leave no messages on the shared node.
     static func deleteQueues(_ queue: String) {
@@ -137,7 +123,7 @@ extension RabbitMQTests.Failures {
             defer { Self.deleteQueues(queue) }
             try await broker.publish(try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app))
             // Deleted behind the broker's back: it still believes the queue exists and publishes without declaring.
-            try Self.rabbitmqctl("delete_queue '\(queue)'")
+            try rabbitmqctl("delete_queue '\(queue)'")
             let lost = try await TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()).recorded(in: app)
             do {
                 try await broker.publish(lost)
@@ -211,14 +197,14 @@ extension RabbitMQTests.Failures {
             try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()))
             var restored = false
             // Whatever happens below, the shared node must not stay in alarm.
-            defer { if !restored { try? Self.rabbitmqctl("set_vm_memory_high_watermark 0.4") } }
+            defer { if !restored { try? rabbitmqctl("set_vm_memory_high_watermark 0.4") } }
             // Another suite ("Beat and a blocked RabbitMQ") may raise and clear the same node's alarm meanwhile: a
             // publish that succeeds where the alarm should hold it means someone cleared it; raise it and look again.
             var waited: Duration?
             var attempts = 0
             while waited == nil, attempts < 5 {
                 attempts += 1
-                try Self.rabbitmqctl("set_vm_memory_high_watermark 0")
+                try rabbitmqctl("set_vm_memory_high_watermark 0")
                 let started = ContinuousClock.now
                 do {
                     try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .milliseconds(1500))
@@ -247,7 +233,7 @@ extension RabbitMQTests.Failures {
             let outcome = await patient.result
             #expect(ContinuousClock.now - cancelledAt < .seconds(1))
             #expect(throws: CancellationError.self) { try outcome.get() }
-            try Self.rabbitmqctl("set_vm_memory_high_watermark 0.4")
+            try rabbitmqctl("set_vm_memory_high_watermark 0.4")
             restored = true
             try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(10))
             #expect(try await eventually(5) { broker.publishingBlockedReason == nil })

@@ -141,18 +141,6 @@ struct RabbitMQTests {
 
     @Test("publishers and consumers recover when RabbitMQ restarts, and nothing is lost")
     func brokerRestart() async throws {
-        guard let control = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
-            throw TestSetupError("AMQP_TEST_CTL is not set; run the suite with `make test`")
-        }
-        @Sendable func rabbitmqctl(_ command: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "\(control) \(command)"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-        }
         try await withBroker { app, broker, queue in
             let worker = worker(app, broker, queue: queue, concurrency: 4)
             let running = Task { try await worker.run() }
@@ -187,4 +175,20 @@ extension TaskMessage {
         if try await app.runtime.runs.find(id: id) == nil { try await app.runtime.runs.recordQueued(self, at: Date()) }
         return self
     }
+}
+
+/// Runs the test node's rabbitmqctl with `arguments` (the command comes from `AMQP_TEST_CTL`, which `make test` sets);
+/// throws when it fails.
+func rabbitmqctl(_ arguments: String) throws {
+    guard let control = ProcessInfo.processInfo.environment["AMQP_TEST_CTL"] else {
+        throw TestSetupError("AMQP_TEST_CTL is not set; run the suite with `make test`")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", "\(control) \(arguments)"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed (\(process.terminationStatus))") }
 }

@@ -51,19 +51,18 @@ public enum APIServer {
         for (pluginID, route) in runtime.registry.routes {
             let handler = route.handler
             let path = RouterPath(stringLiteral: route.path)
+            let respond: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+                var context = context
+                context.logger[metadataKey: "plugin"] = "\(pluginID)"
+                return try await handler(request, context, environment)
+            }
             switch route.access {
             case .open:
-                router.on(path, method: route.method) { request, context in
-                    var context = context
-                    context.logger[metadataKey: "plugin"] = "\(pluginID)"
-                    return try await handler(request, context, environment)
-                }
+                router.on(path, method: route.method, use: respond)
             case .role(let role):
                 authenticated.on(path, method: route.method) { request, context in
                     _ = try context.require(role)
-                    var context = context
-                    context.logger[metadataKey: "plugin"] = "\(pluginID)"
-                    return try await handler(request, context, environment)
+                    return try await respond(request, context)
                 }
             }
         }

@@ -13,12 +13,19 @@ extension TaskRunStore {
     /// The statements that record `batch` as queued. They never touch a row twice (the last entry for a task wins),
     /// so they may run as one statement (see ``Database/writeTogether(_:asOneStatement:)``).
     func queuedStatements(_ batch: [QueuedRun], at now: Date) -> [SQLQueryString] {
+        queuedRunInserts(
+            batch, at: now,
+            ending: """
+                ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
+                    started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
+                """)
+    }
+
+    /// The multi-row inserts of `batch` as queued runs (the last entry for a task wins), each ending with `conflict`:
+    /// what to do on a conflict, and what to return.
+    func queuedRunInserts(_ batch: [QueuedRun], at now: Date, ending conflict: SQLQueryString) -> [SQLQueryString] {
         let entries = batch.lastOccurrences(by: \.message.id)
         guard !entries.isEmpty else { return [] }
-        let conflict: SQLQueryString = """
-            ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, worker_id = NULL,
-                started_at = NULL, finished_at = NULL, duration_ms = NULL, updated_at = excluded.updated_at
-            """
         let queued = TaskState.queued.rawValue
         guard database.engine == .sqlite else {
             let rows = TaskMessage.unnested(
