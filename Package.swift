@@ -58,7 +58,14 @@ let package = Package(
         ),
         .target(
             name: "Plugins",
-            dependencies: ["IntegratorCore"],
+            dependencies: [
+                "IntegratorCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictConcurrency
         ),
         .executableTarget(
@@ -67,6 +74,8 @@ let package = Package(
                 "IntegratorCore",
                 "Plugins",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictConcurrency
         ),

@@ -2,12 +2,17 @@
 import IntegratorCore
 
 public enum BuiltinPlugins {
-    /// Every built-in plugin, in registration order.
-    public static let all: [Plugin] = [.core, .fetchPipeline, .generic, .demo, .sympla]
+    /// Every built-in plugin, in registration order, with default options.
+    public static let all: [Plugin] = plugins(webhooks: WebhooksOptions())
 
-    /// The registry of the built-in plugins.
-    /// - Throws: ``RegistryError`` if two plugins collide; a build that does this cannot start.
-    public static func registry() throws(RegistryError) -> PluginRegistry {
-        try PluginRegistry(all)
+    private static func plugins(webhooks: WebhooksOptions) -> [Plugin] {
+        [.core, .fetchPipeline, .generic, .demo, .sympla, .webhooks(options: webhooks)]
+    }
+
+    /// The registry of the built-in plugins, with their options read from the process's environment.
+    /// - Throws: ``ConfigurationError`` for a malformed plugin setting; ``RegistryError`` if two plugins collide (a
+    ///   build that does this cannot start).
+    public static func registry() throws -> PluginRegistry {
+        try PluginRegistry(plugins(webhooks: try WebhooksOptions.fromEnvironment()))
     }
 }

@@ -77,7 +77,7 @@ extension JSONValue {
 
 extension Date {
     /// ISO 8601 with milliseconds, in UTC: the API's one date format.
-    var apiString: String {
+    public var apiString: String {
         formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 }

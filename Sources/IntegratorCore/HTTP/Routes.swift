@@ -34,7 +34,10 @@ struct Routes: Sendable {
     }
 
     /// `limit` (1…500, default 50) and `cursor` from the query string.
-    func pageRequest(_ request: Request) throws -> PageRequest {
+    func pageRequest(_ request: Request) throws -> PageRequest { try Self.pageRequest(request) }
+
+    /// `limit` (1…500, default 50) and `cursor` from the query string.
+    static func pageRequest(_ request: Request) throws -> PageRequest {
         var page = PageRequest()
         var issues: [FieldIssue] = []
         if let limitText = request.uri.queryParameters["limit"] {
@@ -71,7 +74,10 @@ struct Routes: Sendable {
         }
     }
 
-    func list<Item>(_ page: Page<Item>, render: (Item) -> JSONValue) -> Response {
+    func list<Item>(_ page: Page<Item>, render: (Item) -> JSONValue) -> Response { Self.list(page, render: render) }
+
+    /// A page as `{"items": [...], "next_cursor": ...}`.
+    static func list<Item>(_ page: Page<Item>, render: (Item) -> JSONValue) -> Response {
         JSONValue.object([
             "items": .array(page.items.map(render)),
             "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,

@@ -100,9 +100,9 @@ struct OutboundURL: Sendable, Equatable {
 }
 
 /// Reads `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-enum RetryAfter {
+public enum RetryAfter {
     /// Seconds to wait from `now`, or `nil` when the header is absent or malformed. Dates in the past give 0.
-    static func seconds(from value: String?, now: Date) -> TimeInterval? {
+    public static func seconds(from value: String?, now: Date) -> TimeInterval? {
         guard let value = value?.split(separator: " ").joined(separator: " "), !value.isEmpty else { return nil }
         if value.allSatisfy(\.isASCII), value.allSatisfy(\.isNumber) {
             return TimeInterval(value)

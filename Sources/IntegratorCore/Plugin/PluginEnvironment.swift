@@ -34,6 +34,16 @@ public struct PluginEnvironment: Sendable {
         try await Routes.readJSON(request, maxBodySize: settings.maxBodySize)
     }
 
+    /// `limit` (1…500, default 50) and `cursor` from a plugin route's query string, like every list of the API.
+    public func pageRequest(_ request: Request) throws -> PageRequest {
+        try Routes.pageRequest(request)
+    }
+
+    /// A page in the API's list shape: `{"items": [...], "next_cursor": ...}`.
+    public func listResponse<Item>(_ page: Page<Item>, render: (Item) -> JSONValue) -> Response {
+        Routes.list(page, render: render)
+    }
+
     /// A logger with the plugin's id as metadata.
     public func logger(for pluginID: String) -> Logger {
         var logger = logger

@@ -45,6 +45,18 @@ public struct Page<Item: Sendable>: Sendable {
         self.nextCursor = nextCursor
     }
 
+    /// A page from up to `limit + 1` items read in key order: the extra one, dropped, only says that another page
+    /// exists. For plugins that page their own tables by a text key (`WHERE key > after ORDER BY key LIMIT limit + 1`).
+    public init(overfetched items: [Item], limit: Int, key: (Item) -> String) {
+        var items = items
+        var next: String?
+        if items.count > limit {
+            items.removeLast(items.count - limit)
+            next = items.last.map { PageRequest.encodeCursor(key($0)) }
+        }
+        self.init(items: items, nextCursor: next)
+    }
+
     public func map<Other>(_ transform: (Item) throws -> Other) rethrows -> Page<Other> {
         Page<Other>(items: try items.map(transform), nextCursor: nextCursor)
     }
@@ -58,13 +70,7 @@ extension SQLSelectBuilder {
         var query = self
         if let after = request.after { query = query.where("id", .greaterThan, after) }
         let rows = try await query.orderBy("id").limit(request.limit + 1).all()
-        var items = try rows.map(decode)
-        var next: String?
-        if items.count > request.limit {
-            items.removeLast()
-            next = items.last.map { PageRequest.encodeCursor(id($0)) }
-        }
-        return Page(items: items, nextCursor: next)
+        return Page(overfetched: try rows.map(decode), limit: request.limit, key: id)
     }
 }
 

@@ -1,0 +1,209 @@
+// `webhooks.deliver`: one attempt to POST an event to its tenant's endpoint, signed, and what follows from the answer:
+// done, a retry as a durable timer, or the dead-letter list.
+import Foundation
+import IntegratorCore
+import Logging
+
+struct WebhookDelivery: TaskHandler {
+    static let taskName = "webhooks.deliver"
+    /// Retry timers are named by event, so a redrive or a repeated failure moves the one timer instead of adding more.
+    static let retryTimerPrefix = "webhooks.retry:"
+    /// The queue deliveries run on: the one every worker consumes by default.
+    static let queue = "default"
+    /// Headers only the plugin sets: the signatures and what they sign, so neither `default_headers` nor
+    /// `custom_headers` can forge or drop them.
+    static let protectedHeaders: Set<String> = [
+        "content-type", "x-webhook-signature", "x-event-type", "x-event-id", "x-tenant-id", "x-timestamp", "webhook-id",
+        "webhook-timestamp", "webhook-signature",
+    ]
+
+    let name = Self.taskName
+    let options: WebhooksOptions
+
+    /// The longest endpoint timeout (120 s) and the writes around it.
+    var timeout: Duration { .seconds(180) }
+    /// For the task itself failing (the database unreachable while recording); the endpoint's failures are retried
+    /// by the tenant's own policy, as timers.
+    var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 60) }
+
+    static func message(eventID: String, attempt: Int, severity: WebhookSeverity, at now: Date) -> TaskMessage {
+        TaskMessage(
+            name: taskName, arguments: ["event_id": .string(eventID), "attempt": .number(Double(attempt))], queue: queue,
+            priority: severity.priority, enqueuedAt: now)
+    }
+
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        let environment = try context.requireEnvironment()
+        guard let eventID = arguments["event_id"]?.stringValue, let attempt = arguments["attempt"]?.intValue, attempt >= 1 else {
+            throw PluginError("webhooks.deliver needs {\"event_id\": string, \"attempt\": integer ≥ 1}", permanent: true)
+        }
+        let store = WebhookStore(secrets: environment.secrets)
+        guard let (event, tenant) = try await environment.database.withSQL({ sql in try await store.delivery(eventID, sql) }) else {
+            return ["skipped": "the event no longer exists"]
+        }
+        guard event.state == .pending, event.attemptCount == attempt - 1 else {
+            return ["skipped": .string("attempt \(attempt) of this event was already made")]
+        }
+        guard let tenant else { return ["skipped": "the tenant no longer exists"] }
+        let now = environment.clock.now()
+        guard tenant.active else {
+            let reason = "the endpoint is inactive" + (tenant.disabledReason.map { ": \($0)" } ?? "")
+            _ = try await environment.database.withSQL { sql in
+                try await store.kill(eventID: event.id, expectedAttempts: event.attemptCount, reason: reason, at: now, sql)
+            }
+            return ["state": "dead", "reason": .string(reason)]
+        }
+        let (outcome, record) = await send(event, to: tenant, attempt: attempt, environment: environment, logger: context.logger)
+        let written = try await settle(
+            event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, logger: context.logger)
+        return ["event_id": .string(event.id), "attempt": .number(Double(attempt)), "state": .string(written)]
+    }
+
+    /// How an attempt ended, as far as what happens next is concerned.
+    enum Outcome {
+        case delivered
+        /// 410 Gone: the endpoint asked never to be called again.
+        case gone
+        /// Retrying cannot help (the address is refused by the outbound guard, the URL is unusable).
+        case rejected(String)
+        case failed(String, retryAfter: Double?)
+    }
+
+    /// Posts the event once and measures it. Never throws for what the endpoint does: that is the attempt's result.
+    private func send(
+        _ event: WebhookEvent, to tenant: WebhookTenant, attempt: Int, environment: PluginEnvironment, logger: Logger
+    ) async -> (Outcome, WebhookAttempt) {
+        let now = environment.clock.now()
+        let request = Self.request(for: event, tenant: tenant, at: now)
+        var client = environment.outbound.client(logger: logger)
+        client.retry = RetryPolicy(maxAttempts: 1)
+        client.timeout = Double(tenant.timeoutSeconds)
+        client.headers = []
+        client.maxResponseSize = 4 << 20
+        let started = ContinuousClock.now
+        var record = WebhookAttempt(attempt: attempt, attemptedAt: now, statusCode: nil, durationMs: 0, responseBody: nil, error: nil)
+        let outcome: Outcome
+        do {
+            let response = try await client.send(request)
+            record.statusCode = response.status
+            record.responseBody = WebhookAttempt.excerpt(response.body)
+            switch response.status {
+            case 200..<300: outcome = .delivered
+            case 410: outcome = .gone
+            default:
+                let retryAfter = RetryAfter.seconds(from: response.header("retry-after"), now: now)
+                outcome = .failed("the endpoint answered \(response.status)", retryAfter: retryAfter)
+            }
+        } catch let error as OutboundError {
+            record.error = error.description
+            outcome = error.code == .refusedAddress || error.code == .invalidURL ? .rejected(error.description) : .failed(error.description, retryAfter: nil)
+        } catch {
+            record.error = "\(error)"
+            outcome = .failed("\(error)", retryAfter: nil)
+        }
+        let elapsed = ContinuousClock.now - started
+        record.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        return (outcome, record)
+    }
+
+    /// The signed POST for one attempt.
+    static func request(for event: WebhookEvent, tenant: WebhookTenant, at now: Date) -> OutboundRequest {
+        let body = Data(event.body.utf8)
+        let timestamp = Int(now.timeIntervalSince1970)
+        let secrets = tenant.signingSecrets(at: now)
+        var request = OutboundRequest(method: "POST", event.targetURL ?? tenant.baseURL, body: body)
+        for (name, value) in tenant.defaultHeaders.sorted(by: { $0.key < $1.key }) where !protectedHeaders.contains(name.lowercased()) {
+            request.setHeader(name, value)
+        }
+        for (name, value) in event.customHeaders.sorted(by: { $0.key < $1.key }) where !protectedHeaders.contains(name.lowercased()) {
+            request.setHeader(name, value)
+        }
+        if let type = tenant.authType, let token = tenant.secrets.authToken {
+            switch type {
+            case .bearer: request.setHeader(tenant.authHeaderName ?? "Authorization", "Bearer \(token)")
+            case .apiKey: request.setHeader(tenant.authHeaderName ?? "X-API-Key", token)
+            case .basic: request.setHeader("Authorization", "Basic " + Data(token.utf8).base64EncodedString())
+            }
+        }
+        request.setHeader("content-type", "application/json")
+        request.setHeader("X-Webhook-Signature", secrets.map { WebhookSignature.seed(body: body, secret: $0) }.joined(separator: " "))
+        request.setHeader("X-Event-Type", event.eventType)
+        request.setHeader("X-Event-ID", event.id)
+        request.setHeader("X-Tenant-ID", event.tenantID)
+        request.setHeader("X-Timestamp", String(timestamp))
+        request.setHeader("webhook-id", event.id)
+        request.setHeader("webhook-timestamp", String(timestamp))
+        request.setHeader(
+            "webhook-signature",
+            secrets.map { WebhookSignature.standard(id: event.id, timestamp: timestamp, body: body, secret: $0) }.joined(separator: " "))
+        return request
+    }
+
+    /// Stores the attempt and what follows it, together: the event's new state, a retry timer, the tenant switched off.
+    /// Returns the event's state as written (or `skipped` when another copy of this attempt got there first).
+    private func settle(
+        _ event: WebhookEvent, tenant: WebhookTenant, record: WebhookAttempt, outcome: Outcome, environment: PluginEnvironment,
+        store: WebhookStore, logger: Logger
+    ) async throws -> String {
+        let now = environment.clock.now()
+        let engine = environment.database.engine
+        if case .delivered = outcome, tenant.failingSince == nil {
+            // The common case writes one statement (one round trip on PostgreSQL) and no transaction.
+            let written = try await environment.database.withSQL { sql in
+                try await store.record(record, of: event, state: .succeeded, nextAttemptAt: nil, failureReason: nil, at: now, sql, engine: engine)
+            }
+            logger.debug("webhook delivered", metadata: ["webhook.event_id": "\(event.id)", "http.status": "\(record.statusCode ?? 0)"])
+            return written ? WebhookDeliveryState.succeeded.rawValue : "skipped"
+        }
+        let policy = tenant.retry
+        let disableAfter = options.disableAfter
+        return try await environment.transaction { transaction in
+            let sql = transaction.sql
+            var state = WebhookDeliveryState.dead
+            var reason: String?
+            var retryAt: Date?
+            switch outcome {
+            case .delivered:
+                state = .succeeded
+                try await store.noteSuccess(tenant.tenantID, sql)
+            case .gone:
+                reason = "the endpoint answered 410 Gone; it was deactivated"
+                try await store.deactivate(tenant.tenantID, reason: "the endpoint answered 410 Gone at \(now.apiString)", at: now, sql)
+            case .rejected(let why):
+                reason = "cannot be delivered: \(why)"
+            case .failed(let why, let retryAfter):
+                let failingSince = try await store.noteFailure(tenant.tenantID, at: now, sql) ?? now
+                if now.timeIntervalSince(failingSince) >= disableAfter {
+                    let since = "every delivery has failed since \(failingSince.apiString)"
+                    try await store.deactivate(tenant.tenantID, reason: since, at: now, sql)
+                    reason = "\(why); the endpoint was deactivated: \(since)"
+                } else if event.roundAttempts + 1 <= policy.maxRetries {
+                    state = .pending
+                    let delay = policy.delay(beforeRetry: event.roundAttempts + 1, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
+                    retryAt = now.addingTimeInterval(delay)
+                    reason = why
+                } else {
+                    let attempts = event.roundAttempts + 1
+                    reason = "gave up after \(attempts) attempt\(attempts == 1 ? "" : "s") (max_retries \(policy.maxRetries)): \(why)"
+                }
+            }
+            guard try await store.record(record, of: event, state: state, nextAttemptAt: retryAt, failureReason: reason, at: now, sql, engine: engine)
+            else { return "skipped" }
+            if let retryAt {
+                let message = Self.message(eventID: event.id, attempt: record.attempt + 1, severity: event.severity, at: now)
+                try await environment.timers.upsert(
+                    DurableTimer(id: Self.retryTimerPrefix + event.id, dueAt: retryAt, message: message), in: transaction, at: now)
+            }
+            let metadata: Logger.Metadata = [
+                "webhook.event_id": "\(event.id)", "webhook.tenant_id": "\(event.tenantID)", "webhook.attempt": "\(record.attempt)",
+                "reason": "\(reason ?? "")",
+            ]
+            switch state {
+            case .pending: logger.warning("webhook delivery failed; will retry", metadata: metadata.merging(["retry_at": "\(retryAt?.apiString ?? "")"]) { $1 })
+            case .dead: logger.warning("webhook delivery moved to the dead-letter list", metadata: metadata)
+            default: logger.debug("webhook delivered", metadata: metadata)
+            }
+            return state.rawValue
+        }
+    }
+}

@@ -1,0 +1,72 @@
+// The webhooks plugin's own tables, versioned under the plugin id `webhooks`.
+import IntegratorCore
+
+enum WebhookMigrations {
+    static let all: [PluginMigration] = [tables]
+
+    static let tables = PluginMigration(version: 1, name: "tenants_events_attempts") { facts in
+        let double = facts.engine == .postgres ? "DOUBLE PRECISION" : "REAL"
+        return [
+            """
+            CREATE TABLE webhook_tenants (
+                tenant_id TEXT PRIMARY KEY,
+                base_url TEXT NOT NULL,
+                default_headers \(facts.json) NOT NULL,
+                max_retries INTEGER NOT NULL,
+                initial_delay_seconds \(double) NOT NULL,
+                backoff_multiplier \(double) NOT NULL,
+                max_delay_seconds \(double) NOT NULL,
+                jitter \(facts.boolean) NOT NULL,
+                timeout_seconds INTEGER NOT NULL,
+                enabled_events \(facts.json) NOT NULL,
+                active \(facts.boolean) NOT NULL,
+                disabled_reason TEXT,
+                auth_type TEXT,
+                auth_header_name TEXT,
+                secrets TEXT NOT NULL,
+                previous_secret_expires_at \(facts.timestamp),
+                failing_since \(facts.timestamp),
+                created_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            // One row per event and tenant; it is also the event's delivery (state, attempts, next retry).
+            """
+            CREATE TABLE webhook_events (
+                id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                target_url TEXT,
+                custom_headers \(facts.json) NOT NULL,
+                body TEXT NOT NULL,
+                idempotency_key TEXT,
+                state TEXT NOT NULL,
+                attempt_count INTEGER NOT NULL,
+                round_attempts INTEGER NOT NULL,
+                next_attempt_at \(facts.timestamp),
+                failure_reason TEXT,
+                failed_at \(facts.timestamp),
+                created_at \(facts.timestamp) NOT NULL,
+                updated_at \(facts.timestamp) NOT NULL
+            )
+            """,
+            "CREATE UNIQUE INDEX webhook_events_idempotency ON webhook_events (tenant_id, idempotency_key)",
+            "CREATE INDEX webhook_events_tenant_state ON webhook_events (tenant_id, state, failed_at)",
+            """
+            CREATE TABLE webhook_attempts (
+                event_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                tenant_id TEXT NOT NULL,
+                attempted_at \(facts.timestamp) NOT NULL,
+                status_code INTEGER,
+                duration_ms \(double) NOT NULL,
+                response_body TEXT,
+                error TEXT,
+                PRIMARY KEY (event_id, attempt)
+            )
+            """,
+            "CREATE INDEX webhook_attempts_tenant ON webhook_attempts (tenant_id)",
+        ]
+    }
+}

@@ -1,0 +1,99 @@
+// The two signatures every delivery carries, and their verification: the seed's `X-Webhook-Signature: sha256=<hex>` and
+// Standard Webhooks' `webhook-signature: v1,<base64>`.
+import Crypto
+import Foundation
+
+enum WebhookSignature {
+    /// How far a Standard Webhooks timestamp may be from now when verifying, against replays.
+    static let tolerance: TimeInterval = 300
+
+    /// The seed's scheme: `sha256=` and the hex HMAC-SHA256 of the raw body, keyed with the secret's UTF-8 bytes.
+    static func seed(body: Data, secret: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "sha256=" + hex(Data(code))
+    }
+
+    /// Lowercase hex, without Foundation's format strings (slow on this hot path).
+    static func hex(_ bytes: Data) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Standard Webhooks: `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
+    static func standard(id: String, timestamp: Int, body: Data, secret: String) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: signedContent(id: id, timestamp: timestamp, body: body), using: standardKey(secret))
+        return "v1," + Data(code).base64EncodedString()
+    }
+
+    /// A `whsec_` secret is base64 after the prefix (the form Standard Webhooks libraries generate); any other secret is
+    /// used as its UTF-8 bytes, so the seed's plain secrets sign both schemes.
+    static func standardKey(_ secret: String) -> SymmetricKey {
+        if secret.hasPrefix("whsec_"), let decoded = Data(base64Encoded: String(secret.dropFirst(6))), !decoded.isEmpty {
+            return SymmetricKey(data: decoded)
+        }
+        return SymmetricKey(data: Data(secret.utf8))
+    }
+
+    private static func signedContent(id: String, timestamp: Int, body: Data) -> Data {
+        var content = Data("\(id).\(timestamp).".utf8)
+        content.append(body)
+        return content
+    }
+
+    /// Whether one of the space-separated `sha256=<hex>` entries of `header` is the body's signature under one of `secrets`.
+    static func verifySeed(header: String, body: Data, secrets: [String]) -> Bool {
+        let codes = header.split(separator: " ").compactMap { entry -> Data? in
+            guard entry.hasPrefix("sha256=") else { return nil }
+            return Data(hex: entry.dropFirst(7))
+        }
+        return codes.contains { code in
+            secrets.contains { HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: body, using: SymmetricKey(data: Data($0.utf8))) }
+        }
+    }
+
+    /// Whether one of the space-separated `v1,<base64>` entries of `header` signs `id`, `timestamp` and the body under
+    /// one of `secrets`, with the timestamp within ``tolerance`` of `now`.
+    static func verifyStandard(id: String, timestamp: String, header: String, body: Data, secrets: [String], now: Date) -> Bool {
+        guard let seconds = Int(timestamp), abs(now.timeIntervalSince1970 - Double(seconds)) <= tolerance else { return false }
+        let content = signedContent(id: id, timestamp: seconds, body: body)
+        let codes = header.split(separator: " ").compactMap { entry -> Data? in
+            guard entry.hasPrefix("v1,") else { return nil }
+            return Data(base64Encoded: String(entry.dropFirst(3)))
+        }
+        return codes.contains { code in
+            secrets.contains { HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: content, using: standardKey($0)) }
+        }
+    }
+}
+
+extension Data {
+    /// Bytes from lowercase or uppercase hex; `nil` for an odd length or a non-hex character.
+    init?(hex: some StringProtocol) {
+        guard hex.utf8.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(hex.utf8.count / 2)
+        var high: UInt8?
+        for character in hex.utf8 {
+            let nibble: UInt8
+            switch character {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = character - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = character - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = character - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            if let first = high {
+                bytes.append(first << 4 | nibble)
+                high = nil
+            } else {
+                high = nibble
+            }
+        }
+        self.init(bytes)
+    }
+}

@@ -1,0 +1,266 @@
+// `integrator bench webhooks`: signed deliveries end to end, from send to a fast local receiver, through the queue.
+import ArgumentParser
+import Foundation
+import Hummingbird
+import IntegratorCore
+import Logging
+import Plugins
+import ServiceLifecycle
+import Synchronization
+
+struct WebhooksBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "webhooks",
+        abstract: "Send webhook events to a local receiver and measure signed deliveries end to end.",
+        discussion: """
+            Applies migrations, starts a receiver on 127.0.0.1 that answers 200 at once, configures a tenant for it and \
+            runs one in-process worker. Throughput: --publishers concurrent senders send --events events (each send one \
+            transaction that stores the event and enqueues its delivery, as POST /api/v1/webhooks/send does); reports \
+            deliveries per second from the first send to the last arrival. With --rate, sends at that fixed rate for \
+            --seconds instead and reports the latency from send to arrival (p50, p99). Peak resident memory is the \
+            whole process's. Uses a throwaway secret key when INTEGRATOR_SECRET_KEY is not set. Point it at a database \
+            of its own (--database-url): its events stay there.
+            """)
+
+    @Option(help: "Events to send in throughput mode.")
+    var events = 20_000
+
+    @Option(help: "Fixed sends per second (latency mode); 0 for throughput mode.")
+    var rate = 0
+
+    @Option(help: "Seconds to send at --rate.")
+    var seconds = 10
+
+    @Option(help: "Deliveries the worker runs at once.")
+    var concurrency = 64
+
+    @Option(help: "Concurrent senders in throughput mode.")
+    var publishers = 8
+
+    @Option(help: "Seconds to wait for every delivery before giving up.")
+    var timeout = 600
+
+    @Option(name: .customLong("broker-url"), help: "Overrides INTEGRATOR_BROKER_URL: sql or amqp://USER:PASSWORD@HOST:PORT/VHOST.")
+    var brokerURL: String?
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @OptionGroup var options: GlobalOptions
+
+    func validate() throws {
+        guard (1...10_000_000).contains(events) else { throw ValidationError("--events must be from 1 to 10000000") }
+        guard (0...100_000).contains(rate) else { throw ValidationError("--rate must be from 0 to 100000") }
+        guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
+        guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
+        guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            var settings = try options.settings(overriding: brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
+            try BenchCommand.useEphemeralKeyIfUnset(&settings)
+            let plan = WebhooksBenchPlan(
+                events: rate > 0 ? rate * seconds : events, rate: rate, concurrency: concurrency, publishers: publishers,
+                timeoutSeconds: timeout)
+            let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
+            let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
+                try await BenchReceiver.run { port, arrivals in try await plan.run(on: runtime, receiverPort: port, arrivals: arrivals) }
+            }
+            print(json ? report.json.encodedString() : report.text)
+        }
+    }
+}
+
+/// When each event reached the receiver, by event id (the first arrival counts).
+final class Arrivals: Sendable {
+    private let state = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func record(_ eventID: String) {
+        let now = ContinuousClock.now
+        state.withLock { arrivals in
+            if arrivals[eventID] == nil { arrivals[eventID] = now }
+        }
+    }
+
+    var count: Int { state.withLock { $0.count } }
+    var all: [String: ContinuousClock.Instant] { state.withLock { $0 } }
+}
+
+/// A receiver on 127.0.0.1 that notes each event's arrival and answers 200.
+enum BenchReceiver {
+    static func run<T: Sendable>(_ body: @Sendable (_ port: Int, _ arrivals: Arrivals) async throws -> T) async throws -> T {
+        let arrivals = Arrivals()
+        let router = Router()
+        router.post("/hook") { request, _ -> HTTPResponse.Status in
+            if let id = request.headers.first(where: { $0.name.canonicalName == "x-event-id" })?.value { arrivals.record(id) }
+            return .ok
+        }
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "bench-receiver")
+        logger.logLevel = .error
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                portContinuation.yield(channel.localAddress?.port ?? 0)
+                portContinuation.finish()
+            }, logger: logger)
+        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next(), port > 0 else { throw BenchFailure("the benchmark's receiver did not start") }
+            do {
+                let value = try await body(port, arrivals)
+                await services.triggerGracefulShutdown()
+                try await group.waitForAll()
+                return value
+            } catch {
+                await services.triggerGracefulShutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+}
+
+struct WebhooksBenchPlan: Sendable {
+    var events: Int
+    /// Sends per second; 0 sends as fast as the publishers can.
+    var rate: Int
+    var concurrency: Int
+    var publishers: Int
+    var timeoutSeconds: Int
+
+    func run(on runtime: Runtime, receiverPort: Int, arrivals: Arrivals) async throws -> WebhooksBenchReport {
+        let service = WebhooksService(environment: runtime.environment)
+        let tenantID = "bench-" + Identifier.make().suffix(12).lowercased()
+        _ = try await service.configure([
+            "tenant_id": .string(tenantID), "base_url": .string("http://127.0.0.1:\(receiverPort)/hook"),
+            "secret_key": .string("whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()),
+            "retry_policy": ["max_retries": 3, "initial_delay_seconds": 1],
+        ])
+        let sent = SendTimes()
+        let worker = runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: concurrency))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            defer { group.cancelAll() }
+            let clock = ContinuousClock()
+            let start = clock.now
+            let sendSeconds = try await send(service, tenantID: tenantID, sent: sent)
+            let deadline = clock.now + .seconds(timeoutSeconds)
+            while arrivals.count < events {
+                if clock.now >= deadline {
+                    throw BenchFailure("timed out after \(timeoutSeconds) s: \(arrivals.count) of \(events) events arrived")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let arrived = arrivals.all
+            let sendTimes = sent.all
+            var latencies: [Double] = []
+            latencies.reserveCapacity(events)
+            var last = start
+            for (id, at) in arrived {
+                last = max(last, at)
+                if let sentAt = sendTimes[id] { latencies.append((at - sentAt).seconds * 1000) }
+            }
+            latencies.sort()
+            return WebhooksBenchReport(
+                broker: QueueBenchPlan.brokerName(runtime.settings.broker), database: runtime.database.engine.rawValue,
+                events: events, rate: rate, concurrency: concurrency, publishers: rate > 0 ? 1 : publishers,
+                sendSeconds: sendSeconds, totalSeconds: (last - start).seconds,
+                latencyP50: QueueBenchPlan.percentile(latencies, 0.50), latencyP99: QueueBenchPlan.percentile(latencies, 0.99),
+                peakRSSMiB: QueueBenchPlan.peakResidentMiB())
+        }
+    }
+
+    /// Sends every event (at the fixed rate, or as fast as the publishers go) and returns the seconds it took.
+    private func send(_ service: WebhooksService, tenantID: String, sent: SendTimes) async throws -> Double {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let body: @Sendable (Int) -> JSONValue = { index in
+            [
+                "tenant_id": .string(tenantID), "event_type": "bench.delivered",
+                "payload": ["index": .number(Double(index)), "note": "a small payload, like most webhooks carry"],
+            ]
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if rate > 0 {
+                // Each send starts on its own schedule, so a slow one does not delay the next: a fixed offered load.
+                let interval = Duration.seconds(1) / rate
+                for index in 0..<events {
+                    try await Task.sleep(until: start + interval * index, clock: clock)
+                    group.addTask {
+                        let at = ContinuousClock.now
+                        let result = try await service.send(body(index), idempotencyKey: nil)
+                        sent.record(result.eventID, at: at)
+                    }
+                }
+            } else {
+                for publisher in 0..<publishers {
+                    group.addTask {
+                        for index in stride(from: publisher, to: events, by: publishers) {
+                            let at = ContinuousClock.now
+                            let result = try await service.send(body(index), idempotencyKey: nil)
+                            sent.record(result.eventID, at: at)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return (clock.now - start).seconds
+    }
+}
+
+/// When each event's send began, by event id.
+final class SendTimes: Sendable {
+    private let state = Mutex<[String: ContinuousClock.Instant]>([:])
+    func record(_ eventID: String, at instant: ContinuousClock.Instant) { state.withLock { $0[eventID] = instant } }
+    var all: [String: ContinuousClock.Instant] { state.withLock { $0 } }
+}
+
+struct WebhooksBenchReport: Sendable {
+    var broker: String
+    var database: String
+    var events: Int
+    var rate: Int
+    var concurrency: Int
+    var publishers: Int
+    var sendSeconds: Double
+    /// From the first send to the last arrival.
+    var totalSeconds: Double
+    var latencyP50: Double
+    var latencyP99: Double
+    var peakRSSMiB: Double
+
+    var deliveryRate: Double { Double(events) / max(totalSeconds, 1e-9) }
+    var mode: String { rate > 0 ? "fixed rate \(rate)/s" : "throughput" }
+
+    var text: String {
+        func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+        return """
+            integrator webhooks benchmark: broker \(broker), database \(database), \(mode)
+              events \(events), worker concurrency \(concurrency), senders \(publishers)
+              send       \(fixed(Double(events) / max(sendSeconds, 1e-9))) events/s  (\(fixed(sendSeconds, 2)) s to send all)
+              delivered  \(fixed(deliveryRate)) deliveries/s  (\(fixed(totalSeconds, 2)) s from the first send to the last arrival)
+              latency    p50 \(fixed(latencyP50, 1)) ms, p99 \(fixed(latencyP99, 1)) ms  (send call to arrival at the receiver)
+              peak RSS   \(fixed(peakRSSMiB, 1)) MiB  (the whole process: senders, worker, receiver, database client)
+            """
+    }
+
+    var json: JSONValue {
+        func rounded(_ value: Double, _ digits: Double = 1) -> JSONValue {
+            let scale = pow(10, digits)
+            return .number((value * scale).rounded() / scale)
+        }
+        return [
+            "system": "integrator", "benchmark": "webhooks", "broker": .string(broker), "database": .string(database),
+            "events": .number(Double(events)), "rate": .number(Double(rate)), "concurrency": .number(Double(concurrency)),
+            "publishers": .number(Double(publishers)), "send_seconds": rounded(sendSeconds, 3),
+            "total_seconds": rounded(totalSeconds, 3), "delivery_rate": rounded(deliveryRate),
+            "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99), "peak_rss_mib": rounded(peakRSSMiB),
+        ]
+    }
+}
