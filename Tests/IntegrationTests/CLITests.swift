@@ -65,7 +65,7 @@ struct CLITests {
         let plugins = try Self.run(["plugins", "list", "--json"], in: directory)
         #expect(plugins.status == 0)
         let parsed = try JSONValue.parse(plugins.stdout)
-        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["core", "fetch", "generic", "demo", "sympla"])
+        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["core", "fetch", "generic", "demo", "sympla", "webhooks"])
         let text = try Self.run(["plugins", "list"], in: directory)
         #expect(text.stdout.contains("credentials http-bearer: token (secret)"))
     }

@@ -84,14 +84,19 @@ enum WebhookConfiguration {
                 input.addIssue("\(field).\(name)", "is not a valid header name")
                 continue
             }
-            guard let text = headerValue.stringValue, !text.contains(where: { $0 == "\r" || $0 == "\n" }), text.utf8.count <= 4096 else {
-                input.addIssue("\(field).\(name)", "must be a string of at most 4096 bytes without line breaks")
+            guard let text = headerValue.stringValue, isHeaderValue(text), text.utf8.count <= 4096 else {
+                input.addIssue("\(field).\(name)", "must be a string of at most 4096 bytes without line breaks or control characters")
                 continue
             }
             headers[name] = text
         }
         if headers.count > 50 { input.addIssue(field, "must have at most 50 headers") }
         return headers
+    }
+
+    /// Checked by Unicode scalar: `"\r\n"` is one `Character` in Swift, so a per-character test for `"\n"` misses it.
+    static func isHeaderValue(_ text: String) -> Bool {
+        !text.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }
     }
 
     static func isToken(_ name: String) -> Bool {
@@ -167,8 +172,8 @@ enum WebhookConfiguration {
         }
         let typeName = nested.string("auth_type", required: true)
         let type = typeName.flatMap(WebhookAuthType.init(rawValue:))
-        if let typeName, type == nil {
-            nested.addIssue("auth_type", "must be one of \(WebhookAuthType.allCases.map(\.rawValue).joined(separator: ", ")), not '\(typeName.prefix(40))'")
+        if typeName != nil, type == nil {
+            nested.addIssue("auth_type", "must be one of \(WebhookAuthType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let keepsToken = type != nil && existing?.authType == type && existing?.secrets.authToken != nil
         let token = nested.string("token", required: !keepsToken, length: 1...2000) ?? (keepsToken ? existing?.secrets.authToken : nil)
@@ -176,7 +181,7 @@ enum WebhookConfiguration {
         if let headerName, !isToken(headerName) { nested.addIssue("header_name", "is not a valid header name") }
         if type == .apiKey, headerName == nil { nested.addIssue("header_name", "is required for ApiKey (the header that carries the key)") }
         if type == .basic, let token, !token.contains(":") { nested.addIssue("token", "must be user:password for Basic") }
-        if let token, token.contains(where: { $0 == "\r" || $0 == "\n" }) { nested.addIssue("token", "must not contain line breaks") }
+        if let token, !isHeaderValue(token) { nested.addIssue("token", "must not contain line breaks or control characters") }
         do { try nested.finish() } catch { input.add(error.issues) }
         guard let type, let token else { return nil }
         return Authentication(type: type, headerName: headerName, token: token)

@@ -3,10 +3,11 @@
 import Foundation
 import IntegratorCore
 import Logging
+import SQLKit
 
 struct WebhookDelivery: TaskHandler {
     static let taskName = "webhooks.deliver"
-    /// Retry timers are named by event, so a redrive or a repeated failure moves the one timer instead of adding more.
+    /// Retry timers are named by event: an event has at most one pending retry, and deleting its tenant finds it.
     static let retryTimerPrefix = "webhooks.retry:"
     /// The queue deliveries run on: the one every worker consumes by default.
     static let queue = "default"
@@ -148,10 +149,13 @@ struct WebhookDelivery: TaskHandler {
         let now = environment.clock.now()
         let engine = environment.database.engine
         if case .delivered = outcome, tenant.failingSince == nil {
-            // The common case writes one statement (one round trip on PostgreSQL) and no transaction.
-            let written = try await environment.database.withSQL { sql in
+            // The common case: on PostgreSQL one statement (one round trip), no transaction; SQLite needs one for its
+            // two statements, and it costs no round trip there.
+            let write: @Sendable (any SQLDatabase) async throws -> Bool = { sql in
                 try await store.record(record, of: event, state: .succeeded, nextAttemptAt: nil, failureReason: nil, at: now, sql, engine: engine)
             }
+            let written = engine == .postgres
+                ? try await environment.database.withSQL(write) : try await environment.database.transaction(write)
             logger.debug("webhook delivered", metadata: ["webhook.event_id": "\(event.id)", "http.status": "\(record.statusCode ?? 0)"])
             return written ? WebhookDeliveryState.succeeded.rawValue : "skipped"
         }

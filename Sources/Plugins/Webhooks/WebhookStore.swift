@@ -200,8 +200,8 @@ struct WebhookStore: Sendable {
         return attempts
     }
 
-    /// A tenant's dead events, oldest death first, a page at a time (`after` is the last event id of the previous page,
-    /// and pages go by id: deaths are ordered within the page).
+    /// A tenant's dead events in id order (the order they were sent in), a page at a time; `after` is the last event
+    /// id of the previous page.
     func deadEvents(tenantID: String, after: String?, limit: Int, _ sql: any SQLDatabase) async throws -> [WebhookEvent] {
         try await sql.raw(
             """

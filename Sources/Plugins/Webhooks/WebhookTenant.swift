@@ -38,12 +38,16 @@ enum WebhookAuthType: String, Sendable, CaseIterable {
     case basic = "Basic"
 }
 
-/// The secret parts of a tenant, stored sealed in one column and never shown.
-struct WebhookTenantSecrets: Sendable, Equatable {
+/// The secret parts of a tenant, stored sealed in one column and never shown: printing one (or a tenant holding it)
+/// shows masks.
+struct WebhookTenantSecrets: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
     var secretKey: String
     /// The key before the last change, still signing until ``WebhookTenant/previousSecretExpiresAt``.
     var previousSecretKey: String?
     var authToken: String?
+
+    var description: String { "WebhookTenantSecrets(\(Secret.mask))" }
+    var debugDescription: String { description }
 
     var values: [String: JSONValue] {
         var values: [String: JSONValue] = ["secret_key": .string(secretKey)]

@@ -23,7 +23,7 @@ public struct WebhooksOptions: Sendable {
         var options = WebhooksOptions()
         if let text = variables["INTEGRATOR_WEBHOOKS_DISABLE_AFTER_DAYS"] {
             guard let days = Double(text), days > 0, days <= 365 else {
-                throw ConfigurationError(variable: "INTEGRATOR_WEBHOOKS_DISABLE_AFTER_DAYS", expected: "a number of days from 0 to 365, such as 5")
+                throw ConfigurationError(variable: "INTEGRATOR_WEBHOOKS_DISABLE_AFTER_DAYS", expected: "a number of days greater than 0 and at most 365, such as 5")
             }
             options.disableAfter = days * 86_400
         }
