@@ -37,6 +37,9 @@ struct WebhooksBench: AsyncParsableCommand {
     @Option(help: "Concurrent senders in throughput mode.")
     var publishers = 8
 
+    @Option(help: "Events per send call in throughput mode: 1 is POST /api/v1/webhooks/send, more is /send/batch.")
+    var batch = 1
+
     @Option(help: "Seconds to wait for every delivery before giving up.")
     var timeout = 600
 
@@ -54,6 +57,7 @@ struct WebhooksBench: AsyncParsableCommand {
         guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
         guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
+        guard (1...WebhooksService.maxBatch).contains(batch) else { throw ValidationError("--batch must be from 1 to \(WebhooksService.maxBatch)") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
 
@@ -63,7 +67,7 @@ struct WebhooksBench: AsyncParsableCommand {
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = WebhooksBenchPlan(
                 events: rate > 0 ? rate * seconds : events, rate: rate, concurrency: concurrency, publishers: publishers,
-                timeoutSeconds: timeout)
+                batch: rate > 0 ? 1 : batch, timeoutSeconds: timeout)
             let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
                 try await BenchReceiver.run { port, arrivals in try await plan.run(on: runtime, receiverPort: port, arrivals: arrivals) }
@@ -131,6 +135,7 @@ struct WebhooksBenchPlan: Sendable {
     var rate: Int
     var concurrency: Int
     var publishers: Int
+    var batch: Int
     var timeoutSeconds: Int
 
     func run(on runtime: Runtime, receiverPort: Int, arrivals: Arrivals) async throws -> WebhooksBenchReport {
@@ -168,7 +173,7 @@ struct WebhooksBenchPlan: Sendable {
             latencies.sort()
             return WebhooksBenchReport(
                 broker: QueueBenchPlan.brokerName(runtime.settings.broker), database: runtime.database.engine.rawValue,
-                events: events, rate: rate, concurrency: concurrency, publishers: rate > 0 ? 1 : publishers,
+                events: events, rate: rate, concurrency: concurrency, publishers: rate > 0 ? 1 : publishers, batch: batch,
                 sendSeconds: sendSeconds, totalSeconds: (last - start).seconds,
                 latencyP50: QueueBenchPlan.percentile(latencies, 0.50), latencyP99: QueueBenchPlan.percentile(latencies, 0.99),
                 peakRSSMiB: QueueBenchPlan.peakResidentMiB())
@@ -199,11 +204,16 @@ struct WebhooksBenchPlan: Sendable {
                 }
             } else {
                 for publisher in 0..<publishers {
+                    let indices = Array(stride(from: publisher, to: events, by: publishers))
                     group.addTask {
-                        for index in stride(from: publisher, to: events, by: publishers) {
+                        for start in stride(from: 0, to: indices.count, by: batch) {
+                            let chunk = indices[start..<min(start + batch, indices.count)]
                             let at = ContinuousClock.now
-                            let result = try await service.send(body(index), idempotencyKey: nil)
-                            sent.record(result.eventID, at: at)
+                            if chunk.count == 1, let index = chunk.first {
+                                sent.record(try await service.send(body(index), idempotencyKey: nil).eventID, at: at)
+                            } else {
+                                for result in try await service.send(contentsOf: chunk.map(body)) { sent.record(result.eventID, at: at) }
+                            }
                         }
                     }
                 }
@@ -228,6 +238,7 @@ struct WebhooksBenchReport: Sendable {
     var rate: Int
     var concurrency: Int
     var publishers: Int
+    var batch: Int
     var sendSeconds: Double
     /// From the first send to the last arrival.
     var totalSeconds: Double
@@ -242,7 +253,7 @@ struct WebhooksBenchReport: Sendable {
         func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
         return """
             integrator webhooks benchmark: broker \(broker), database \(database), \(mode)
-              events \(events), worker concurrency \(concurrency), senders \(publishers)
+              events \(events), worker concurrency \(concurrency), senders \(publishers), events per send \(batch)
               send       \(fixed(Double(events) / max(sendSeconds, 1e-9))) events/s  (\(fixed(sendSeconds, 2)) s to send all)
               delivered  \(fixed(deliveryRate)) deliveries/s  (\(fixed(totalSeconds, 2)) s from the first send to the last arrival)
               latency    p50 \(fixed(latencyP50, 1)) ms, p99 \(fixed(latencyP99, 1)) ms  (send call to arrival at the receiver)
@@ -258,7 +269,7 @@ struct WebhooksBenchReport: Sendable {
         return [
             "system": "integrator", "benchmark": "webhooks", "broker": .string(broker), "database": .string(database),
             "events": .number(Double(events)), "rate": .number(Double(rate)), "concurrency": .number(Double(concurrency)),
-            "publishers": .number(Double(publishers)), "send_seconds": rounded(sendSeconds, 3),
+            "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "send_seconds": rounded(sendSeconds, 3),
             "total_seconds": rounded(totalSeconds, 3), "delivery_rate": rounded(deliveryRate),
             "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99), "peak_rss_mib": rounded(peakRSSMiB),
         ]

@@ -37,6 +37,16 @@ enum WebhookRoutes {
                 let result = try await service(environment).send(try await environment.readJSON(request), idempotencyKey: key)
                 return result.json.response(status: result.duplicate ? .ok : .accepted)
             },
+            PluginRoute(.post, "/api/v1/webhooks/send/batch", access: .role(.operator)) { request, _, environment in
+                var input = try InputObject(try await environment.readJSON(request))
+                let events = input.raw("events")
+                try input.finish()
+                guard let items = events?.arrayValue else {
+                    throw ValidationFailure([FieldIssue(field: "events", message: "is required: an array of send bodies")])
+                }
+                let results = try await service(environment).send(contentsOf: items)
+                return JSONValue.object(["results": .array(results.map(\.json))]).response(status: .accepted)
+            },
             PluginRoute(.get, "/api/v1/webhooks/events/{event_id}", access: .role(.viewer)) { _, context, environment in
                 try await service(environment).event(try context.parameters.require("event_id")).response()
             },

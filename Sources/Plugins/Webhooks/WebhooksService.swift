@@ -98,60 +98,112 @@ public struct WebhooksService: Sendable {
     /// - Parameter idempotencyKey: the `Idempotency-Key` header; a body's `event_id` serves when it is absent.
     public func send(_ body: JSONValue, idempotencyKey: String?) async throws -> WebhookSendResult {
         let input = try SendInput(body, idempotencyKey: idempotencyKey, maxPayloadBytes: options.maxPayloadBytes)
-        do {
-            return try await store(input)
-        } catch let error where input.idempotencyKey != nil && !(error is ServiceError) {
-            // Two sends with one key at once: the loser's insert breaks the unique key; answer with the winner's event.
-            let store = self.store
-            let key = input.idempotencyKey ?? ""
-            if let first = try await environment.database.withSQL({ sql in try await store.event(tenantID: input.tenantID, idempotencyKey: key, sql) }) {
-                return WebhookSendResult(eventID: first.id, deliveries: first.state == .skipped ? 0 : 1, reason: nil, duplicate: true)
+        return try await send([input])[0]
+    }
+
+    /// The most events one batch send takes.
+    public static let maxBatch = 500
+
+    /// Sends many events in one transaction (one write for all of them and their deliveries): all are accepted, or
+    /// none. An `event_id` in an item makes that item idempotent, as in a single send.
+    public func send(contentsOf bodies: [JSONValue]) async throws -> [WebhookSendResult] {
+        guard (1...Self.maxBatch).contains(bodies.count) else {
+            throw ValidationFailure([FieldIssue(field: "events", message: "must hold 1 to \(Self.maxBatch) events")])
+        }
+        var inputs: [SendInput] = []
+        var issues: [FieldIssue] = []
+        for (index, body) in bodies.enumerated() {
+            do {
+                inputs.append(try SendInput(body, idempotencyKey: nil, maxPayloadBytes: options.maxPayloadBytes, path: "events.\(index)"))
+            } catch {
+                issues += error.issues
             }
-            throw error
+        }
+        guard issues.isEmpty else { throw ValidationFailure(issues) }
+        return try await send(inputs)
+    }
+
+    private func send(_ inputs: [SendInput]) async throws -> [WebhookSendResult] {
+        do {
+            return try await store(inputs)
+        } catch let error where inputs.contains(where: { $0.idempotencyKey != nil }) && !(error is ServiceError) {
+            // Two sends with one key at once: the loser's insert breaks the unique key. Its transaction rolled back
+            // whole, so trying again answers its keyed items with the winner's events.
+            return try await store(inputs)
         }
     }
 
-    private func store(_ input: SendInput) async throws -> WebhookSendResult {
+    private func store(_ inputs: [SendInput]) async throws -> [WebhookSendResult] {
         let now = environment.clock.now()
         let store = self.store
         let environment = self.environment
         let window = options.idempotencyWindow
         return try await environment.transaction { transaction in
             let sql = transaction.sql
-            guard let tenant = try await store.tenant(input.tenantID, sql) else { throw Self.unknownTenant(input.tenantID) }
-            guard tenant.active else {
-                throw ServiceError(
-                    .conflict,
-                    "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true to send again")
-            }
-            if let key = input.idempotencyKey, let first = try await store.event(tenantID: tenant.tenantID, idempotencyKey: key, sql) {
-                if now.timeIntervalSince(first.createdAt) < window {
-                    return WebhookSendResult(eventID: first.id, deliveries: first.state == .skipped ? 0 : 1, reason: nil, duplicate: true)
+            var tenants: [String: WebhookTenant] = [:]
+            var firstSends: [String: WebhookSendResult] = [:]
+            var results: [WebhookSendResult] = []
+            var events: [WebhookEvent] = []
+            var keys: [String?] = []
+            var messages: [TaskMessage] = []
+            for input in inputs {
+                let tenant: WebhookTenant
+                if let known = tenants[input.tenantID] {
+                    tenant = known
+                } else {
+                    guard let found = try await store.tenant(input.tenantID, sql) else { throw Self.unknownTenant(input.tenantID) }
+                    tenants[input.tenantID] = found
+                    tenant = found
                 }
-                try await store.releaseIdempotencyKey(eventID: first.id, sql)
+                guard tenant.active else {
+                    throw ServiceError(
+                        .conflict,
+                        "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true to send again")
+                }
+                if let key = input.idempotencyKey {
+                    let keyOfTenant = tenant.tenantID + "\u{0}" + key
+                    if let first = firstSends[keyOfTenant] {
+                        results.append(WebhookSendResult(eventID: first.eventID, deliveries: first.deliveries, reason: nil, duplicate: true))
+                        continue
+                    }
+                    if let first = try await store.event(tenantID: tenant.tenantID, idempotencyKey: key, sql) {
+                        if now.timeIntervalSince(first.createdAt) < window {
+                            results.append(WebhookSendResult(eventID: first.id, deliveries: first.state == .skipped ? 0 : 1, reason: nil, duplicate: true))
+                            continue
+                        }
+                        try await store.releaseIdempotencyKey(eventID: first.id, sql)
+                    }
+                }
+                let eventID = input.eventID ?? Identifier.make(now: now)
+                if input.eventID != nil, try await store.event(eventID, sql) != nil {
+                    throw ServiceError(.conflict, "event_id '\(eventID)' was already used; send a new one (or repeat within 24 hours for the first answer)")
+                }
+                let deliverable = tenant.accepts(eventType: input.eventType)
+                events.append(
+                    WebhookEvent(
+                        id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity, targetURL: input.targetURL,
+                        customHeaders: input.customHeaders,
+                        body: WebhookEvent.body(
+                            id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity,
+                            payload: input.payload, context: input.context, createdAt: now),
+                        state: deliverable ? .pending : .skipped, attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now))
+                keys.append(input.idempotencyKey)
+                let result: WebhookSendResult
+                if deliverable {
+                    messages.append(WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now))
+                    result = WebhookSendResult(eventID: eventID, deliveries: 1, reason: nil, duplicate: false)
+                } else {
+                    result = WebhookSendResult(
+                        eventID: eventID, deliveries: 0,
+                        reason: "event type '\(input.eventType)' matches none of the tenant's enabled_events (\(tenant.enabledEvents.joined(separator: ", ")))",
+                        duplicate: false)
+                }
+                if let key = input.idempotencyKey { firstSends[tenant.tenantID + "\u{0}" + key] = result }
+                results.append(result)
             }
-            let eventID = input.eventID ?? Identifier.make(now: now)
-            if input.eventID != nil, try await store.event(eventID, sql) != nil {
-                throw ServiceError(.conflict, "event_id '\(eventID)' was already used; send a new one (or repeat within 24 hours for the first answer)")
-            }
-            let deliverable = tenant.accepts(eventType: input.eventType)
-            let event = WebhookEvent(
-                id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity, targetURL: input.targetURL,
-                customHeaders: input.customHeaders,
-                body: WebhookEvent.body(
-                    id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity, payload: input.payload,
-                    context: input.context, createdAt: now),
-                state: deliverable ? .pending : .skipped, attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now)
-            try await store.insert([event], idempotencyKeys: [input.idempotencyKey], sql)
-            guard deliverable else {
-                return WebhookSendResult(
-                    eventID: eventID, deliveries: 0,
-                    reason: "event type '\(input.eventType)' matches none of the tenant's enabled_events (\(tenant.enabledEvents.joined(separator: ", ")))",
-                    duplicate: false)
-            }
-            try await environment.tasks.enqueue(
-                WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now), in: transaction)
-            return WebhookSendResult(eventID: eventID, deliveries: 1, reason: nil, duplicate: false)
+            if !events.isEmpty { try await store.insert(events, idempotencyKeys: keys, sql) }
+            try await environment.tasks.enqueue(contentsOf: messages, in: transaction)
+            return results
         }
     }
 
@@ -307,8 +359,8 @@ struct SendInput: Sendable {
     var eventID: String?
     var idempotencyKey: String?
 
-    init(_ body: JSONValue, idempotencyKey: String?, maxPayloadBytes: Int) throws(ValidationFailure) {
-        var input = try InputObject(body)
+    init(_ body: JSONValue, idempotencyKey: String?, maxPayloadBytes: Int, path: String = "") throws(ValidationFailure) {
+        var input = try InputObject(body, path: path)
         let tenantID = input.string("tenant_id", required: true)
         let eventType = input.string("event_type", required: true)
         if let eventType, eventType.contains(where: { $0.isWhitespace || $0 == "*" }) {
