@@ -2,6 +2,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Synchronization
 
 /// What plugin code works with. Built once per process by ``Runtime``, with no globals behind it: a test builds its own
 /// runtime on its own database and clock and gets an environment of its own.
@@ -23,6 +24,8 @@ public struct PluginEnvironment: Sendable {
     public let secrets: SecretBox
     public let clock: any TimeSource
     public let logger: Logger
+    /// Objects a plugin keeps for the life of the process (caches, batchers), one per key, made on first use.
+    public let shared = SharedObjects()
 
     /// Runs `body` in a transaction; tasks enqueued and timers set through it commit with your own writes.
     public func transaction<T: Sendable>(_ body: @Sendable (StoreTransaction) async throws -> T) async throws -> T {
@@ -49,5 +52,21 @@ public struct PluginEnvironment: Sendable {
         var logger = logger
         logger[metadataKey: "plugin"] = "\(pluginID)"
         return logger
+    }
+}
+
+/// A plugin's per-process objects. They belong to one ``PluginEnvironment``, so two runtimes in one process (tests)
+/// never share them.
+public final class SharedObjects: Sendable {
+    private let objects = Mutex<[String: any Sendable]>([:])
+
+    /// The object stored under `key`, made by `make` the first time. Name keys after the plugin (`webhooks.batching`).
+    public func object<T: Sendable>(_ key: String, make: () -> T) -> T {
+        objects.withLock { objects in
+            if let existing = objects[key] as? T { return existing }
+            let made = make()
+            objects[key] = made
+            return made
+        }
     }
 }

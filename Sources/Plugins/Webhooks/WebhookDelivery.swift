@@ -39,7 +39,8 @@ struct WebhookDelivery: TaskHandler {
             throw PluginError("webhooks.deliver needs {\"event_id\": string, \"attempt\": integer ≥ 1}", permanent: true)
         }
         let store = WebhookStore(secrets: environment.secrets)
-        guard let (event, tenant) = try await environment.database.withSQL({ sql in try await store.delivery(eventID, sql) }) else {
+        let batching = WebhookBatching.shared(in: environment)
+        guard let (event, tenant) = try await batching.loads.submit(eventID) else {
             return ["skipped": "the event no longer exists"]
         }
         guard event.state == .pending, event.attemptCount == attempt - 1 else {
@@ -56,7 +57,8 @@ struct WebhookDelivery: TaskHandler {
         }
         let (outcome, record) = await send(event, to: tenant, attempt: attempt, environment: environment, logger: context.logger)
         let written = try await settle(
-            event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, logger: context.logger)
+            event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching,
+            logger: context.logger)
         return ["event_id": .string(event.id), "attempt": .number(Double(attempt)), "state": .string(written)]
     }
 
@@ -144,18 +146,13 @@ struct WebhookDelivery: TaskHandler {
     /// Returns the event's state as written (or `skipped` when another copy of this attempt got there first).
     private func settle(
         _ event: WebhookEvent, tenant: WebhookTenant, record: WebhookAttempt, outcome: Outcome, environment: PluginEnvironment,
-        store: WebhookStore, logger: Logger
+        store: WebhookStore, batching: WebhookBatching, logger: Logger
     ) async throws -> String {
         let now = environment.clock.now()
         let engine = environment.database.engine
         if case .delivered = outcome, tenant.failingSince == nil {
-            // The common case: on PostgreSQL one statement (one round trip), no transaction; SQLite needs one for its
-            // two statements, and it costs no round trip there.
-            let write: @Sendable (any SQLDatabase) async throws -> Bool = { sql in
-                try await store.record(record, of: event, state: .succeeded, nextAttemptAt: nil, failureReason: nil, at: now, sql, engine: engine)
-            }
-            let written = engine == .postgres
-                ? try await environment.database.withSQL(write) : try await environment.database.transaction(write)
+            // The common case joins the successes of concurrent deliveries in one write.
+            let written = try await batching.successes.submit(WebhookBatching.Success(event: event, attempt: record, at: now))
             logger.debug("webhook delivered", metadata: ["webhook.event_id": "\(event.id)", "http.status": "\(record.statusCode ?? 0)"])
             return written ? WebhookDeliveryState.succeeded.rawValue : "skipped"
         }

@@ -8,7 +8,7 @@ enum WebhookMigrations {
         let double = facts.engine == .postgres ? "DOUBLE PRECISION" : "REAL"
         return [
             """
-            CREATE TABLE webhook_tenants (
+            CREATE TABLE webhooks_tenants (
                 tenant_id TEXT PRIMARY KEY,
                 base_url TEXT NOT NULL,
                 default_headers \(facts.json) NOT NULL,
@@ -32,7 +32,7 @@ enum WebhookMigrations {
             """,
             // One row per event and tenant; it is also the event's delivery (state, attempts, next retry).
             """
-            CREATE TABLE webhook_events (
+            CREATE TABLE webhooks_events (
                 id TEXT PRIMARY KEY,
                 tenant_id TEXT NOT NULL,
                 event_type TEXT NOT NULL,
@@ -51,10 +51,10 @@ enum WebhookMigrations {
                 updated_at \(facts.timestamp) NOT NULL
             )
             """,
-            "CREATE UNIQUE INDEX webhook_events_idempotency ON webhook_events (tenant_id, idempotency_key)",
-            "CREATE INDEX webhook_events_tenant_state ON webhook_events (tenant_id, state, failed_at)",
+            "CREATE UNIQUE INDEX webhooks_events_idempotency ON webhooks_events (tenant_id, idempotency_key)",
+            "CREATE INDEX webhooks_events_tenant_state ON webhooks_events (tenant_id, state, failed_at)",
             """
-            CREATE TABLE webhook_attempts (
+            CREATE TABLE webhooks_attempts (
                 event_id TEXT NOT NULL,
                 attempt INTEGER NOT NULL,
                 tenant_id TEXT NOT NULL,
@@ -66,7 +66,7 @@ enum WebhookMigrations {
                 PRIMARY KEY (event_id, attempt)
             )
             """,
-            "CREATE INDEX webhook_attempts_tenant ON webhook_attempts (tenant_id)",
+            "CREATE INDEX webhooks_attempts_tenant ON webhooks_attempts (tenant_id)",
         ]
     }
 }

@@ -12,20 +12,20 @@ struct WebhookStore: Sendable {
     // MARK: Tenants
 
     func tenant(_ tenantID: String, _ sql: any SQLDatabase) async throws -> WebhookTenant? {
-        try await sql.raw("SELECT * FROM webhook_tenants WHERE tenant_id = \(bind: tenantID)").first().map(tenant)
+        try await sql.raw("SELECT * FROM webhooks_tenants WHERE tenant_id = \(bind: tenantID)").first().map(tenant)
     }
 
     /// Every tenant, a page at a time in id order.
     func tenants(after: String?, limit: Int, _ sql: any SQLDatabase) async throws -> [WebhookTenant] {
         let rows = try await sql.raw(
-            "SELECT * FROM webhook_tenants WHERE tenant_id > \(bind: after ?? "") ORDER BY tenant_id LIMIT \(bind: limit)"
+            "SELECT * FROM webhooks_tenants WHERE tenant_id > \(bind: after ?? "") ORDER BY tenant_id LIMIT \(bind: limit)"
         ).all()
         return try rows.map(tenant)
     }
 
     /// The active tenants' ids and patterns: all a fan-out needs to choose recipients, without opening secrets.
     func activeSubscriptions(_ sql: any SQLDatabase) async throws -> [(tenantID: String, patterns: [String])] {
-        try await sql.raw("SELECT tenant_id, enabled_events FROM webhook_tenants WHERE active = \(bind: true) ORDER BY tenant_id").all()
+        try await sql.raw("SELECT tenant_id, enabled_events FROM webhooks_tenants WHERE active = \(bind: true) ORDER BY tenant_id").all()
             .map { row in
                 (try row.decode(column: "tenant_id", as: String.self), try Self.strings(row, "enabled_events"))
             }
@@ -36,7 +36,7 @@ struct WebhookStore: Sendable {
         let retry = tenant.retry
         try await sql.raw(
             """
-            INSERT INTO webhook_tenants (tenant_id, base_url, default_headers, max_retries, initial_delay_seconds,
+            INSERT INTO webhooks_tenants (tenant_id, base_url, default_headers, max_retries, initial_delay_seconds,
                 backoff_multiplier, max_delay_seconds, jitter, timeout_seconds, enabled_events, active, disabled_reason,
                 auth_type, auth_header_name, secrets, previous_secret_expires_at, failing_since, created_at, updated_at)
             VALUES (\(bind: tenant.tenantID), \(bind: tenant.baseURL), \(bind: Self.encode(tenant.defaultHeaders)),
@@ -62,20 +62,20 @@ struct WebhookStore: Sendable {
         try await sql.raw(
             """
             DELETE FROM timers WHERE id IN (
-                SELECT \(bind: WebhookDelivery.retryTimerPrefix) || id FROM webhook_events
+                SELECT \(bind: WebhookDelivery.retryTimerPrefix) || id FROM webhooks_events
                 WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.pending.rawValue))
             """
         ).run()
-        try await sql.raw("DELETE FROM webhook_attempts WHERE tenant_id = \(bind: tenantID)").run()
-        try await sql.raw("DELETE FROM webhook_events WHERE tenant_id = \(bind: tenantID)").run()
-        return !(try await sql.raw("DELETE FROM webhook_tenants WHERE tenant_id = \(bind: tenantID) RETURNING tenant_id").all()).isEmpty
+        try await sql.raw("DELETE FROM webhooks_attempts WHERE tenant_id = \(bind: tenantID)").run()
+        try await sql.raw("DELETE FROM webhooks_events WHERE tenant_id = \(bind: tenantID)").run()
+        return !(try await sql.raw("DELETE FROM webhooks_tenants WHERE tenant_id = \(bind: tenantID) RETURNING tenant_id").all()).isEmpty
     }
 
     /// Turns the endpoint off, saying why; sends are refused and pending deliveries go to the dead-letter list.
     func deactivate(_ tenantID: String, reason: String, at now: Date, _ sql: any SQLDatabase) async throws {
         try await sql.raw(
             """
-            UPDATE webhook_tenants SET active = \(bind: false), disabled_reason = \(bind: reason), updated_at = \(bind: now)
+            UPDATE webhooks_tenants SET active = \(bind: false), disabled_reason = \(bind: reason), updated_at = \(bind: now)
             WHERE tenant_id = \(bind: tenantID) AND active = \(bind: true)
             """
         ).run()
@@ -85,7 +85,7 @@ struct WebhookStore: Sendable {
     func noteFailure(_ tenantID: String, at now: Date, _ sql: any SQLDatabase) async throws -> Date? {
         try await sql.raw(
             """
-            UPDATE webhook_tenants SET failing_since = COALESCE(failing_since, \(bind: now))
+            UPDATE webhooks_tenants SET failing_since = COALESCE(failing_since, \(bind: now))
             WHERE tenant_id = \(bind: tenantID) RETURNING failing_since
             """
         ).first()?.decode(column: "failing_since", as: Date?.self)
@@ -93,7 +93,7 @@ struct WebhookStore: Sendable {
 
     func noteSuccess(_ tenantID: String, _ sql: any SQLDatabase) async throws {
         try await sql.raw(
-            "UPDATE webhook_tenants SET failing_since = NULL WHERE tenant_id = \(bind: tenantID) AND failing_since IS NOT NULL"
+            "UPDATE webhooks_tenants SET failing_since = NULL WHERE tenant_id = \(bind: tenantID) AND failing_since IS NOT NULL"
         ).run()
     }
 
@@ -134,17 +134,22 @@ struct WebhookStore: Sendable {
     ]
     private static let joinedTenantColumns = tenantColumns.map { "t.\($0) AS t_\($0)" }.joined(separator: ", ")
 
-    /// An event with its tenant (`nil` when the tenant is gone), in one query: the delivery task's one read.
-    func delivery(_ eventID: String, _ sql: any SQLDatabase) async throws -> (WebhookEvent, WebhookTenant?)? {
-        guard let row = try await sql.raw(
+    /// Events with their tenants (`nil` when the tenant is gone), in one query: the delivery tasks' one read.
+    func deliveries(_ eventIDs: [String], _ sql: any SQLDatabase) async throws -> [String: (event: WebhookEvent, tenant: WebhookTenant?)] {
+        guard !eventIDs.isEmpty else { return [:] }
+        let rows = try await sql.raw(
             """
-            SELECT e.*, \(unsafeRaw: Self.joinedTenantColumns) FROM webhook_events AS e
-            LEFT JOIN webhook_tenants AS t ON t.tenant_id = e.tenant_id WHERE e.id = \(bind: eventID)
+            SELECT e.*, \(unsafeRaw: Self.joinedTenantColumns) FROM webhooks_events AS e
+            LEFT JOIN webhooks_tenants AS t ON t.tenant_id = e.tenant_id WHERE e.id IN (\(binds: eventIDs))
             """
-        ).first() else { return nil }
-        let event = try Self.event(row)
-        guard try row.decode(column: "t_tenant_id", as: String?.self) != nil else { return (event, nil) }
-        return (event, try tenant(row, prefix: "t_"))
+        ).all()
+        var found: [String: (event: WebhookEvent, tenant: WebhookTenant?)] = [:]
+        for row in rows {
+            let event = try Self.event(row)
+            let tenant = try row.decode(column: "t_tenant_id", as: String?.self) == nil ? nil : try tenant(row, prefix: "t_")
+            found[event.id] = (event, tenant)
+        }
+        return found
     }
 
     // MARK: Events
@@ -161,7 +166,7 @@ struct WebhookStore: Sendable {
             }
             try await sql.raw(
                 """
-                INSERT INTO webhook_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
+                INSERT INTO webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
                     idempotency_key, state, attempt_count, round_attempts, created_at, updated_at)
                 VALUES \(rows.joined(separator: ", "))
                 """
@@ -170,30 +175,30 @@ struct WebhookStore: Sendable {
     }
 
     func event(_ id: String, _ sql: any SQLDatabase) async throws -> WebhookEvent? {
-        try await sql.raw("SELECT * FROM webhook_events WHERE id = \(bind: id)").first().map(Self.event)
+        try await sql.raw("SELECT * FROM webhooks_events WHERE id = \(bind: id)").first().map(Self.event)
     }
 
     /// The event a tenant sent before under `key`, with when.
     func event(tenantID: String, idempotencyKey key: String, _ sql: any SQLDatabase) async throws -> WebhookEvent? {
         try await sql.raw(
-            "SELECT * FROM webhook_events WHERE tenant_id = \(bind: tenantID) AND idempotency_key = \(bind: key)"
+            "SELECT * FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND idempotency_key = \(bind: key)"
         ).first().map(Self.event)
     }
 
     /// Frees an idempotency key whose window passed, so it can name a new send.
     func releaseIdempotencyKey(eventID: String, _ sql: any SQLDatabase) async throws {
-        try await sql.raw("UPDATE webhook_events SET idempotency_key = NULL WHERE id = \(bind: eventID)").run()
+        try await sql.raw("UPDATE webhooks_events SET idempotency_key = NULL WHERE id = \(bind: eventID)").run()
     }
 
     func attempts(eventID: String, _ sql: any SQLDatabase) async throws -> [WebhookAttempt] {
-        try await sql.raw("SELECT * FROM webhook_attempts WHERE event_id = \(bind: eventID) ORDER BY attempt").all().map(Self.attempt)
+        try await sql.raw("SELECT * FROM webhooks_attempts WHERE event_id = \(bind: eventID) ORDER BY attempt").all().map(Self.attempt)
     }
 
     /// Attempts of several events, by event id.
     func attempts(eventIDs: [String], _ sql: any SQLDatabase) async throws -> [String: [WebhookAttempt]] {
         guard !eventIDs.isEmpty else { return [:] }
         let rows = try await sql.raw(
-            "SELECT * FROM webhook_attempts WHERE event_id IN (\(binds: eventIDs)) ORDER BY event_id, attempt"
+            "SELECT * FROM webhooks_attempts WHERE event_id IN (\(binds: eventIDs)) ORDER BY event_id, attempt"
         ).all()
         var attempts: [String: [WebhookAttempt]] = [:]
         for row in rows { attempts[try row.decode(column: "event_id", as: String.self), default: []].append(try Self.attempt(row)) }
@@ -205,7 +210,7 @@ struct WebhookStore: Sendable {
     func deadEvents(tenantID: String, after: String?, limit: Int, _ sql: any SQLDatabase) async throws -> [WebhookEvent] {
         try await sql.raw(
             """
-            SELECT * FROM webhook_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
+            SELECT * FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
                 AND id > \(bind: after ?? "") ORDER BY id LIMIT \(bind: limit)
             """
         ).all().map(Self.event)
@@ -216,7 +221,7 @@ struct WebhookStore: Sendable {
         guard !eventIDs.isEmpty else { return [] }
         return try await sql.raw(
             """
-            UPDATE webhook_events SET state = \(bind: WebhookDeliveryState.pending.rawValue), round_attempts = 0,
+            UPDATE webhooks_events SET state = \(bind: WebhookDeliveryState.pending.rawValue), round_attempts = 0,
                 next_attempt_at = \(bind: now), failure_reason = NULL, failed_at = NULL, updated_at = \(bind: now)
             WHERE id IN (\(binds: eventIDs)) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
             RETURNING id, attempt_count, severity
@@ -234,7 +239,7 @@ struct WebhookStore: Sendable {
         let since: SQLQueryString = since.map { "AND failed_at >= \(bind: $0)" } ?? ""
         return try await sql.raw(
             """
-            SELECT id FROM webhook_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
+            SELECT id FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
             \(since) ORDER BY id
             """
         ).all().map { try $0.decode(column: "id", as: String.self) }
@@ -249,7 +254,7 @@ struct WebhookStore: Sendable {
         at now: Date, _ sql: any SQLDatabase, engine: Database.Engine
     ) async throws -> Bool {
         let update: SQLQueryString = """
-            UPDATE webhook_events SET state = \(bind: state.rawValue), attempt_count = \(bind: attempt.attempt),
+            UPDATE webhooks_events SET state = \(bind: state.rawValue), attempt_count = \(bind: attempt.attempt),
                 round_attempts = round_attempts + 1, next_attempt_at = \(bind: nextAttemptAt),
                 failure_reason = \(bind: failureReason), failed_at = \(bind: state == .dead ? now : nil), updated_at = \(bind: now)
             WHERE id = \(bind: event.id) AND state = \(bind: WebhookDeliveryState.pending.rawValue)
@@ -260,7 +265,7 @@ struct WebhookStore: Sendable {
             \(bind: attempt.statusCode), \(bind: attempt.durationMs), \(bind: attempt.responseBody), \(bind: attempt.error)
             """
         let insert: SQLQueryString =
-            "INSERT INTO webhook_attempts (event_id, attempt, tenant_id, attempted_at, status_code, duration_ms, response_body, error)"
+            "INSERT INTO webhooks_attempts (event_id, attempt, tenant_id, attempted_at, status_code, duration_ms, response_body, error)"
         if engine == .postgres {
             // One round trip: the attempt is inserted only when the fenced update took the event.
             return !(try await sql.raw(
@@ -272,11 +277,40 @@ struct WebhookStore: Sendable {
         return true
     }
 
+    /// Records successful attempts of many events in one statement (PostgreSQL), each fenced like ``record``; returns
+    /// the ids of the events it wrote. `items` must not name an event twice.
+    func recordSuccesses(_ items: [WebhookBatching.Success], _ sql: any SQLDatabase) async throws -> Set<String> {
+        guard !items.isEmpty else { return [] }
+        let rows = try await sql.raw(
+            """
+            WITH input AS (
+                SELECT * FROM unnest(\(bind: items.map(\.event.id))::text[], \(bind: items.map(\.attempt.attempt))::int8[],
+                    \(bind: items.map(\.event.tenantID))::text[], \(bind: items.map(\.attempt.attemptedAt))::timestamptz[],
+                    \(bind: items.map { $0.attempt.statusCode ?? 0 })::int8[], \(bind: items.map(\.attempt.durationMs))::float8[],
+                    \(bind: items.map { $0.attempt.responseBody ?? "" })::text[], \(bind: items.map(\.at))::timestamptz[])
+                    AS i(id, attempt, tenant_id, attempted_at, status_code, duration_ms, response_body, recorded_at)
+            ), taken AS (
+                UPDATE webhooks_events AS e SET state = \(bind: WebhookDeliveryState.succeeded.rawValue), attempt_count = i.attempt,
+                    round_attempts = e.round_attempts + 1, next_attempt_at = NULL, failure_reason = NULL, failed_at = NULL,
+                    updated_at = i.recorded_at
+                FROM input AS i
+                WHERE e.id = i.id AND e.state = \(bind: WebhookDeliveryState.pending.rawValue) AND e.attempt_count = i.attempt - 1
+                RETURNING e.id
+            )
+            INSERT INTO webhooks_attempts (event_id, attempt, tenant_id, attempted_at, status_code, duration_ms, response_body, error)
+            SELECT i.id, i.attempt, i.tenant_id, i.attempted_at, i.status_code, i.duration_ms, NULLIF(i.response_body, ''), NULL
+            FROM input AS i JOIN taken USING (id)
+            RETURNING event_id
+            """
+        ).all()
+        return Set(try rows.map { try $0.decode(column: "event_id", as: String.self) })
+    }
+
     /// Ends a pending event without an attempt (its endpoint was turned off); fenced like ``record``.
     func kill(eventID: String, expectedAttempts: Int, reason: String, at now: Date, _ sql: any SQLDatabase) async throws -> Bool {
         !(try await sql.raw(
             """
-            UPDATE webhook_events SET state = \(bind: WebhookDeliveryState.dead.rawValue), next_attempt_at = NULL,
+            UPDATE webhooks_events SET state = \(bind: WebhookDeliveryState.dead.rawValue), next_attempt_at = NULL,
                 failure_reason = \(bind: reason), failed_at = \(bind: now), updated_at = \(bind: now)
             WHERE id = \(bind: eventID) AND state = \(bind: WebhookDeliveryState.pending.rawValue)
                 AND attempt_count = \(bind: expectedAttempts) RETURNING id
@@ -296,11 +330,11 @@ struct WebhookStore: Sendable {
                 COALESCE(SUM(CASE WHEN state = \(bind: WebhookDeliveryState.dead.rawValue) THEN 1 ELSE 0 END), 0) AS dead,
                 COALESCE(SUM(CASE WHEN state = \(bind: pending) AND round_attempts > 0 THEN 1 ELSE 0 END), 0) AS retrying,
                 MAX(updated_at) AS last_updated
-            FROM webhook_events WHERE tenant_id = \(bind: tenantID)
+            FROM webhooks_events WHERE tenant_id = \(bind: tenantID)
             """
         ).first()
         let average = try await sql.raw(
-            "SELECT AVG(duration_ms) AS average FROM webhook_attempts WHERE tenant_id = \(bind: tenantID) AND status_code IS NOT NULL"
+            "SELECT AVG(duration_ms) AS average FROM webhooks_attempts WHERE tenant_id = \(bind: tenantID) AND status_code IS NOT NULL"
         ).first()?.decode(column: "average", as: Double?.self)
         let retrying = try counts?.decode(column: "retrying", as: Int.self) ?? 0
         let dead = try counts?.decode(column: "dead", as: Int.self) ?? 0
