@@ -99,7 +99,10 @@ struct CLITests {
             ]
             let first = try Self.run(["migrate"], environment: environment, in: directory)
             #expect(first.status == 0)
-            #expect(first.stdout == "Applied migrations: \(Migration.all.map { String($0.version) }.joined(separator: ", ")).\n", "\(first.stdout)")
+            // The engine's versions, then each built-in plugin's under its id.
+            #expect(
+                first.stdout == "Applied migrations: \(Migration.all.map { String($0.version) }.joined(separator: ", ")), webhooks:1.\n",
+                "\(first.stdout)")
             #expect(try Self.run(["migrate"], environment: environment, in: directory).stdout == "Database is up to date.\n")
 
             let created = try Self.run(

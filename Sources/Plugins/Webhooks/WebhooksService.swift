@@ -96,9 +96,18 @@ public struct WebhooksService: Sendable {
 
     /// Stores the event and enqueues its delivery in one transaction, so an accepted send is never lost.
     /// - Parameter idempotencyKey: the `Idempotency-Key` header; a body's `event_id` serves when it is absent.
+    ///
+    /// Sends that arrive together share one transaction (a group commit), each with its own answer: an unknown or
+    /// inactive tenant fails its own send only.
     public func send(_ body: JSONValue, idempotencyKey: String?) async throws -> WebhookSendResult {
         let input = try SendInput(body, idempotencyKey: idempotencyKey, maxPayloadBytes: options.maxPayloadBytes)
-        return try await send([input])[0]
+        let service = self
+        let batching = environment.shared.object("webhooks.sends") {
+            BatchCall<SendInput, Result<WebhookSendResult, ServiceError>>(maxBatch: 200) { inputs in
+                try await service.send(inputs, eachOnItsOwn: true)
+            }
+        }
+        return try await batching.submit(input).get()
     }
 
     /// The most events one batch send takes.
@@ -120,20 +129,22 @@ public struct WebhooksService: Sendable {
             }
         }
         guard issues.isEmpty else { throw ValidationFailure(issues) }
-        return try await send(inputs)
+        return try await send(inputs, eachOnItsOwn: false).map { try $0.get() }
     }
 
-    private func send(_ inputs: [SendInput]) async throws -> [WebhookSendResult] {
+    /// Stores `inputs` in one transaction. With `eachOnItsOwn`, an input the service refuses (unknown or inactive
+    /// tenant, an `event_id` used before) fails alone; otherwise it fails them all, and nothing is stored.
+    private func send(_ inputs: [SendInput], eachOnItsOwn: Bool) async throws -> [Result<WebhookSendResult, ServiceError>] {
         do {
-            return try await store(inputs)
+            return try await store(inputs, eachOnItsOwn: eachOnItsOwn)
         } catch let error where inputs.contains(where: { $0.idempotencyKey != nil }) && !(error is ServiceError) {
             // Two sends with one key at once: the loser's insert breaks the unique key. Its transaction rolled back
             // whole, so trying again answers its keyed items with the winner's events.
-            return try await store(inputs)
+            return try await store(inputs, eachOnItsOwn: eachOnItsOwn)
         }
     }
 
-    private func store(_ inputs: [SendInput]) async throws -> [WebhookSendResult] {
+    private func store(_ inputs: [SendInput], eachOnItsOwn: Bool) async throws -> [Result<WebhookSendResult, ServiceError>] {
         let now = environment.clock.now()
         let store = self.store
         let environment = self.environment
@@ -142,64 +153,70 @@ public struct WebhooksService: Sendable {
             let sql = transaction.sql
             var tenants: [String: WebhookTenant] = [:]
             var firstSends: [String: WebhookSendResult] = [:]
-            var results: [WebhookSendResult] = []
+            var results: [Result<WebhookSendResult, ServiceError>] = []
             var events: [WebhookEvent] = []
             var keys: [String?] = []
             var messages: [TaskMessage] = []
+            var newIDs = Set<String>()
             for input in inputs {
-                let tenant: WebhookTenant
-                if let known = tenants[input.tenantID] {
-                    tenant = known
-                } else {
-                    guard let found = try await store.tenant(input.tenantID, sql) else { throw Self.unknownTenant(input.tenantID) }
-                    tenants[input.tenantID] = found
-                    tenant = found
-                }
-                guard tenant.active else {
-                    throw ServiceError(
-                        .conflict,
-                        "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true to send again")
-                }
-                if let key = input.idempotencyKey {
-                    let keyOfTenant = tenant.tenantID + "\u{0}" + key
-                    if let first = firstSends[keyOfTenant] {
-                        results.append(WebhookSendResult(eventID: first.eventID, deliveries: first.deliveries, reason: nil, duplicate: true))
-                        continue
+                do {
+                    let tenant: WebhookTenant
+                    if let known = tenants[input.tenantID] {
+                        tenant = known
+                    } else {
+                        guard let found = try await store.tenant(input.tenantID, sql) else { throw Self.unknownTenant(input.tenantID) }
+                        tenants[input.tenantID] = found
+                        tenant = found
                     }
-                    if let first = try await store.event(tenantID: tenant.tenantID, idempotencyKey: key, sql) {
-                        if now.timeIntervalSince(first.createdAt) < window {
-                            results.append(WebhookSendResult(eventID: first.id, deliveries: first.state == .skipped ? 0 : 1, reason: nil, duplicate: true))
+                    guard tenant.active else {
+                        throw ServiceError(
+                            .conflict,
+                            "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true to send again")
+                    }
+                    if let key = input.idempotencyKey {
+                        if let first = firstSends[tenant.tenantID + "\u{0}" + key] {
+                            results.append(.success(WebhookSendResult(eventID: first.eventID, deliveries: first.deliveries, reason: nil, duplicate: true)))
                             continue
                         }
-                        try await store.releaseIdempotencyKey(eventID: first.id, sql)
+                        if let first = try await store.event(tenantID: tenant.tenantID, idempotencyKey: key, sql) {
+                            if now.timeIntervalSince(first.createdAt) < window {
+                                results.append(
+                                    .success(WebhookSendResult(eventID: first.id, deliveries: first.state == .skipped ? 0 : 1, reason: nil, duplicate: true)))
+                                continue
+                            }
+                            try await store.releaseIdempotencyKey(eventID: first.id, sql)
+                        }
                     }
-                }
-                let eventID = input.eventID ?? Identifier.make(now: now)
-                if input.eventID != nil, try await store.event(eventID, sql) != nil {
-                    throw ServiceError(.conflict, "event_id '\(eventID)' was already used; send a new one (or repeat within 24 hours for the first answer)")
-                }
-                let deliverable = tenant.accepts(eventType: input.eventType)
-                events.append(
-                    WebhookEvent(
-                        id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity, targetURL: input.targetURL,
-                        customHeaders: input.customHeaders,
-                        body: WebhookEvent.body(
+                    let eventID = input.eventID ?? Identifier.make(now: now)
+                    if input.eventID != nil, try await store.event(eventID, sql) != nil || newIDs.contains(eventID) {
+                        throw ServiceError(.conflict, "event_id '\(eventID)' was already used; send a new one (or repeat within 24 hours for the first answer)")
+                    }
+                    newIDs.insert(eventID)
+                    let deliverable = tenant.accepts(eventType: input.eventType)
+                    events.append(
+                        WebhookEvent(
                             id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity,
-                            payload: input.payload, context: input.context, createdAt: now),
-                        state: deliverable ? .pending : .skipped, attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now))
-                keys.append(input.idempotencyKey)
-                let result: WebhookSendResult
-                if deliverable {
-                    messages.append(WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now))
-                    result = WebhookSendResult(eventID: eventID, deliveries: 1, reason: nil, duplicate: false)
-                } else {
-                    result = WebhookSendResult(
-                        eventID: eventID, deliveries: 0,
-                        reason: "event type '\(input.eventType)' matches none of the tenant's enabled_events (\(tenant.enabledEvents.joined(separator: ", ")))",
-                        duplicate: false)
+                            targetURL: input.targetURL, customHeaders: input.customHeaders,
+                            body: WebhookEvent.body(
+                                id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity,
+                                payload: input.payload, context: input.context, createdAt: now),
+                            state: deliverable ? .pending : .skipped, attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now))
+                    keys.append(input.idempotencyKey)
+                    let result: WebhookSendResult
+                    if deliverable {
+                        messages.append(WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now))
+                        result = WebhookSendResult(eventID: eventID, deliveries: 1, reason: nil, duplicate: false)
+                    } else {
+                        result = WebhookSendResult(
+                            eventID: eventID, deliveries: 0,
+                            reason: "event type '\(input.eventType)' matches none of the tenant's enabled_events (\(tenant.enabledEvents.joined(separator: ", ")))",
+                            duplicate: false)
+                    }
+                    if let key = input.idempotencyKey { firstSends[tenant.tenantID + "\u{0}" + key] = result }
+                    results.append(.success(result))
+                } catch let refused as ServiceError where eachOnItsOwn {
+                    results.append(.failure(refused))
                 }
-                if let key = input.idempotencyKey { firstSends[tenant.tenantID + "\u{0}" + key] = result }
-                results.append(result)
             }
             if !events.isEmpty { try await store.insert(events, idempotencyKeys: keys, sql) }
             try await environment.tasks.enqueue(contentsOf: messages, in: transaction)
