@@ -109,37 +109,37 @@ struct WebhookDelivery: TaskHandler {
         return (outcome, record)
     }
 
-    /// The signed POST for one attempt.
+    /// The signed POST for one attempt. Headers are collected by lowercased name (a custom header replaces a default
+    /// one of the same name, authentication replaces both) without re-scanning the list per header: this runs for
+    /// every delivery.
     static func request(for event: WebhookEvent, tenant: WebhookTenant, at now: Date) -> OutboundRequest {
         let body = Data(event.body.utf8)
-        let timestamp = Int(now.timeIntervalSince1970)
+        let timestamp = String(Int(now.timeIntervalSince1970))
         let secrets = tenant.signingSecrets(at: now)
-        var request = OutboundRequest(method: "POST", event.targetURL ?? tenant.baseURL, body: body)
-        for (name, value) in tenant.defaultHeaders.sorted(by: { $0.key < $1.key }) where !protectedHeaders.contains(name.lowercased()) {
-            request.setHeader(name, value)
-        }
-        for (name, value) in event.customHeaders.sorted(by: { $0.key < $1.key }) where !protectedHeaders.contains(name.lowercased()) {
-            request.setHeader(name, value)
-        }
+        var chosen: [String: (name: String, value: String)] = [:]
+        for (name, value) in tenant.defaultHeaders { chosen[name.lowercased()] = (name, value) }
+        for (name, value) in event.customHeaders { chosen[name.lowercased()] = (name, value) }
         if let type = tenant.authType, let token = tenant.secrets.authToken {
-            switch type {
-            case .bearer: request.setHeader(tenant.authHeaderName ?? "Authorization", "Bearer \(token)")
-            case .apiKey: request.setHeader(tenant.authHeaderName ?? "X-API-Key", token)
-            case .basic: request.setHeader("Authorization", "Basic " + Data(token.utf8).base64EncodedString())
-            }
+            let header: (name: String, value: String) =
+                switch type {
+                case .bearer: (tenant.authHeaderName ?? "Authorization", "Bearer \(token)")
+                case .apiKey: (tenant.authHeaderName ?? "X-API-Key", token)
+                case .basic: ("Authorization", "Basic " + Data(token.utf8).base64EncodedString())
+                }
+            chosen[header.name.lowercased()] = header
         }
-        request.setHeader("content-type", "application/json")
-        request.setHeader("X-Webhook-Signature", secrets.map { WebhookSignature.seed(body: body, secret: $0) }.joined(separator: " "))
-        request.setHeader("X-Event-Type", event.eventType)
-        request.setHeader("X-Event-ID", event.id)
-        request.setHeader("X-Tenant-ID", event.tenantID)
-        request.setHeader("X-Timestamp", String(timestamp))
-        request.setHeader("webhook-id", event.id)
-        request.setHeader("webhook-timestamp", String(timestamp))
-        request.setHeader(
-            "webhook-signature",
-            secrets.map { WebhookSignature.standard(id: event.id, timestamp: timestamp, body: body, secret: $0) }.joined(separator: " "))
-        return request
+        var headers = chosen.filter { !protectedHeaders.contains($0.key) }.values.sorted { $0.name < $1.name }
+        headers.append(("content-type", "application/json"))
+        headers.append(("X-Webhook-Signature", secrets.map { WebhookSignature.seed(body: body, secret: $0) }.joined(separator: " ")))
+        headers.append(("X-Event-Type", event.eventType))
+        headers.append(("X-Event-ID", event.id))
+        headers.append(("X-Tenant-ID", event.tenantID))
+        headers.append(("X-Timestamp", timestamp))
+        headers.append(("webhook-id", event.id))
+        headers.append(("webhook-timestamp", timestamp))
+        headers.append(
+            ("webhook-signature", secrets.map { WebhookSignature.standard(id: event.id, timestamp: Int(timestamp) ?? 0, body: body, secret: $0) }.joined(separator: " ")))
+        return OutboundRequest(method: "POST", event.targetURL ?? tenant.baseURL, headers: headers, body: body)
     }
 
     /// Stores the attempt and what follows it, together: the event's new state, a retry timer, the tenant switched off.

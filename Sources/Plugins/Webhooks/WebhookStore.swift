@@ -144,9 +144,20 @@ struct WebhookStore: Sendable {
             """
         ).all()
         var found: [String: (event: WebhookEvent, tenant: WebhookTenant?)] = [:]
+        // Most of a batch goes to a few tenants: each is decoded (and its secrets opened) once.
+        var tenants: [String: WebhookTenant] = [:]
         for row in rows {
             let event = try Self.event(row)
-            let tenant = try row.decode(column: "t_tenant_id", as: String?.self) == nil ? nil : try tenant(row, prefix: "t_")
+            var tenant: WebhookTenant?
+            if try row.decode(column: "t_tenant_id", as: String?.self) != nil {
+                if let known = tenants[event.tenantID] {
+                    tenant = known
+                } else {
+                    let decoded = try self.tenant(row, prefix: "t_")
+                    tenants[event.tenantID] = decoded
+                    tenant = decoded
+                }
+            }
             found[event.id] = (event, tenant)
         }
         return found
