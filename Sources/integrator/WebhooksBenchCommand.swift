@@ -154,6 +154,7 @@ struct WebhooksBenchPlan: Sendable {
             let clock = ContinuousClock()
             let start = clock.now
             let sendSeconds = try await send(service, tenantID: tenantID, sent: sent)
+            let residentAfterSending = Self.currentResidentMiB()
             let deadline = clock.now + .seconds(timeoutSeconds)
             while arrivals.count < events {
                 if clock.now >= deadline {
@@ -176,8 +177,17 @@ struct WebhooksBenchPlan: Sendable {
                 events: events, rate: rate, concurrency: concurrency, publishers: rate > 0 ? 1 : publishers, batch: batch,
                 sendSeconds: sendSeconds, totalSeconds: (last - start).seconds,
                 latencyP50: QueueBenchPlan.percentile(latencies, 0.50), latencyP99: QueueBenchPlan.percentile(latencies, 0.99),
-                peakRSSMiB: QueueBenchPlan.peakResidentMiB())
+                peakRSSMiB: QueueBenchPlan.peakResidentMiB(), rssAfterSendingMiB: residentAfterSending,
+                rssAtEndMiB: Self.currentResidentMiB())
         }
+    }
+
+    /// This process's resident memory now, in MiB (`/proc/self/statm`; 0 where there is none).
+    static func currentResidentMiB() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
     }
 
     /// Sends every event (at the fixed rate, or as fast as the publishers go) and returns the seconds it took.
@@ -245,6 +255,10 @@ struct WebhooksBenchReport: Sendable {
     var latencyP50: Double
     var latencyP99: Double
     var peakRSSMiB: Double
+    /// Resident memory when every event was sent (the backlog at its largest when sends outrun deliveries), and when
+    /// the last delivery arrived: equal when a backlog costs the process no memory.
+    var rssAfterSendingMiB: Double
+    var rssAtEndMiB: Double
 
     var deliveryRate: Double { Double(events) / max(totalSeconds, 1e-9) }
     var mode: String { rate > 0 ? "fixed rate \(rate)/s" : "throughput" }
@@ -258,6 +272,7 @@ struct WebhooksBenchReport: Sendable {
               delivered  \(fixed(deliveryRate)) deliveries/s  (\(fixed(totalSeconds, 2)) s from the first send to the last arrival)
               latency    p50 \(fixed(latencyP50, 1)) ms, p99 \(fixed(latencyP99, 1)) ms  (send call to arrival at the receiver)
               peak RSS   \(fixed(peakRSSMiB, 1)) MiB  (the whole process: senders, worker, receiver, database client)
+              RSS        \(fixed(rssAfterSendingMiB, 1)) MiB when all were sent, \(fixed(rssAtEndMiB, 1)) MiB when all had arrived
             """
     }
 
@@ -272,6 +287,7 @@ struct WebhooksBenchReport: Sendable {
             "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "send_seconds": rounded(sendSeconds, 3),
             "total_seconds": rounded(totalSeconds, 3), "delivery_rate": rounded(deliveryRate),
             "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99), "peak_rss_mib": rounded(peakRSSMiB),
+            "rss_after_sending_mib": rounded(rssAfterSendingMiB), "rss_at_end_mib": rounded(rssAtEndMiB),
         ]
     }
 }
