@@ -162,6 +162,8 @@ struct WebhooksBenchPlan: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(5))
             }
+            // Before the copies below: what the run itself left resident.
+            let residentAtEnd = Self.currentResidentMiB()
             let arrived = arrivals.all
             let sendTimes = sent.all
             var latencies: [Double] = []
@@ -178,7 +180,7 @@ struct WebhooksBenchPlan: Sendable {
                 sendSeconds: sendSeconds, totalSeconds: (last - start).seconds,
                 latencyP50: QueueBenchPlan.percentile(latencies, 0.50), latencyP99: QueueBenchPlan.percentile(latencies, 0.99),
                 peakRSSMiB: QueueBenchPlan.peakResidentMiB(), rssAfterSendingMiB: residentAfterSending,
-                rssAtEndMiB: Self.currentResidentMiB())
+                rssAtEndMiB: residentAtEnd)
         }
     }
 
