@@ -259,30 +259,7 @@ final class FakePagedAPI: Sendable {
             let size = request.uri.queryParameters.get("page_size", as: Int.self) ?? self.pageSize
             return self.page(page, size: size)
         }
-        let (ports, announce) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "bench-api")
-        logger.logLevel = .warning
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                announce.yield(channel.localAddress?.port ?? 0)
-                announce.finish()
-            }, logger: logger)
-        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else { throw BenchFailure("the fake API did not start") }
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await body("http://127.0.0.1:\(port)"))
-            } catch {
-                result = .failure(error)
-            }
-            await services.triggerGracefulShutdown()
-            try? await group.waitForAll()
-            return try result.get()
-        }
+        return try await LocalServer.serving(router, name: "fake API", body)
     }
 
     private func page(_ page: Int, size: Int) -> Response {

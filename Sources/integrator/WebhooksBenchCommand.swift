@@ -3,9 +3,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import IntegratorCore
-import Logging
 import Plugins
-import ServiceLifecycle
 import Synchronization
 
 struct WebhooksBench: AsyncParsableCommand {
@@ -70,7 +68,7 @@ struct WebhooksBench: AsyncParsableCommand {
                 batch: rate > 0 ? 1 : batch, timeoutSeconds: timeout)
             let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
-                try await BenchReceiver.run { port, arrivals in try await plan.run(on: runtime, receiverPort: port, arrivals: arrivals) }
+                try await BenchReceiver.run { url, arrivals in try await plan.run(on: runtime, receiverURL: url, arrivals: arrivals) }
             }
             print(json ? report.json.encodedString() : report.text)
         }
@@ -94,38 +92,14 @@ final class Arrivals: Sendable {
 
 /// A receiver on 127.0.0.1 that notes each event's arrival and answers 200.
 enum BenchReceiver {
-    static func run<T: Sendable>(_ body: @Sendable (_ port: Int, _ arrivals: Arrivals) async throws -> T) async throws -> T {
+    static func run<T: Sendable>(_ body: @Sendable (_ url: String, _ arrivals: Arrivals) async throws -> T) async throws -> T {
         let arrivals = Arrivals()
         let router = Router()
         router.post("/hook") { request, _ -> HTTPResponse.Status in
             if let id = request.headers.first(where: { $0.name.canonicalName == "x-event-id" })?.value { arrivals.record(id) }
             return .ok
         }
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        var logger = Logger(label: "bench-receiver")
-        logger.logLevel = .error
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port ?? 0)
-                portContinuation.finish()
-            }, logger: logger)
-        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else { throw BenchFailure("the benchmark's receiver did not start") }
-            do {
-                let value = try await body(port, arrivals)
-                await services.triggerGracefulShutdown()
-                try await group.waitForAll()
-                return value
-            } catch {
-                await services.triggerGracefulShutdown()
-                try? await group.waitForAll()
-                throw error
-            }
-        }
+        return try await LocalServer.serving(router, name: "benchmark's receiver") { baseURL in try await body(baseURL + "/hook", arrivals) }
     }
 }
 
@@ -138,11 +112,11 @@ struct WebhooksBenchPlan: Sendable {
     var batch: Int
     var timeoutSeconds: Int
 
-    func run(on runtime: Runtime, receiverPort: Int, arrivals: Arrivals) async throws -> WebhooksBenchReport {
+    func run(on runtime: Runtime, receiverURL: String, arrivals: Arrivals) async throws -> WebhooksBenchReport {
         let service = WebhooksService(environment: runtime.environment)
         let tenantID = "bench-" + Identifier.make().suffix(12).lowercased()
         _ = try await service.configure([
-            "tenant_id": .string(tenantID), "base_url": .string("http://127.0.0.1:\(receiverPort)/hook"),
+            "tenant_id": .string(tenantID), "base_url": .string(receiverURL),
             "secret_key": .string("whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()),
             "retry_policy": ["max_retries": 3, "initial_delay_seconds": 1],
         ])

@@ -49,6 +49,32 @@ extension RabbitMQTests.Outbox {
         }
     }
 
+    @Test("copies of one message claimed together run once: the others are acknowledged while it runs")
+    func copiesClaimedTogether() async throws {
+        let url = try RabbitMQTests.url()
+        let counter = ExecutionCounter()
+        try await TestApp.run(extraPlugins: [.notes(counter: counter)], realClock: true) { app in
+            let broker = try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: TestDatabase.logger)
+            defer { broker.shutdown() }
+            let queue = "copies-\(UUID().uuidString.prefix(8).lowercased())"
+            let message = TaskMessage(name: "notes.count", queue: queue, enqueuedAt: Date())
+            try await app.runtime.runs.recordQueued(message, at: Date())
+            // Three copies in the queue before any worker looks: one claim takes them all.
+            for _ in 0..<3 { try await broker.publish(message) }
+            let worker = Worker(
+                options: WorkerOptions(queues: [queue], concurrency: 8), broker: broker, runs: app.runtime.runs,
+                registry: app.runtime.registry, environment: app.runtime.environment, logger: TestDatabase.logger)
+            let running = Task { try await worker.run() }
+            defer { running.cancel() }
+            let succeeded = try await eventually(20) { try await app.runtime.runs.find(id: message.id)?.state == .succeeded }
+            let emptied = try await eventually(20) { try await broker.stats().first { $0.queue == queue }.map { $0.ready + $0.inFlight } == 0 }
+            running.cancel()
+            _ = try? await running.value
+            #expect(succeeded && emptied)
+            #expect(counter.count(message.id) == 1, "ran \(counter.count(message.id)) times")
+        }
+    }
+
     func claimAll(_ broker: RabbitMQBroker, queue: String, expecting count: Int) async throws -> [Delivery] {
         var deliveries: [Delivery] = []
         let deadline = ContinuousClock.now + .seconds(10)

@@ -75,6 +75,10 @@ public final class Worker: Service {
     /// The broker as a queue in the store's database, when it is one: outcomes and acknowledgements then commit together.
     private let queueInDatabase: (any InDatabaseBroker)?
     private let inFlight = Mutex<[String: Delivery]>([:])
+    /// The attempts running here, each with the delivery tag that runs it: a second copy of one (a message published
+    /// twice, both claimed before either recorded its outcome) is acknowledged instead of run beside it. The copy
+    /// running goes on to record the outcome; if this worker dies, its own message comes back.
+    private let runningAttempts = Mutex<[String: String]>([:])
     /// Deliveries whose tasks shutdown cancelled before they recorded an outcome: the drain hands them back.
     private let interrupted = Mutex<[Delivery]>([])
     /// Yields when a task frees its slot; keeps only the newest signal, which is all the consume loop needs.
@@ -290,8 +294,23 @@ public final class Worker: Service {
     /// Starts a claimed batch: checks in one read which tasks may run (or, with `recordStartedAfter` zero, records them
     /// started in one write), runs each to its recorded outcome, and records as started those still running after
     /// `recordStartedAfter`. Deliveries that cannot run (unknown task, too many deliveries) are dead-lettered.
-    private func start(_ deliveries: [Delivery]) async {
+    private func start(_ claimed: [Delivery]) async {
         await withDiscardingTaskGroup { group in
+            let (deliveries, copies) = runningAttempts.withLock { running -> ([Delivery], [Delivery]) in
+                var fresh: [Delivery] = []
+                var copies: [Delivery] = []
+                for delivery in claimed {
+                    let key = Self.attemptKey(delivery.message)
+                    if running[key] == nil {
+                        running[key] = delivery.tag
+                        fresh.append(delivery)
+                    } else {
+                        copies.append(delivery)
+                    }
+                }
+                return (fresh, copies)
+            }
+            for copy in copies { group.addTask { await self.skip(copy) } }
             var runnable: [StartedTask] = []
             for delivery in deliveries {
                 let message = delivery.message
@@ -409,9 +428,15 @@ public final class Worker: Service {
     }
 
     private func freeSlot(of delivery: Delivery) {
+        let key = Self.attemptKey(delivery.message)
+        runningAttempts.withLock { running in
+            if running[key] == delivery.tag { running[key] = nil }
+        }
         inFlight.withLock { _ = $0.removeValue(forKey: delivery.tag) }
         slotSignals.continuation.yield()
     }
+
+    private static func attemptKey(_ message: TaskMessage) -> String { "\(message.id)#\(message.attempt)" }
 
     private func logger(for message: TaskMessage) -> Logger {
         var logger = self.logger
@@ -426,7 +451,7 @@ public final class Worker: Service {
         defer { freeSlot(of: delivery) }
         do {
             try await Self.completing { try await self.broker.acknowledge(delivery) }
-            logger(for: delivery.message).info("skipped a task that was revoked or already ran")
+            logger(for: delivery.message).info("skipped a task that was revoked, already ran, or is running here")
         } catch {
             logger(for: delivery.message).error("could not acknowledge a skipped task", metadata: ["error": "\(error)"])
         }
