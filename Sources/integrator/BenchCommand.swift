@@ -27,6 +27,22 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
+/// What the queue and webhooks benchmarks share: how long to wait, which broker, and the output format.
+struct BenchRunOptions: ParsableArguments {
+    @Option(help: "Seconds to wait for the last task of the run before giving up.")
+    var timeout = 600
+
+    @Option(name: .customLong("broker-url"), help: "Overrides INTEGRATOR_BROKER_URL: sql or amqp://USER:PASSWORD@HOST:PORT/VHOST.")
+    var brokerURL: String?
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
+}
+
 struct QueueBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue",
@@ -63,14 +79,7 @@ struct QueueBench: AsyncParsableCommand {
         """)
     var prefill = false
 
-    @Option(help: "Seconds to wait for every task to be recorded before giving up.")
-    var timeout = 600
-
-    @Option(name: .customLong("broker-url"), help: "Overrides INTEGRATOR_BROKER_URL: sql or amqp://USER:PASSWORD@HOST:PORT/VHOST.")
-    var brokerURL: String?
-
-    @Flag(help: "Print one JSON object instead of text.")
-    var json = false
+    @OptionGroup var common: BenchRunOptions
 
     @OptionGroup var options: GlobalOptions
 
@@ -79,17 +88,16 @@ struct QueueBench: AsyncParsableCommand {
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
         guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
         guard (1...1000).contains(batch) else { throw ValidationError("--batch must be from 1 to 1000") }
-        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
 
     func run() async throws {
         try await reportingErrors {
-            var settings = try options.settings(overriding: brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
+            var settings = try options.settings(overriding: common.brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = QueueBenchPlan(
-                tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill, timeoutSeconds: timeout)
+                tasks: tasks, concurrency: concurrency, publishers: publishers, batch: batch, prefill: prefill, timeoutSeconds: common.timeout)
             let report = try await withRuntime(settings, migrate: true) { try await plan.run(on: $0) }
-            print(json ? report.json.encodedString() : report.text)
+            print(common.json ? report.json.encodedString() : report.text)
         }
     }
 }

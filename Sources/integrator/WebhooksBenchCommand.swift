@@ -38,14 +38,7 @@ struct WebhooksBench: AsyncParsableCommand {
     @Option(help: "Events per send call in throughput mode: 1 is POST /api/v1/webhooks/send, more is /send/batch.")
     var batch = 1
 
-    @Option(help: "Seconds to wait for every delivery before giving up.")
-    var timeout = 600
-
-    @Option(name: .customLong("broker-url"), help: "Overrides INTEGRATOR_BROKER_URL: sql or amqp://USER:PASSWORD@HOST:PORT/VHOST.")
-    var brokerURL: String?
-
-    @Flag(help: "Print one JSON object instead of text.")
-    var json = false
+    @OptionGroup var common: BenchRunOptions
 
     @OptionGroup var options: GlobalOptions
 
@@ -56,21 +49,20 @@ struct WebhooksBench: AsyncParsableCommand {
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
         guard (1...256).contains(publishers) else { throw ValidationError("--publishers must be from 1 to 256") }
         guard (1...WebhooksService.maxBatch).contains(batch) else { throw ValidationError("--batch must be from 1 to \(WebhooksService.maxBatch)") }
-        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
 
     func run() async throws {
         try await reportingErrors {
-            var settings = try options.settings(overriding: brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
+            var settings = try options.settings(overriding: common.brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = WebhooksBenchPlan(
                 events: rate > 0 ? rate * seconds : events, rate: rate, concurrency: concurrency, publishers: publishers,
-                batch: rate > 0 ? 1 : batch, timeoutSeconds: timeout)
+                batch: rate > 0 ? 1 : batch, timeoutSeconds: common.timeout)
             let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
                 try await BenchReceiver.run { url, arrivals in try await plan.run(on: runtime, receiverURL: url, arrivals: arrivals) }
             }
-            print(json ? report.json.encodedString() : report.text)
+            print(common.json ? report.json.encodedString() : report.text)
         }
     }
 }
