@@ -313,14 +313,6 @@ struct BenchFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-extension Duration {
-    /// This duration in seconds, as a floating-point number.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}
-
 /// What the benchmark's worker reported recording: how many tasks succeeded, and the first other outcome seen.
 private final class RecordedOutcomes: Sendable {
     private let state = Mutex((succeeded: 0, broken: TaskState?.none))

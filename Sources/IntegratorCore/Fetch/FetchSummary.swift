@@ -25,10 +25,7 @@ public struct FetchSummary: Sendable, Equatable {
         streams.values.reduce(into: RecordCounts()) { $0 += $1 }
     }
 
-    public var elapsedSeconds: Double {
-        let (seconds, attoseconds) = elapsed.components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
+    public var elapsedSeconds: Double { elapsed.seconds }
 
     /// Records written per second so far.
     public var recordsPerSecond: Double {

@@ -76,8 +76,7 @@ struct RequestLogMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
         let response = try await next(request, context)
-        let elapsed = ContinuousClock.now - start
-        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        let milliseconds = (ContinuousClock.now - start).seconds * 1000
         context.logger.info(
             "\(request.method) \(request.uri.path) \(response.status.code)",
             metadata: ["http.duration_ms": "\(String(format: "%.1f", milliseconds))"])

@@ -58,6 +58,10 @@ public struct OutboundError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the request can never be sent as it is: the SSRF guard refused its address, or its URL is unusable.
+    /// Retrying cannot help; the configuration that names the address has to change.
+    public var isRefusedAsConfigured: Bool { code == .refusedAddress || code == .invalidURL }
+
     public var description: String {
         request.isEmpty ? detail : "\(request): \(detail)"
     }

@@ -148,7 +148,7 @@ public struct CredentialsService: Sendable {
             return try await tester.testConnection(values, context: PluginContext(logger: logger, http: http))
         } catch let error as PluginError {
             return .failure(error.message)
-        } catch let error as OutboundError where error.code == .refusedAddress || error.code == .invalidURL {
+        } catch let error as OutboundError where error.isRefusedAsConfigured {
             // The credentials (or the type's defaults) point somewhere Integrator will not go: the caller can fix that.
             throw ServiceError(.unsupported, "the connection test cannot run: \(error)")
         } catch let error as OutboundError {

@@ -3,7 +3,7 @@
 
 extension Collection {
     /// Consecutive slices of at most `size` elements, in order.
-    func chunks(of size: Int) -> [SubSequence] {
+    public func chunks(of size: Int) -> [SubSequence] {
         precondition(size > 0, "chunk size must be positive")
         var slices: [SubSequence] = []
         var start = startIndex

@@ -617,7 +617,7 @@ public final class Worker: Service {
     static func isPermanent(_ error: any Error) -> Bool {
         switch error {
         case let error as PluginError: error.isPermanent
-        case let error as OutboundError: error.code == .refusedAddress || error.code == .invalidURL
+        case let error as OutboundError: error.isRefusedAsConfigured
         default: false
         }
     }

@@ -99,13 +99,12 @@ struct WebhookDelivery: TaskHandler {
             }
         } catch let error as OutboundError {
             record.error = error.description
-            outcome = error.code == .refusedAddress || error.code == .invalidURL ? .rejected(error.description) : .failed(error.description, retryAfter: nil)
+            outcome = error.isRefusedAsConfigured ? .rejected(error.description) : .failed(error.description, retryAfter: nil)
         } catch {
             record.error = "\(error)"
             outcome = .failed("\(error)", retryAfter: nil)
         }
-        let elapsed = ContinuousClock.now - started
-        record.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        record.durationMs = (ContinuousClock.now - started).seconds * 1000
         return (outcome, record)
     }
 
@@ -114,7 +113,7 @@ struct WebhookDelivery: TaskHandler {
     /// every delivery.
     static func request(for event: WebhookEvent, tenant: WebhookTenant, at now: Date) -> OutboundRequest {
         let body = Data(event.body.utf8)
-        let timestamp = String(Int(now.timeIntervalSince1970))
+        let timestamp = Int(now.timeIntervalSince1970)
         let secrets = tenant.signingSecrets(at: now)
         var chosen: [String: (name: String, value: String)] = [:]
         for (name, value) in tenant.defaultHeaders { chosen[name.lowercased()] = (name, value) }
@@ -134,11 +133,11 @@ struct WebhookDelivery: TaskHandler {
         headers.append(("X-Event-Type", event.eventType))
         headers.append(("X-Event-ID", event.id))
         headers.append(("X-Tenant-ID", event.tenantID))
-        headers.append(("X-Timestamp", timestamp))
+        headers.append(("X-Timestamp", String(timestamp)))
         headers.append(("webhook-id", event.id))
-        headers.append(("webhook-timestamp", timestamp))
+        headers.append(("webhook-timestamp", String(timestamp)))
         headers.append(
-            ("webhook-signature", secrets.map { WebhookSignature.standard(id: event.id, timestamp: Int(timestamp) ?? 0, body: body, secret: $0) }.joined(separator: " ")))
+            ("webhook-signature", secrets.map { WebhookSignature.standard(id: event.id, timestamp: timestamp, body: body, secret: $0) }.joined(separator: " ")))
         return OutboundRequest(method: "POST", event.targetURL ?? tenant.baseURL, headers: headers, body: body)
     }
 

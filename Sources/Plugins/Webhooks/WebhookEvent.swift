@@ -38,6 +38,8 @@ struct WebhookEvent: Sendable {
     var customHeaders: [String: String]
     /// The exact bytes every attempt posts (and signs), fixed when the event is stored.
     var body: String
+    /// The `Idempotency-Key` (or `event_id`) it was sent under, while its window lasts.
+    var idempotencyKey: String? = nil
     var state: WebhookDeliveryState
     var attemptCount: Int
     /// Attempts since the event was sent or last redriven: what the retry budget counts.

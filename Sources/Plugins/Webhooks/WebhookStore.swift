@@ -165,15 +165,14 @@ struct WebhookStore: Sendable {
 
     // MARK: Events
 
-    func insert(_ events: [WebhookEvent], idempotencyKeys: [String?], _ sql: any SQLDatabase) async throws {
-        for (chunkIndex, chunk) in events.chunked(into: 500).enumerated() {
-            let rows = chunk.enumerated().map { offset, event -> SQLQueryString in
-                let key = idempotencyKeys.isEmpty ? nil : idempotencyKeys[chunkIndex * 500 + offset]
-                return """
-                    (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
-                     \(bind: event.targetURL), \(bind: Self.encode(event.customHeaders)), \(bind: event.body), \(bind: key),
-                     \(bind: event.state.rawValue), 0, 0, \(bind: event.createdAt), \(bind: event.createdAt))
-                    """
+    func insert(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws {
+        for chunk in events.chunks(of: 500) {
+            let rows = chunk.map { event -> SQLQueryString in
+                """
+                (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
+                 \(bind: event.targetURL), \(bind: Self.encode(event.customHeaders)), \(bind: event.body), \(bind: event.idempotencyKey),
+                 \(bind: event.state.rawValue), 0, 0, \(bind: event.createdAt), \(bind: event.createdAt))
+                """
             }
             try await sql.raw(
                 """
@@ -373,6 +372,7 @@ struct WebhookStore: Sendable {
             targetURL: try row.decode(column: "target_url", as: String?.self),
             customHeaders: headers.compactMapValues(\.stringValue),
             body: try row.decode(column: "body", as: String.self),
+            idempotencyKey: try row.decode(column: "idempotency_key", as: String?.self),
             state: WebhookDeliveryState(rawValue: try row.decode(column: "state", as: String.self)) ?? .pending,
             attemptCount: try row.decode(column: "attempt_count", as: Int.self),
             roundAttempts: try row.decode(column: "round_attempts", as: Int.self),
@@ -403,11 +403,5 @@ struct WebhookStore: Sendable {
 
     static func strings(_ row: any SQLRow, _ column: String) throws -> [String] {
         (try JSONValue.parse(try row.decode(column: column, as: String.self)).arrayValue ?? []).compactMap(\.stringValue)
-    }
-}
-
-extension Array {
-    fileprivate func chunked(into size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

@@ -118,7 +118,7 @@ struct WebhookFanOut: ChangeEventSubscriber {
             }
         }
         guard !outgoing.isEmpty else { return }
-        try await store.insert(outgoing, idempotencyKeys: [], transaction.sql)
+        try await store.insert(outgoing, transaction.sql)
         try await environment.tasks.enqueue(
             contentsOf: outgoing.map { WebhookDelivery.message(eventID: $0.id, attempt: 1, severity: $0.severity, at: now) }, in: transaction)
     }

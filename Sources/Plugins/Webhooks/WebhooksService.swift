@@ -92,6 +92,16 @@ public struct WebhooksService: Sendable {
         ServiceError(.notFound, "no webhook tenant '\(tenantID)'; configure it with POST /api/v1/webhooks/configure")
     }
 
+    static func inactiveTenant(_ tenant: WebhookTenant) -> ServiceError {
+        ServiceError(
+            .conflict,
+            "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true first")
+    }
+
+    static func unknownEvent(_ eventID: String) -> ServiceError {
+        ServiceError(.notFound, "no webhook event '\(eventID)'")
+    }
+
     // MARK: Sending
 
     /// Stores the event and enqueues its delivery in one transaction, so an accepted send is never lost.
@@ -155,7 +165,6 @@ public struct WebhooksService: Sendable {
             var firstSends: [String: WebhookSendResult] = [:]
             var results: [Result<WebhookSendResult, ServiceError>] = []
             var events: [WebhookEvent] = []
-            var keys: [String?] = []
             var messages: [TaskMessage] = []
             var newIDs = Set<String>()
             for input in inputs {
@@ -168,11 +177,7 @@ public struct WebhooksService: Sendable {
                         tenants[input.tenantID] = found
                         tenant = found
                     }
-                    guard tenant.active else {
-                        throw ServiceError(
-                            .conflict,
-                            "webhook tenant '\(tenant.tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); configure it with \"active\": true to send again")
-                    }
+                    guard tenant.active else { throw Self.inactiveTenant(tenant) }
                     if let key = input.idempotencyKey {
                         if let first = firstSends[tenant.tenantID + "\u{0}" + key] {
                             results.append(.success(WebhookSendResult(eventID: first.eventID, deliveries: first.deliveries, reason: nil, duplicate: true)))
@@ -200,8 +205,8 @@ public struct WebhooksService: Sendable {
                             body: WebhookEvent.body(
                                 id: eventID, tenantID: tenant.tenantID, eventType: input.eventType, severity: input.severity,
                                 payload: input.payload, context: input.context, createdAt: now),
-                            state: deliverable ? .pending : .skipped, attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now))
-                    keys.append(input.idempotencyKey)
+                            idempotencyKey: input.idempotencyKey, state: deliverable ? .pending : .skipped, attemptCount: 0,
+                            roundAttempts: 0, createdAt: now, updatedAt: now))
                     let result: WebhookSendResult
                     if deliverable {
                         messages.append(WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now))
@@ -218,7 +223,7 @@ public struct WebhooksService: Sendable {
                     results.append(.failure(refused))
                 }
             }
-            if !events.isEmpty { try await store.insert(events, idempotencyKeys: keys, sql) }
+            if !events.isEmpty { try await store.insert(events, sql) }
             try await environment.tasks.enqueue(contentsOf: messages, in: transaction)
             return results
         }
@@ -230,7 +235,7 @@ public struct WebhooksService: Sendable {
     public func event(_ eventID: String) async throws -> JSONValue {
         let store = self.store
         let (event, attempts, tenant) = try await environment.database.withSQL { sql in
-            guard let event = try await store.event(eventID, sql) else { throw ServiceError(.notFound, "no webhook event '\(eventID)'") }
+            guard let event = try await store.event(eventID, sql) else { throw Self.unknownEvent(eventID) }
             return (event, try await store.attempts(eventID: eventID, sql), try await store.tenant(event.tenantID, sql))
         }
         return ["event": event.json, "deliveries": [Self.delivery(event, attempts: attempts, tenant: tenant)]]
@@ -278,7 +283,7 @@ public struct WebhooksService: Sendable {
     /// Sends a dead event again with a fresh retry budget.
     public func redrive(eventID: String) async throws -> JSONValue {
         let count = try await redrive { store, sql in
-            guard let event = try await store.event(eventID, sql) else { throw ServiceError(.notFound, "no webhook event '\(eventID)'") }
+            guard let event = try await store.event(eventID, sql) else { throw Self.unknownEvent(eventID) }
             guard event.state == .dead else {
                 throw ServiceError(.conflict, "webhook event '\(eventID)' is \(event.state.rawValue), not in the dead-letter list")
             }
@@ -316,13 +321,10 @@ public struct WebhooksService: Sendable {
         return try await environment.transaction { transaction in
             let (tenantID, eventIDs) = try await select(store, transaction.sql)
             guard let tenant = try await store.tenant(tenantID, transaction.sql) else { throw Self.unknownTenant(tenantID) }
-            guard tenant.active else {
-                throw ServiceError(
-                    .conflict, "webhook tenant '\(tenantID)' is inactive (\(tenant.disabledReason ?? "turned off")); activate it first")
-            }
+            guard tenant.active else { throw Self.inactiveTenant(tenant) }
             var revived = 0
-            for chunk in stride(from: 0, to: eventIDs.count, by: 500).map({ Array(eventIDs[$0..<min($0 + 500, eventIDs.count)]) }) {
-                let taken = try await store.revive(eventIDs: chunk, at: now, transaction.sql)
+            for chunk in eventIDs.chunks(of: 500) {
+                let taken = try await store.revive(eventIDs: Array(chunk), at: now, transaction.sql)
                 try await environment.tasks.enqueue(
                     contentsOf: taken.map { WebhookDelivery.message(eventID: $0.id, attempt: $0.attempt, severity: $0.severity, at: now) },
                     in: transaction)

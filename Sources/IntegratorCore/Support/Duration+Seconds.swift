@@ -1,0 +1,9 @@
+// Durations as the floating-point seconds that reports, logs and stored figures use.
+
+extension Duration {
+    /// This duration in seconds, as a floating-point number.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
