@@ -237,22 +237,20 @@ struct BeatBenchReport: Sendable {
     var latenessMax = 0.0
 
     var text: String {
-        func fixed(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
         return """
-            beat on \(database): \(schedules) schedules, \(timers) pending timers (loaded in \(fixed(loadSeconds)) s)
-              beat process  restart to first fire \(fixed(restartSeconds, 2)) s, RSS \(fixed(beatRSSMiB)) MiB, idle CPU \(fixed(idleCPUPercent, 2)) % of a core
-              lateness      \(latenessTimers) timers at \(latenessRate)/s: p50 \(fixed(latenessP50)) ms, p99 \(fixed(latenessP99)) ms, max \(fixed(latenessMax)) ms
+            beat on \(database): \(schedules) schedules, \(timers) pending timers (loaded in \(BenchNumber.text(loadSeconds, 1)) s)
+              beat process  restart to first fire \(BenchNumber.text(restartSeconds, 2)) s, RSS \(BenchNumber.text(beatRSSMiB, 1)) MiB, idle CPU \(BenchNumber.text(idleCPUPercent, 2)) % of a core
+              lateness      \(latenessTimers) timers at \(latenessRate)/s: p50 \(BenchNumber.text(latenessP50, 1)) ms, p99 \(BenchNumber.text(latenessP99, 1)) ms, max \(BenchNumber.text(latenessMax, 1)) ms
             """
     }
 
     var json: JSONValue {
-        func rounded(_ value: Double) -> JSONValue { .number((value * 100).rounded() / 100) }
         return .object([
             "database": .string(database), "schedules": .number(Double(schedules)), "timers": .number(Double(timers)),
-            "load_s": rounded(loadSeconds), "restart_s": rounded(restartSeconds), "beat_rss_mib": rounded(beatRSSMiB),
-            "idle_cpu_percent": rounded(idleCPUPercent), "lateness_timers": .number(Double(latenessTimers)),
-            "lateness_rate": .number(Double(latenessRate)), "lateness_p50_ms": rounded(latenessP50),
-            "lateness_p99_ms": rounded(latenessP99), "lateness_max_ms": rounded(latenessMax),
+            "load_s": BenchNumber.json(loadSeconds, 2), "restart_s": BenchNumber.json(restartSeconds, 2), "beat_rss_mib": BenchNumber.json(beatRSSMiB, 2),
+            "idle_cpu_percent": BenchNumber.json(idleCPUPercent, 2), "lateness_timers": .number(Double(latenessTimers)),
+            "lateness_rate": .number(Double(latenessRate)), "lateness_p50_ms": BenchNumber.json(latenessP50, 2),
+            "lateness_p99_ms": BenchNumber.json(latenessP99, 2), "lateness_max_ms": BenchNumber.json(latenessMax, 2),
         ])
     }
 }

@@ -27,6 +27,18 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
+/// How the benchmarks' reports show numbers.
+enum BenchNumber {
+    /// As text with `digits` decimals.
+    static func text(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+
+    /// As a JSON number rounded to `digits` decimals.
+    static func json(_ value: Double, _ digits: Double = 1) -> JSONValue {
+        let scale = pow(10, digits)
+        return .number((value * scale).rounded() / scale)
+    }
+}
+
 /// What the queue and webhooks benchmarks share: how long to wait, which broker, and the output format.
 struct BenchRunOptions: ParsableArguments {
     @Option(help: "Seconds to wait for the last task of the run before giving up.")
@@ -279,30 +291,25 @@ struct QueueBenchReport: Sendable {
     var mode: String { prefill ? "prefill" : "concurrent" }
 
     var text: String {
-        func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
         return """
             integrator queue benchmark: broker \(broker), database \(database), queue \(queue)
               tasks \(tasks) core.noop, worker concurrency \(concurrency), publishers \(publishers), batch \(batch), \(mode)
-              publish   \(fixed(publishRate)) tasks/s  (\(fixed(publishSeconds, 2)) s to enqueue all)
-              drain     \(fixed(drainRate)) tasks/s  (\(fixed(drainSeconds, 2)) s from the first \(prefill ? "recorded success" : "enqueue") to the last recorded success)
-              latency   p50 \(fixed(latencyP50)) ms, p99 \(fixed(latencyP99)) ms  (enqueued_at to finished_at of each run)
-              peak RSS  \(fixed(peakRSSMiB, 1)) MiB  (the whole process: publishers, worker, database client)
+              publish   \(BenchNumber.text(publishRate)) tasks/s  (\(BenchNumber.text(publishSeconds, 2)) s to enqueue all)
+              drain     \(BenchNumber.text(drainRate)) tasks/s  (\(BenchNumber.text(drainSeconds, 2)) s from the first \(prefill ? "recorded success" : "enqueue") to the last recorded success)
+              latency   p50 \(BenchNumber.text(latencyP50)) ms, p99 \(BenchNumber.text(latencyP99)) ms  (enqueued_at to finished_at of each run)
+              peak RSS  \(BenchNumber.text(peakRSSMiB, 1)) MiB  (the whole process: publishers, worker, database client)
             """
     }
 
     var json: JSONValue {
-        func rounded(_ value: Double, _ digits: Double = 1) -> JSONValue {
-            let scale = pow(10, digits)
-            return .number((value * scale).rounded() / scale)
-        }
         return .object([
             "system": "integrator", "broker": .string(broker), "database": .string(database), "queue": .string(queue),
             "tasks": .number(Double(tasks)), "concurrency": .number(Double(concurrency)),
             "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "mode": .string(mode),
-            "publish_seconds": rounded(publishSeconds, 3), "publish_rate": rounded(publishRate),
-            "drain_seconds": rounded(drainSeconds, 3), "drain_rate": rounded(drainRate),
-            "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99),
-            "peak_rss_mib": rounded(peakRSSMiB),
+            "publish_seconds": BenchNumber.json(publishSeconds, 3), "publish_rate": BenchNumber.json(publishRate),
+            "drain_seconds": BenchNumber.json(drainSeconds, 3), "drain_rate": BenchNumber.json(drainRate),
+            "latency_p50_ms": BenchNumber.json(latencyP50), "latency_p99_ms": BenchNumber.json(latencyP99),
+            "peak_rss_mib": BenchNumber.json(peakRSSMiB),
         ])
     }
 }

@@ -164,37 +164,32 @@ struct FetchBenchReport: Sendable {
     var peakRSSMiB = 0.0
 
     var text: String {
-        func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
         var lines = [
             "integrator fetch benchmark: source \(source), database \(database), \(records) records in pages of \(pageSize), \(batchSize) per transaction"
         ]
         for (index, run) in runs.enumerated() {
             let counts = run.records
             lines.append(
-                "  run \(index + 1)  \(fixed(run.recordsPerSecond)) records/s  (\(counts.new) new, \(counts.updated) updated,"
-                    + " \(counts.unchanged) unchanged, \(run.pages) pages in \(fixed(run.elapsedSeconds, 2)) s)")
+                "  run \(index + 1)  \(BenchNumber.text(run.recordsPerSecond)) records/s  (\(counts.new) new, \(counts.updated) updated,"
+                    + " \(counts.unchanged) unchanged, \(run.pages) pages in \(BenchNumber.text(run.elapsedSeconds, 2)) s)")
         }
         lines.append(
-            "  memory  RSS \(fixed(earlyRSSMiB, 1)) MiB after a tenth of run 1, \(fixed(endRSSMiB, 1)) MiB at its end; peak \(fixed(peakRSSMiB, 1)) MiB")
+            "  memory  RSS \(BenchNumber.text(earlyRSSMiB, 1)) MiB after a tenth of run 1, \(BenchNumber.text(endRSSMiB, 1)) MiB at its end; peak \(BenchNumber.text(peakRSSMiB, 1)) MiB")
         return lines.joined(separator: "\n")
     }
 
     var json: JSONValue {
-        func rounded(_ value: Double, _ digits: Double = 1) -> JSONValue {
-            let scale = pow(10, digits)
-            return .number((value * scale).rounded() / scale)
-        }
         return .object([
             "system": "integrator", "benchmark": "fetch", "source": .string(source), "database": .string(database),
             "records": .number(Double(records)), "page_size": .number(Double(pageSize)), "batch_size": .number(Double(batchSize)),
             "runs": .array(runs.map { run in
                 var object = run.json.objectValue ?? [:]
-                object["records_per_second"] = rounded(run.recordsPerSecond)
-                object["seconds"] = rounded(run.elapsedSeconds, 3)
+                object["records_per_second"] = BenchNumber.json(run.recordsPerSecond)
+                object["seconds"] = BenchNumber.json(run.elapsedSeconds, 3)
                 object.removeValue(forKey: "integration")
                 return .object(object)
             }),
-            "rss_mib_early": rounded(earlyRSSMiB), "rss_mib_end": rounded(endRSSMiB), "peak_rss_mib": rounded(peakRSSMiB),
+            "rss_mib_early": BenchNumber.json(earlyRSSMiB), "rss_mib_end": BenchNumber.json(endRSSMiB), "peak_rss_mib": BenchNumber.json(peakRSSMiB),
         ])
     }
 }

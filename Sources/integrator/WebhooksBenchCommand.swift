@@ -67,14 +67,13 @@ struct WebhooksBench: AsyncParsableCommand {
     }
 }
 
-/// When each event reached the receiver, by event id (the first arrival counts).
-final class Arrivals: Sendable {
+/// A moment per event id (when its send began, when it first reached the receiver); the first one recorded counts.
+final class EventTimes: Sendable {
     private let state = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    func record(_ eventID: String) {
-        let now = ContinuousClock.now
-        state.withLock { arrivals in
-            if arrivals[eventID] == nil { arrivals[eventID] = now }
+    func record(_ eventID: String, at instant: ContinuousClock.Instant = .now) {
+        state.withLock { times in
+            if times[eventID] == nil { times[eventID] = instant }
         }
     }
 
@@ -84,8 +83,8 @@ final class Arrivals: Sendable {
 
 /// A receiver on 127.0.0.1 that notes each event's arrival and answers 200.
 enum BenchReceiver {
-    static func run<T: Sendable>(_ body: @Sendable (_ url: String, _ arrivals: Arrivals) async throws -> T) async throws -> T {
-        let arrivals = Arrivals()
+    static func run<T: Sendable>(_ body: @Sendable (_ url: String, _ arrivals: EventTimes) async throws -> T) async throws -> T {
+        let arrivals = EventTimes()
         let router = Router()
         router.post("/hook") { request, _ -> HTTPResponse.Status in
             if let id = request.headers.first(where: { $0.name.canonicalName == "x-event-id" })?.value { arrivals.record(id) }
@@ -104,7 +103,7 @@ struct WebhooksBenchPlan: Sendable {
     var batch: Int
     var timeoutSeconds: Int
 
-    func run(on runtime: Runtime, receiverURL: String, arrivals: Arrivals) async throws -> WebhooksBenchReport {
+    func run(on runtime: Runtime, receiverURL: String, arrivals: EventTimes) async throws -> WebhooksBenchReport {
         let service = WebhooksService(environment: runtime.environment)
         let tenantID = "bench-" + Identifier.make().suffix(12).lowercased()
         _ = try await service.configure([
@@ -112,7 +111,7 @@ struct WebhooksBenchPlan: Sendable {
             "secret_key": .string("whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()),
             "retry_policy": ["max_retries": 3, "initial_delay_seconds": 1],
         ])
-        let sent = SendTimes()
+        let sent = EventTimes()
         let worker = runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: concurrency))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
@@ -159,7 +158,7 @@ struct WebhooksBenchPlan: Sendable {
     }
 
     /// Sends every event (at the fixed rate, or as fast as the publishers go) and returns the seconds it took.
-    private func send(_ service: WebhooksService, tenantID: String, sent: SendTimes) async throws -> Double {
+    private func send(_ service: WebhooksService, tenantID: String, sent: EventTimes) async throws -> Double {
         let clock = ContinuousClock()
         let start = clock.now
         let body: @Sendable (Int) -> JSONValue = { index in
@@ -202,13 +201,6 @@ struct WebhooksBenchPlan: Sendable {
     }
 }
 
-/// When each event's send began, by event id.
-final class SendTimes: Sendable {
-    private let state = Mutex<[String: ContinuousClock.Instant]>([:])
-    func record(_ eventID: String, at instant: ContinuousClock.Instant) { state.withLock { $0[eventID] = instant } }
-    var all: [String: ContinuousClock.Instant] { state.withLock { $0 } }
-}
-
 struct WebhooksBenchReport: Sendable {
     var broker: String
     var database: String
@@ -232,30 +224,25 @@ struct WebhooksBenchReport: Sendable {
     var mode: String { rate > 0 ? "fixed rate \(rate)/s" : "throughput" }
 
     var text: String {
-        func fixed(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
         return """
             integrator webhooks benchmark: broker \(broker), database \(database), \(mode)
               events \(events), worker concurrency \(concurrency), senders \(publishers), events per send \(batch)
-              send       \(fixed(Double(events) / max(sendSeconds, 1e-9))) events/s  (\(fixed(sendSeconds, 2)) s to send all)
-              delivered  \(fixed(deliveryRate)) deliveries/s  (\(fixed(totalSeconds, 2)) s from the first send to the last arrival)
-              latency    p50 \(fixed(latencyP50, 1)) ms, p99 \(fixed(latencyP99, 1)) ms  (send call to arrival at the receiver)
-              peak RSS   \(fixed(peakRSSMiB, 1)) MiB  (the whole process: senders, worker, receiver, database client)
-              RSS        \(fixed(rssAfterSendingMiB, 1)) MiB when all were sent, \(fixed(rssAtEndMiB, 1)) MiB when all had arrived
+              send       \(BenchNumber.text(Double(events) / max(sendSeconds, 1e-9))) events/s  (\(BenchNumber.text(sendSeconds, 2)) s to send all)
+              delivered  \(BenchNumber.text(deliveryRate)) deliveries/s  (\(BenchNumber.text(totalSeconds, 2)) s from the first send to the last arrival)
+              latency    p50 \(BenchNumber.text(latencyP50, 1)) ms, p99 \(BenchNumber.text(latencyP99, 1)) ms  (send call to arrival at the receiver)
+              peak RSS   \(BenchNumber.text(peakRSSMiB, 1)) MiB  (the whole process: senders, worker, receiver, database client)
+              RSS        \(BenchNumber.text(rssAfterSendingMiB, 1)) MiB when all were sent, \(BenchNumber.text(rssAtEndMiB, 1)) MiB when all had arrived
             """
     }
 
     var json: JSONValue {
-        func rounded(_ value: Double, _ digits: Double = 1) -> JSONValue {
-            let scale = pow(10, digits)
-            return .number((value * scale).rounded() / scale)
-        }
         return [
             "system": "integrator", "benchmark": "webhooks", "broker": .string(broker), "database": .string(database),
             "events": .number(Double(events)), "rate": .number(Double(rate)), "concurrency": .number(Double(concurrency)),
-            "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "send_seconds": rounded(sendSeconds, 3),
-            "total_seconds": rounded(totalSeconds, 3), "delivery_rate": rounded(deliveryRate),
-            "latency_p50_ms": rounded(latencyP50), "latency_p99_ms": rounded(latencyP99), "peak_rss_mib": rounded(peakRSSMiB),
-            "rss_after_sending_mib": rounded(rssAfterSendingMiB), "rss_at_end_mib": rounded(rssAtEndMiB),
+            "publishers": .number(Double(publishers)), "batch": .number(Double(batch)), "send_seconds": BenchNumber.json(sendSeconds, 3),
+            "total_seconds": BenchNumber.json(totalSeconds, 3), "delivery_rate": BenchNumber.json(deliveryRate),
+            "latency_p50_ms": BenchNumber.json(latencyP50), "latency_p99_ms": BenchNumber.json(latencyP99), "peak_rss_mib": BenchNumber.json(peakRSSMiB),
+            "rss_after_sending_mib": BenchNumber.json(rssAfterSendingMiB), "rss_at_end_mib": BenchNumber.json(rssAtEndMiB),
         ]
     }
 }
