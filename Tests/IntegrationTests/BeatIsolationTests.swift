@@ -1,52 +1,10 @@
 // The beat isolates failures: an edit racing a fire, unreadable rows, and a broker that refuses or blocks stop nothing
-// else, and nothing fires or runs twice. Executions are counted by a handler, and the beat's error log is recorded.
+// else, and nothing fires or runs twice. Executions are counted by a handler, and the beat's error log is captured.
 import Foundation
 @testable import IntegratorCore
 import Logging
 import Synchronization
 import Testing
-
-/// Log lines a test can read back.
-final class LogRecorder: Sendable {
-    struct Line: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: String
-    }
-
-    private let lines = Mutex<[Line]>([])
-
-    /// A logger that records here (at `info` and above).
-    var logger: Logger {
-        var logger = Logger(label: "test.recorded") { _ in RecordingLogHandler(recorder: self) }
-        logger.logLevel = .info
-        return logger
-    }
-
-    func record(_ line: Line) { lines.withLock { $0.append(line) } }
-
-    func lines(at level: Logger.Level) -> [Line] { lines.withLock { $0.filter { $0.level == level } } }
-
-    /// Error lines as text, for messages of failed expectations.
-    var errors: [String] { lines(at: .error).map { "\($0.message) \($0.metadata)" } }
-    var warnings: [String] { lines(at: .warning).map { "\($0.message) \($0.metadata)" } }
-}
-
-struct RecordingLogHandler: LogHandler {
-    let recorder: LogRecorder
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let all = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        recorder.record(.init(level: event.level, message: "\(event.message)", metadata: "\(all)"))
-    }
-}
 
 /// Counts how often tasks ran, by their `key` argument.
 struct CountsExecutions: TaskHandler {
@@ -120,7 +78,7 @@ final class SwitchableBroker: Broker {
 @Suite("Beat isolates failures")
 struct BeatIsolationTests {
     /// A beat on the app's database whose log goes to `logs`.
-    static func beat(_ app: TestApp, logs: LogRecorder, dispatcher: TaskDispatcher? = nil, options: BeatOptions = BeatOptions()) -> Beat {
+    static func beat(_ app: TestApp, logs: CapturedLog, dispatcher: TaskDispatcher? = nil, options: BeatOptions = BeatOptions()) -> Beat {
         let database = app.runtime.database
         return Beat(
             database: database, schedules: ScheduleStore(database: database), timers: app.runtime.timers,
@@ -168,7 +126,7 @@ struct BeatIsolationTests {
     @Test("an edit racing a fire writes no stale next fire time; a fire time that already ran is skipped, not retried forever")
     func editRacingFire() async throws {
         try await TestApp.run(extraPlugins: [.beatTest]) { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let key = "race-\(UUID().uuidString)"
             let id = try await Self.createSchedule(
                 app, [
@@ -238,7 +196,7 @@ struct BeatIsolationTests {
     @Test("unreadable schedules are set aside with one error each; other schedules and timers keep firing")
     func poisonedSchedule() async throws {
         try await TestApp.run(extraPlugins: [.beatTest]) { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let key = "healthy-\(UUID().uuidString)"
             let healthy = try await Self.createSchedule(
                 app, ["name": "healthy", "task": "beat-test.count", "args": ["key": .string(key)], "interval": ["every": 10], "overlap": "allow"])
@@ -283,7 +241,7 @@ struct BeatIsolationTests {
     @Test("an unreadable timer is set aside with one error; the timers around it fire, and setting it again takes it back")
     func poisonedTimer() async throws {
         try await TestApp.run(extraPlugins: [.beatTest]) { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let key = "timers-\(UUID().uuidString)"
             let first = try await Self.timer(app, id: "first", key: key, in: 1)
             _ = try await Self.timer(app, id: "poisoned", key: key, in: 2)
@@ -319,7 +277,7 @@ struct BeatIsolationTests {
     @Test("a broker that refuses or blocks: the pass returns by the deadline, timers still fire, all is published once after")
     func refusingBroker() async throws {
         try await TestApp.run { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let broker = SwitchableBroker()
             let deadline = Duration.milliseconds(300)
             let dispatcher = TaskDispatcher(
@@ -374,7 +332,7 @@ struct BeatIsolationTests {
     @Test("a running beat keeps firing timers on time while the broker blocks, and publishes them once when it is back")
     func runningBeatWithBlockedBroker() async throws {
         try await TestApp.run(realClock: true) { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let broker = SwitchableBroker()
             broker.set(.block)
             let dispatcher = TaskDispatcher(
@@ -416,7 +374,7 @@ struct BeatIsolationTests {
     @Test("messages staged by a caller are published once, by the caller or, if it died, by the beat")
     func stagedByCaller() async throws {
         try await TestApp.run { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let broker = SwitchableBroker()
             let dispatcher = TaskDispatcher(database: app.runtime.database, broker: broker, runs: app.runtime.runs, logger: logs.logger)
             let beat = Self.beat(app, logs: logs, dispatcher: dispatcher)
@@ -459,7 +417,7 @@ extension RabbitMQTests.BeatAlarm {
     func memoryAlarm() async throws {
         let url = try RabbitMQTests.url()
         try await TestApp.run(realClock: true) { app in
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let broker = try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: TestDatabase.logger)
             defer { broker.shutdown() }
             let queue = "alarm-\(UUID().uuidString.prefix(8).lowercased())"

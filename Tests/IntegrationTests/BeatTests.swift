@@ -27,7 +27,7 @@ struct BeatTests {
     }
 
     /// A beat on the runtime whose log goes to `logs`.
-    func makeBeat(_ app: TestApp, logs: LogRecorder, identity: String? = nil) -> Beat {
+    func makeBeat(_ app: TestApp, logs: CapturedLog, identity: String? = nil) -> Beat {
         let runtime = app.runtime
         return Beat(
             database: runtime.database, schedules: ScheduleStore(database: runtime.database), timers: runtime.timers,
@@ -46,7 +46,7 @@ struct BeatTests {
     func intervalFiring() async throws {
         try await TestApp.run { app in
             let id = try await createSchedule(app, ["name": "m", "task": "core.noop", "interval": ["every": 60], "overlap": "allow"])
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let beat = makeBeat(app, logs: logs)
             #expect(try await beat.pass().total == 0)
             app.clock.advance(by: 60)
@@ -122,7 +122,7 @@ struct BeatTests {
             try await timers.upsert(DurableTimer(id: "gone", dueAt: now.addingTimeInterval(1), message: TaskMessage(name: "core.noop", enqueuedAt: now)), at: now)
             #expect(try await timers.cancel(id: "gone"))
             #expect(try await timers.cancel(id: "gone") == false)
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let beat = makeBeat(app, logs: logs)
             app.clock.advance(by: 5)
             #expect(try await beat.pass().timersFired == 0, "the debounce pushed the timer back")
@@ -166,7 +166,7 @@ struct BeatTests {
     func leadership() async throws {
         try await TestApp.run(realClock: true) { app in
             let id = try await createSchedule(app, ["name": "tick", "task": "core.noop", "interval": ["every": 1], "overlap": "allow"])
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let first = makeBeat(app, logs: logs, identity: "beat-one")
             let second = makeBeat(app, logs: logs, identity: "beat-two")
             let runningFirst = Task { try await first.run() }

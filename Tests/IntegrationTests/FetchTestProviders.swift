@@ -106,9 +106,27 @@ extension Plugin {
 
 /// Lines a ``CapturingLogHandler`` kept; shared by every copy of the handler (loggers copy their handler).
 final class CapturedLog: Sendable {
-    let lines = Mutex<[String]>([])
+    struct Line: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: String
 
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+        var text: String { "\(message) \(metadata)" }
+    }
+
+    private let captured = Mutex<[Line]>([])
+
+    func record(_ line: Line) { captured.withLock { $0.append(line) } }
+
+    /// Every line as text (message and metadata), oldest first.
+    var texts: [String] { captured.withLock { $0.map(\.text) } }
+    var text: String { texts.joined(separator: "\n") }
+
+    func lines(at level: Logger.Level) -> [Line] { captured.withLock { $0.filter { $0.level == level } } }
+
+    /// Error and warning lines as text, also for messages of failed expectations.
+    var errors: [String] { lines(at: .error).map(\.text) }
+    var warnings: [String] { lines(at: .warning).map(\.text) }
 
     /// A logger at trace level whose every line (message and metadata) lands here.
     var logger: Logger {
@@ -128,6 +146,6 @@ struct CapturingLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        log.lines.withLock { $0.append("\(event.message) \(merged)") }
+        log.record(.init(level: event.level, message: "\(event.message)", metadata: "\(merged)"))
     }
 }

@@ -78,7 +78,7 @@ extension RabbitMQTests.Failures {
             #expect(stats?.ready == 0)
             running.cancel()
             _ = try? await running.value
-            let lines = log.lines.withLock { $0 }.filter { $0.contains("not a task") }
+            let lines = log.texts.filter { $0.contains("not a task") }
             #expect(lines.count == 1)
             #expect(lines.first?.contains(queue) == true)
         }
@@ -238,7 +238,7 @@ extension RabbitMQTests.Failures {
             try await broker.publish(TaskMessage(name: "core.noop", queue: queue, enqueuedAt: Date()), timeout: .seconds(10))
             #expect(try await eventually(5) { broker.publishingBlockedReason == nil })
             // Each outage is logged once as it starts, with its reason, and once as it ends.
-            let lines = log.lines.withLock { $0 }
+            let lines = log.texts
             let blocked = lines.filter { $0.contains("RabbitMQ blocked publishing") }
             let unblocked = lines.filter { $0.contains("RabbitMQ unblocked publishing") }
             #expect(blocked.count >= 1 && blocked.count == unblocked.count && blocked.count <= attempts)

@@ -209,7 +209,7 @@ struct WorkerIsolationTests {
     func heartbeatFailuresAreWarnings() async throws {
         try await TestApp.run(realClock: true) { app in
             let broker = LeasesFailBroker()
-            let logs = LogRecorder()
+            let logs = CapturedLog()
             let worker = Worker(
                 options: WorkerOptions(queues: ["default"], concurrency: 1, lease: 1.5), broker: broker, runs: app.runtime.runs,
                 registry: app.runtime.registry, logger: logs.logger, id: "beating")
