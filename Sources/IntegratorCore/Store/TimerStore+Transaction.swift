@@ -13,6 +13,16 @@ extension TimerStore {
     /// Removes a timer that has not fired, inside `transaction`; `false` when there is none with that id.
     @discardableResult
     public func cancel(id: String, in transaction: StoreTransaction) async throws -> Bool {
-        !(try await transaction.sql.raw("DELETE FROM timers WHERE id = \(bind: id) RETURNING id").all()).isEmpty
+        try await cancel(ids: [id], in: transaction) == 1
+    }
+
+    /// Removes the timers with these ids that have not fired, inside `transaction`; returns how many there were.
+    @discardableResult
+    public func cancel(ids: [String], in transaction: StoreTransaction) async throws -> Int {
+        var removed = 0
+        for chunk in ids.chunks(of: 500) {
+            removed += try await transaction.sql.raw("DELETE FROM timers WHERE id IN (\(binds: Array(chunk))) RETURNING id").all().count
+        }
+        return removed
     }
 }

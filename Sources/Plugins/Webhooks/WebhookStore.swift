@@ -57,15 +57,15 @@ struct WebhookStore: Sendable {
         ).run()
     }
 
-    /// Removes the tenant with its events, their attempts and their pending retries; `false` when there was none.
-    func deleteTenant(_ tenantID: String, _ sql: any SQLDatabase) async throws -> Bool {
+    /// Ids of the tenant's events still waiting for an attempt (their retry timers may be pending).
+    func pendingEventIDs(tenantID: String, _ sql: any SQLDatabase) async throws -> [String] {
         try await sql.raw(
-            """
-            DELETE FROM timers WHERE id IN (
-                SELECT \(bind: WebhookDelivery.retryTimerPrefix) || id FROM webhooks_events
-                WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.pending.rawValue))
-            """
-        ).run()
+            "SELECT id FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.pending.rawValue)"
+        ).all().map { try $0.decode(column: "id", as: String.self) }
+    }
+
+    /// Removes the tenant with its events and their attempts; `false` when there was none.
+    func deleteTenant(_ tenantID: String, _ sql: any SQLDatabase) async throws -> Bool {
         try await sql.raw("DELETE FROM webhooks_attempts WHERE tenant_id = \(bind: tenantID)").run()
         try await sql.raw("DELETE FROM webhooks_events WHERE tenant_id = \(bind: tenantID)").run()
         return !(try await sql.raw("DELETE FROM webhooks_tenants WHERE tenant_id = \(bind: tenantID) RETURNING tenant_id").all()).isEmpty

@@ -84,7 +84,12 @@ public struct WebhooksService: Sendable {
 
     public func deleteTenant(_ tenantID: String) async throws {
         let store = self.store
-        let deleted = try await environment.transaction { transaction in try await store.deleteTenant(tenantID, transaction.sql) }
+        let timers = environment.timers
+        let deleted = try await environment.transaction { transaction in
+            let pending = try await store.pendingEventIDs(tenantID: tenantID, transaction.sql)
+            try await timers.cancel(ids: pending.map { WebhookDelivery.retryTimerPrefix + $0 }, in: transaction)
+            return try await store.deleteTenant(tenantID, transaction.sql)
+        }
         guard deleted else { throw Self.unknownTenant(tenantID) }
     }
 
