@@ -57,7 +57,7 @@ enum WebhookConfiguration {
             enabledEvents: enabledEvents, active: active,
             disabledReason: keepsReason ? existing?.disabledReason : nil,
             authType: auth?.type, authHeaderName: auth?.headerName, secrets: secrets, previousSecretExpiresAt: previousExpires,
-            failingSince: active && existing?.active == false ? nil : existing?.failingSince,
+            failingSince: active && existing?.active == false ? nil : existing?.failingSince, owner: existing?.owner,
             createdAt: existing?.createdAt ?? now, updatedAt: now)
     }
 

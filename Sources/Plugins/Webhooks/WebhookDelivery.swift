@@ -166,14 +166,17 @@ struct WebhookDelivery: TaskHandler {
             case .delivered:
                 state = .succeeded
                 try await store.noteSuccess(tenant.tenantID, sql)
+            case .gone where tenant.owner != nil:
+                reason = "the endpoint answered 410 Gone"
             case .gone:
                 reason = "the endpoint answered 410 Gone; it was deactivated"
                 try await store.deactivate(tenant.tenantID, reason: "the endpoint answered 410 Gone at \(now.apiString)", at: now, sql)
             case .rejected(let why):
                 reason = "cannot be delivered: \(why)"
             case .failed(let why, let retryAfter):
-                let failingSince = try await store.noteFailure(tenant.tenantID, at: now, sql) ?? now
-                if now.timeIntervalSince(failingSince) >= disableAfter {
+                // An owned tenant's events go to many URLs: one failing says nothing about the others.
+                let failingSince = tenant.owner == nil ? try await store.noteFailure(tenant.tenantID, at: now, sql) ?? now : now
+                if tenant.owner == nil, now.timeIntervalSince(failingSince) >= disableAfter {
                     let since = "every delivery has failed since \(failingSince.apiString)"
                     try await store.deactivate(tenant.tenantID, reason: since, at: now, sql)
                     reason = "\(why); the endpoint was deactivated: \(since)"

@@ -2,7 +2,7 @@
 import IntegratorCore
 
 enum WebhookMigrations {
-    static let all: [PluginMigration] = [tables]
+    static let all: [PluginMigration] = [tables, owners]
 
     static let tables = PluginMigration(version: 1, name: "tenants_events_attempts") { facts in
         let double = facts.engine == .postgres ? "DOUBLE PRECISION" : "REAL"
@@ -68,5 +68,11 @@ enum WebhookMigrations {
             """,
             "CREATE INDEX webhooks_attempts_tenant ON webhooks_attempts (tenant_id)",
         ]
+    }
+
+    /// Tenants another plugin owns (scheduled messages, the chat buffer): their events carry their own URLs, so one
+    /// URL's failures never switch the tenant off.
+    static let owners = PluginMigration(version: 2, name: "tenant_owners") { _ in
+        ["ALTER TABLE webhooks_tenants ADD COLUMN owner TEXT"]
     }
 }

@@ -38,13 +38,13 @@ struct WebhookStore: Sendable {
             """
             INSERT INTO webhooks_tenants (tenant_id, base_url, default_headers, max_retries, initial_delay_seconds,
                 backoff_multiplier, max_delay_seconds, jitter, timeout_seconds, enabled_events, active, disabled_reason,
-                auth_type, auth_header_name, secrets, previous_secret_expires_at, failing_since, created_at, updated_at)
+                auth_type, auth_header_name, secrets, previous_secret_expires_at, failing_since, owner, created_at, updated_at)
             VALUES (\(bind: tenant.tenantID), \(bind: tenant.baseURL), \(bind: Self.encode(tenant.defaultHeaders)),
                 \(bind: retry.maxRetries), \(bind: retry.initialDelay), \(bind: retry.backoffMultiplier), \(bind: retry.maxDelay),
                 \(bind: retry.jitter), \(bind: tenant.timeoutSeconds), \(bind: Self.encode(tenant.enabledEvents)),
                 \(bind: tenant.active), \(bind: tenant.disabledReason), \(bind: tenant.authType?.rawValue),
                 \(bind: tenant.authHeaderName), \(bind: sealed), \(bind: tenant.previousSecretExpiresAt),
-                \(bind: tenant.failingSince), \(bind: tenant.createdAt), \(bind: tenant.updatedAt))
+                \(bind: tenant.failingSince), \(bind: tenant.owner), \(bind: tenant.createdAt), \(bind: tenant.updatedAt))
             ON CONFLICT (tenant_id) DO UPDATE SET base_url = excluded.base_url, default_headers = excluded.default_headers,
                 max_retries = excluded.max_retries, initial_delay_seconds = excluded.initial_delay_seconds,
                 backoff_multiplier = excluded.backoff_multiplier, max_delay_seconds = excluded.max_delay_seconds,
@@ -123,6 +123,7 @@ struct WebhookStore: Sendable {
             secrets: try WebhookTenantSecrets(values: try secrets.open(sealed, boundTo: Self.secretBinding(tenantID))),
             previousSecretExpiresAt: try row.decode(column: prefix + "previous_secret_expires_at", as: Date?.self),
             failingSince: try row.decode(column: prefix + "failing_since", as: Date?.self),
+            owner: try row.decode(column: prefix + "owner", as: String?.self),
             createdAt: try row.decode(column: prefix + "created_at", as: Date.self),
             updatedAt: try row.decode(column: prefix + "updated_at", as: Date.self))
     }
@@ -130,7 +131,7 @@ struct WebhookStore: Sendable {
     static let tenantColumns = [
         "tenant_id", "base_url", "default_headers", "max_retries", "initial_delay_seconds", "backoff_multiplier",
         "max_delay_seconds", "jitter", "timeout_seconds", "enabled_events", "active", "disabled_reason", "auth_type",
-        "auth_header_name", "secrets", "previous_secret_expires_at", "failing_since", "created_at", "updated_at",
+        "auth_header_name", "secrets", "previous_secret_expires_at", "failing_since", "owner", "created_at", "updated_at",
     ]
     private static let joinedTenantColumns = tenantColumns.map { "t.\($0) AS t_\($0)" }.joined(separator: ", ")
 

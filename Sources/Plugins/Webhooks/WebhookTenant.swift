@@ -88,6 +88,9 @@ struct WebhookTenant: Sendable {
     var previousSecretExpiresAt: Date?
     /// When the current run of failed deliveries began; `nil` after a success.
     var failingSince: Date?
+    /// The plugin whose events this tenant carries (see ``WebhookDispatch``), or `nil` for a tenant configured through
+    /// the API. An owned tenant is never switched off by its deliveries' failures: each event has its own URL.
+    var owner: String? = nil
     var createdAt: Date
     var updatedAt: Date
 
@@ -125,6 +128,7 @@ struct WebhookTenant: Sendable {
             "active": .bool(active),
             "disabled_reason": disabledReason.map(JSONValue.string) ?? .null,
             "auth_config": auth,
+            "owner": owner.map(JSONValue.string) ?? .null,
             "created_at": .string(createdAt.apiString),
             "updated_at": .string(updatedAt.apiString),
         ]

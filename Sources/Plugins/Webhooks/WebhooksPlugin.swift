@@ -32,6 +32,10 @@ enum WebhookRoutes {
                 try await service(environment).deleteTenant(try context.parameters.require("tenant_id"))
                 return Response(status: .noContent)
             },
+            // Like Svix's endpoint secret: receivers of an owned tenant's deliveries need the key to verify them.
+            PluginRoute(.get, "/api/v1/webhooks/config/{tenant_id}/secret", access: .role(.admin)) { _, context, environment in
+                try await service(environment).signingSecret(try context.parameters.require("tenant_id")).response()
+            },
             PluginRoute(.post, "/api/v1/webhooks/send", access: .role(.operator)) { request, _, environment in
                 let key = request.header("Idempotency-Key")
                 let result = try await service(environment).send(try await environment.readJSON(request), idempotencyKey: key)

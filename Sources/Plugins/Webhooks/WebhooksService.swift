@@ -86,11 +86,24 @@ public struct WebhooksService: Sendable {
         let store = self.store
         let timers = environment.timers
         let deleted = try await environment.transaction { transaction in
+            if let owner = try await store.tenant(tenantID, transaction.sql)?.owner {
+                throw ServiceError(
+                    .conflict, "webhook tenant '\(tenantID)' carries the \(owner) plugin's deliveries and cannot be deleted; configure it instead")
+            }
             let pending = try await store.pendingEventIDs(tenantID: tenantID, transaction.sql)
             try await timers.cancel(ids: pending.map { WebhookDelivery.retryTimerPrefix + $0 }, in: transaction)
             return try await store.deleteTenant(tenantID, transaction.sql)
         }
         guard deleted else { throw Self.unknownTenant(tenantID) }
+    }
+
+    /// The tenant's current signing secret, for a receiver that verifies signatures (admins only).
+    public func signingSecret(_ tenantID: String) async throws -> JSONValue {
+        let store = self.store
+        guard let tenant = try await environment.database.withSQL({ try await store.tenant(tenantID, $0) }) else {
+            throw Self.unknownTenant(tenantID)
+        }
+        return ["tenant_id": .string(tenant.tenantID), "secret_key": .string(tenant.secrets.secretKey)]
     }
 
     static func unknownTenant(_ tenantID: String) -> ServiceError {

@@ -1,0 +1,96 @@
+// How other plugins send through the webhooks delivery path: signed POSTs with retries, an attempt log and dead
+// letters, for bodies and URLs of their own (a scheduled message's payload, a chat buffer's flush).
+import Foundation
+import IntegratorCore
+
+/// Stores events of a plugin-owned tenant and enqueues their first attempt, in the caller's transaction: the event
+/// exists if and only if the caller's own change commits.
+///
+/// An owned tenant is an ordinary tenant (its retry policy, timeout and headers can be changed through
+/// `POST /api/v1/webhooks/configure`, its secret read through `GET /api/v1/webhooks/config/{tenant_id}/secret`), made on
+/// first use. Its events each name their URL, and no failure switches it off.
+struct WebhookDispatch: Sendable {
+    let environment: PluginEnvironment
+
+    init(environment: PluginEnvironment) {
+        self.environment = environment
+    }
+
+    /// One delivery to make.
+    struct Delivery: Sendable {
+        /// Also the `webhook-id` header: a receiver deduplicates by it, and every retry repeats it.
+        var eventID: String
+        var eventType: String
+        var targetURL: String
+        /// Posted and signed as is.
+        var body: String
+        var severity: WebhookSeverity = .medium
+        var headers: [String: String] = [:]
+    }
+
+    /// The tenant `tenantID` owned by `owner`, made now (with a new signing secret) when it does not exist yet.
+    /// - Throws: ``ServiceError`` (409) when a tenant configured through the API already has that id.
+    @discardableResult
+    func ownedTenant(_ tenantID: String, owner: String, in transaction: StoreTransaction) async throws -> WebhookTenant {
+        let store = WebhookStore(secrets: environment.secrets)
+        if let existing = try await store.tenant(tenantID, transaction.sql) {
+            guard existing.owner == owner else {
+                throw ServiceError(.conflict, "webhook tenant '\(tenantID)' exists and is not the \(owner) plugin's; delete it to let the plugin make its own")
+            }
+            return existing
+        }
+        let now = environment.clock.now()
+        let tenant = WebhookTenant(
+            tenantID: tenantID, baseURL: "", defaultHeaders: [:], retry: WebhookRetryPolicy(), timeoutSeconds: 30,
+            enabledEvents: ["*"], active: true, disabledReason: nil, authType: nil, authHeaderName: nil,
+            secrets: WebhookTenantSecrets(secretKey: Self.newSigningSecret()), previousSecretExpiresAt: nil, failingSince: nil,
+            owner: owner, createdAt: now, updatedAt: now)
+        try await store.save(tenant, transaction.sql)
+        return tenant
+    }
+
+    /// Stores `deliveries` as events of the owned tenant and enqueues their first attempts. An event id stored before is
+    /// left as it is (a repeated dispatch stores nothing new); returns the ids stored now.
+    @discardableResult
+    func dispatch(_ deliveries: [Delivery], tenantID: String, owner: String, in transaction: StoreTransaction) async throws -> [String] {
+        guard !deliveries.isEmpty else { return [] }
+        try await ownedTenant(tenantID, owner: owner, in: transaction)
+        let store = WebhookStore(secrets: environment.secrets)
+        let now = environment.clock.now()
+        var fresh: [Delivery] = []
+        var seen = Set<String>()
+        for delivery in deliveries where seen.insert(delivery.eventID).inserted {
+            if try await store.event(delivery.eventID, transaction.sql) == nil { fresh.append(delivery) }
+        }
+        let events = fresh.map { delivery in
+            WebhookEvent(
+                id: delivery.eventID, tenantID: tenantID, eventType: delivery.eventType, severity: delivery.severity,
+                targetURL: delivery.targetURL, customHeaders: delivery.headers, body: delivery.body, state: .pending,
+                attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now)
+        }
+        try await store.insert(events, transaction.sql)
+        try await environment.tasks.enqueue(
+            contentsOf: fresh.map { WebhookDelivery.message(eventID: $0.eventID, attempt: 1, severity: $0.severity, at: now) },
+            in: transaction)
+        return fresh.map(\.eventID)
+    }
+
+    /// The delivery state of events (`pending`, `succeeded`, `dead`), by id; absent ids were never stored.
+    func states(of eventIDs: [String]) async throws -> [String: WebhookDeliveryState] {
+        let store = WebhookStore(secrets: environment.secrets)
+        return try await environment.database.withSQL { sql in
+            var states: [String: WebhookDeliveryState] = [:]
+            for id in eventIDs {
+                if let event = try await store.event(id, sql) { states[id] = event.state }
+            }
+            return states
+        }
+    }
+
+    /// A Standard Webhooks secret: `whsec_` and 24 random bytes in base64.
+    static func newSigningSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<24).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return "whsec_" + Data(bytes).base64EncodedString()
+    }
+}
