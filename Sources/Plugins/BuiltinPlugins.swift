@@ -6,7 +6,7 @@ public enum BuiltinPlugins {
     public static let all: [Plugin] = plugins(webhooks: WebhooksOptions())
 
     private static func plugins(webhooks: WebhooksOptions) -> [Plugin] {
-        [.core, .fetchPipeline, .generic, .demo, .sympla, .webhooks(options: webhooks)]
+        [.core, .fetchPipeline, .generic, .demo, .sympla, .webhooks(options: webhooks), .scheduledMessages, .blip]
     }
 
     /// The registry of the built-in plugins, with their options read from the process's environment.

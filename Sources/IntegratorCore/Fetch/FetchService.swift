@@ -32,6 +32,8 @@ public struct FetchService: Sendable {
     let outbound: OutboundHTTP
     let clock: any TimeSource
     let options: FetchOptions
+    /// Handed to providers in their ``FetchContext``; `nil` for a service built from parts.
+    let environment: PluginEnvironment?
 
     /// The fetch service of a process, on its plugin environment: batches' change events go to the plugins'
     /// subscribers inside the transactions that store them.
@@ -49,6 +51,7 @@ public struct FetchService: Sendable {
         self.outbound = environment.outbound
         self.clock = environment.clock
         self.options = options
+        self.environment = environment
     }
 
     /// - Parameters:
@@ -71,6 +74,7 @@ public struct FetchService: Sendable {
         self.outbound = outbound
         self.clock = clock
         self.options = options
+        self.environment = nil
     }
 
     // MARK: Running
@@ -107,7 +111,7 @@ public struct FetchService: Sendable {
             type: credentialValues.flatMap { registry.credentialsType($0.typeID) }, logger: providerLogger)
         let context = FetchContext(
             integrationID: integration.id, integrationName: integration.name, config: config, credentials: credentialValues,
-            state: session, records: session, logger: providerLogger, http: http)
+            state: session, records: session, logger: providerLogger, http: http, environment: environment)
         logger.debug("fetch started", metadata: ["fetch.resumed_streams": "\(cursors.count)"])
         do {
             try await provider.fetch(context)

@@ -68,12 +68,17 @@ public struct FetchContext: Sendable {
     /// HTTP for the fetch, signed with the integration's credentials and guarded against private addresses.
     /// Built by `runtime.outbound.client(for:credentialsID:type:logger:)`.
     public var http: OutboundClient
+    /// The process's plugin environment, for providers that work on their own tables or enqueue work (a push
+    /// provider such as BLiP's); `nil` when the fetch runs without a runtime (unit tests).
+    public var environment: PluginEnvironment?
 
     /// - Parameter http: defaults to a client that refuses every request, for providers that make none.
     public init(
         integrationID: String, integrationName: String, config: [String: JSONValue], credentials: CredentialValues?,
-        state: any FetchState, records: any RecordSink, logger: Logger, http: OutboundClient = .unavailable
+        state: any FetchState, records: any RecordSink, logger: Logger, http: OutboundClient = .unavailable,
+        environment: PluginEnvironment? = nil
     ) {
+        self.environment = environment
         self.integrationID = integrationID
         self.integrationName = integrationName
         self.config = config
