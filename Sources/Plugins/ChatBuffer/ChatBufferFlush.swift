@@ -1,0 +1,36 @@
+// The task a buffer's timer publishes at its deadline: one flush of one user's buffer.
+import IntegratorCore
+
+/// Handles `chat_buffer.flush` with `{"user", "buffer", "seq"}`, the user's key, the buffer's id and the number of the
+/// message whose arrival set the timer. Running it twice is harmless: the second run finds the buffer gone.
+struct ChatBufferFlush: TaskHandler {
+    static let taskName = "chat_buffer.flush"
+
+    let name = Self.taskName
+    let options: ChatBufferOptions
+
+    /// For the flush's own transaction failing (the database unreachable); delivery retries are the webhook tenant's.
+    var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 60) }
+    var timeout: Duration { .seconds(60) }
+
+    func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
+        let environment = try context.requireEnvironment()
+        guard let user = arguments["user"]?.stringValue, let buffer = arguments["buffer"]?.stringValue,
+            let seq = arguments["seq"]?.intValue
+        else {
+            throw PluginError("\(Self.taskName) needs the arguments user, buffer and seq", permanent: true)
+        }
+        let outcome = try await ChatBufferService(environment: environment, options: options).flush(userKey: user, bufferID: buffer, seq: seq)
+        switch outcome {
+        case .flushed(let eventID, let messages):
+            context.logger.debug("chat buffer flushed", metadata: ["webhook.event_id": "\(eventID)", "messages": "\(messages)"])
+        case .waiting(let retryAt):
+            context.logger.warning(
+                "a chat buffer cannot flush: no webhook URL is configured (set WEBHOOK_URL or PUT /api/v1/chat-buffer/config)",
+                metadata: ["chat_buffer.buffer": "\(buffer)", "retry_at": "\(retryAt.apiString)"])
+        case .skipped:
+            break
+        }
+        return outcome.json
+    }
+}

@@ -1,0 +1,186 @@
+// The chat buffer's use cases: accept a message (one transaction with its buffer row and the flush timer), flush a
+// buffer through the webhooks delivery path, and the webhook URL setting.
+import Foundation
+import IntegratorCore
+import SQLKit
+
+/// What happened to one message: it is stored in `buffer`, which flushes at `buffer.flushAt`.
+struct ChatBufferAccepted: Sendable {
+    var message: ChatBufferMessage
+    var buffer: ChatBuffer
+
+    /// The seed's answer (`success`, `message`), plus the user, how many messages wait and when they flush.
+    var json: JSONValue {
+        [
+            "success": true, "message": .string(message.savedText), "user": message.fields["user"] ?? .string(buffer.userKey),
+            "buffered": .number(Double(buffer.lastSeq)), "flush_at": .string(buffer.flushAt.apiString),
+        ]
+    }
+}
+
+/// What one run of the flush task did.
+enum ChatBufferFlushOutcome: Sendable, Equatable {
+    /// The buffer's messages became webhook event `eventID` (stored now, or by an earlier run of the same batch).
+    case flushed(eventID: String, messages: Int)
+    /// Nothing to do: the buffer was flushed already, or a later message set a later timer.
+    case skipped(String)
+    /// No webhook URL is configured; the buffer keeps its messages and tries again at `retryAt`.
+    case waiting(retryAt: Date)
+
+    var json: JSONValue {
+        switch self {
+        case .flushed(let eventID, let messages): ["event_id": .string(eventID), "messages": .number(Double(messages))]
+        case .skipped(let reason): ["skipped": .string(reason)]
+        case .waiting(let retryAt): ["waiting": "no webhook URL is configured", "retry_at": .string(retryAt.apiString)]
+        }
+    }
+}
+
+struct ChatBufferService: Sendable {
+    /// The webhook tenant the flushes are events of: its secret signs them, its retry policy retries them.
+    static let tenantID = "chat-buffer"
+    static let owner = "chat-buffer"
+    static let eventType = "chat_buffer.flushed"
+    /// How long a buffer waits before trying again when no webhook URL is configured.
+    static let urlRetryDelay: TimeInterval = 60
+
+    let environment: PluginEnvironment
+    let options: ChatBufferOptions
+    let store: ChatBufferStore
+
+    init(environment: PluginEnvironment, options: ChatBufferOptions) {
+        self.environment = environment
+        self.options = options
+        self.store = ChatBufferStore(secrets: environment.secrets)
+    }
+
+    /// The durable timer that flushes `buffer` at its deadline. Its id is per user, so each message moves the one
+    /// timer; its arguments name the buffer and the message that set it, which fences the flush.
+    static func timer(for buffer: ChatBuffer, at now: Date) -> DurableTimer {
+        DurableTimer(
+            id: "chat-buffer:\(buffer.userKey)", dueAt: buffer.flushAt,
+            message: TaskMessage(
+                name: ChatBufferFlush.taskName,
+                arguments: ["user": .string(buffer.userKey), "buffer": .string(buffer.bufferID), "seq": .number(Double(buffer.lastSeq))],
+                enqueuedAt: now))
+    }
+
+    /// The flush's webhook event id, also its `webhook-id` header: one per buffer, so a flush run again after a crash
+    /// stores nothing new, and a receiver that saw it drops a repeat.
+    static func eventID(for buffer: ChatBuffer) -> String { "chat-buffer-\(buffer.bufferID)" }
+
+    // MARK: Messages
+
+    /// Stores a message in its user's buffer and moves the buffer's flush timer, in one transaction.
+    func accept(_ body: JSONValue) async throws -> ChatBufferAccepted {
+        let message = try ChatBufferMessage.parse(body, options: options)
+        let store = self.store
+        if options.webhookURL == nil {
+            // Refused now rather than buffered towards nowhere.
+            let stored = try await environment.database.withSQL { try await store.setting(ChatBufferStore.webhookURLSetting, $0) }
+            guard stored != nil else { throw Self.noWebhookURL }
+        }
+        let now = environment.clock.now()
+        let timers = environment.timers
+        let buffer = try await environment.transaction { transaction in
+            let buffer = try await store.open(
+                userKey: message.userKey, newBufferID: Identifier.make(now: now), at: now,
+                deadline: now.addingTimeInterval(TimeInterval(message.ttl)), cap: now.addingTimeInterval(TimeInterval(message.maxWait)),
+                transaction.sql)
+            try await store.insert(message, into: buffer, at: now, transaction.sql)
+            try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+            return buffer
+        }
+        return ChatBufferAccepted(message: message, buffer: buffer)
+    }
+
+    static let noWebhookURL = ServiceError(
+        .unavailable, "no webhook URL is configured for the chat buffer: set WEBHOOK_URL, or PUT /api/v1/chat-buffer/config")
+
+    /// Flushes the buffer that the timer of message `seq` of buffer `bufferID` was set for: in one transaction, its
+    /// messages become one webhook event (stored and enqueued through the webhooks path) and are deleted.
+    ///
+    /// Fenced by numbers, not by clocks: a later message of the same buffer moved the timer (and its arguments), so a
+    /// run for an earlier number leaves the buffer to that timer; a run for a buffer that is gone has nothing to do.
+    /// - Parameter whileTaken: runs inside the transaction once the messages are read (tests hold a flush open here).
+    func flush(
+        userKey: String, bufferID: String, seq: Int, whileTaken: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> ChatBufferFlushOutcome {
+        let store = self.store
+        let environment = self.environment
+        let options = self.options
+        return try await environment.transaction { transaction in
+            let now = environment.clock.now()
+            guard let buffer = try await store.buffer(userKey: userKey, locking: true, transaction.sql), buffer.bufferID == bufferID
+            else { return .skipped("the buffer was flushed already") }
+            guard buffer.lastSeq <= seq else { return .skipped("a later message moved the flush") }
+            guard let url = try await Self.webhookURL(store: store, options: options, transaction.sql) else {
+                var waiting = buffer
+                waiting.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
+                try await store.postpone(waiting, to: waiting.flushAt, transaction.sql)
+                try await environment.timers.upsert(Self.timer(for: waiting, at: now), in: transaction, at: now)
+                return .waiting(retryAt: waiting.flushAt)
+            }
+            let messages = try await store.messages(of: buffer, transaction.sql)
+            try await whileTaken?()
+            let delivery = WebhookDispatch.Delivery(
+                eventID: Self.eventID(for: buffer), eventType: Self.eventType, targetURL: url,
+                body: ChatBufferWebhookBody.make(messages, processedAt: now).encodedString())
+            try await WebhookDispatch(environment: environment).dispatch(
+                [delivery], tenantID: Self.tenantID, owner: Self.owner, in: transaction)
+            try await store.delete(buffer, transaction.sql)
+            return .flushed(eventID: delivery.eventID, messages: messages.count)
+        }
+    }
+
+    /// The user's open buffer: how many messages wait and when they flush (never their contents).
+    func buffer(userKey: String) async throws -> JSONValue {
+        let store = self.store
+        guard let buffer = try await environment.database.withSQL({ try await store.buffer(userKey: userKey, $0) }) else {
+            throw ServiceError(.notFound, "no messages are buffered for this user")
+        }
+        return [
+            "user": .string(buffer.userKey), "buffered": .number(Double(buffer.lastSeq)),
+            "first_message_at": .string(buffer.firstAt.apiString), "flush_at": .string(buffer.flushAt.apiString),
+            "event_id": .string(Self.eventID(for: buffer)),
+        ]
+    }
+
+    // MARK: The webhook URL
+
+    /// The URL flushes go to: the one set through the API, else the environment's.
+    private static func webhookURL(store: ChatBufferStore, options: ChatBufferOptions, _ sql: any SQLDatabase) async throws -> String? {
+        try await store.setting(ChatBufferStore.webhookURLSetting, sql) ?? options.webhookURL
+    }
+
+    /// `{"webhook_url", "source", "tenant_id", "public"}`: where flushes go now and why.
+    func configuration() async throws -> JSONValue {
+        let store = self.store
+        let stored = try await environment.database.withSQL { try await store.setting(ChatBufferStore.webhookURLSetting, $0) }
+        let source: JSONValue = stored != nil ? "api" : options.webhookURL != nil ? "environment" : .null
+        return [
+            "webhook_url": (stored ?? options.webhookURL).map(JSONValue.string) ?? .null, "source": source,
+            "tenant_id": .string(Self.tenantID), "public": .bool(options.isPublic),
+        ]
+    }
+
+    /// Sets the webhook URL (`{"webhook_url": "https://…"}`), or removes the API's value (`null`) so the
+    /// environment's applies again.
+    func configure(_ body: JSONValue) async throws -> JSONValue {
+        var input = try InputObject(body)
+        guard input.has("webhook_url") else {
+            input.addIssue("webhook_url", "is required: an http(s) URL, or null to use WEBHOOK_URL again")
+            try input.finish()
+            return .null
+        }
+        let url = input.string("webhook_url", length: 1...2048)
+        if let url, !WebhookURL.isValid(url) { input.addIssue("webhook_url", "must be an http:// or https:// URL with a host") }
+        try input.finish()
+        let store = self.store
+        let now = environment.clock.now()
+        try await environment.transaction { transaction in
+            try await store.setSetting(ChatBufferStore.webhookURLSetting, url, at: now, transaction.sql)
+        }
+        return try await configuration()
+    }
+}
