@@ -187,4 +187,17 @@ struct WebhookUnitTests {
         #expect(request.header("Authorization") == "Basic " + Data("user:pa:ss".utf8).base64EncodedString())
         #expect(request.headers.filter { $0.name.lowercased() == "webhook-id" }.count == 1)
     }
+
+    @Test("first attempts: one task per 100 events of one severity, at its priority; a lone event keeps the single form")
+    func firstAttemptBatches() {
+        let now = Date(timeIntervalSince1970: 1_790_000_000)
+        let events = (0..<250).map { (id: "evt-\($0)", severity: WebhookSeverity.medium) } + [("evt-critical", .critical)]
+        let messages = WebhookDelivery.firstAttempts(events, at: now)
+        #expect(messages.map(\.priority) == [9, 5, 5, 5], "the critical one first, then the medium ones in three batches")
+        #expect(messages[0].arguments["event_id"] == "evt-critical" && messages[0].arguments["attempt"] == 1)
+        let batches = messages.dropFirst().map { $0.arguments["event_ids"]?.arrayValue?.compactMap(\.stringValue) ?? [] }
+        #expect(batches.map(\.count) == [100, 100, 50])
+        #expect(batches.flatMap { $0 } == events.prefix(250).map(\.id), "every event once, in order")
+        #expect(messages.allSatisfy { $0.name == "webhooks.deliver" && $0.queue == "default" })
+    }
 }

@@ -193,8 +193,20 @@ public struct SQLBroker: InDatabaseBroker {
 
     public func extendLeases(workerID: String, leaseUntil: Date) async throws {
         try await database.withSQL { sql in
-            try await sql.update("task_queue").set("lease_until", to: leaseUntil)
-                .where("leased_by", .equal, workerID).where("dead", .equal, false).run()
+            if database.engine == .postgres {
+                // Skips the rows an acknowledgement holds (they are being deleted): waiting for them, in whatever order
+                // the update meets them, deadlocked with acknowledgements that lock the same rows in another order.
+                try await sql.raw(
+                    """
+                    UPDATE task_queue SET lease_until = \(bind: leaseUntil)
+                    WHERE seq IN (
+                        SELECT seq FROM task_queue WHERE leased_by = \(bind: workerID) AND dead = \(bind: false) FOR UPDATE SKIP LOCKED)
+                    """
+                ).run()
+            } else {
+                try await sql.update("task_queue").set("lease_until", to: leaseUntil)
+                    .where("leased_by", .equal, workerID).where("dead", .equal, false).run()
+            }
         }
     }
 

@@ -27,39 +27,90 @@ struct WebhookDelivery: TaskHandler {
     /// by the tenant's own policy, as timers.
     var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 60) }
 
+    /// The most first attempts one task makes. One task per event cost as much as the delivery itself (a queue row,
+    /// a run record, a claim and an acknowledgement); a task per batch shares that across the batch.
+    static let batchSize = 100
+
     static func message(eventID: String, attempt: Int, severity: WebhookSeverity, at now: Date) -> TaskMessage {
         TaskMessage(
             name: taskName, arguments: ["event_id": .string(eventID), "attempt": .number(Double(attempt))], queue: queue,
             priority: severity.priority, enqueuedAt: now)
     }
 
+    /// Tasks making the first attempt of `events`: one per ``batchSize`` events of one severity (its priority).
+    static func firstAttempts(_ events: [(id: String, severity: WebhookSeverity)], at now: Date) -> [TaskMessage] {
+        var bySeverity: [WebhookSeverity: [String]] = [:]
+        for event in events { bySeverity[event.severity, default: []].append(event.id) }
+        return WebhookSeverity.allCases.reversed().flatMap { severity in
+            (bySeverity[severity] ?? []).chunks(of: batchSize).map { ids in
+                ids.count == 1
+                    ? message(eventID: ids[0], attempt: 1, severity: severity, at: now)
+                    : TaskMessage(
+                        name: taskName, arguments: ["event_ids": .array(ids.map(JSONValue.string)), "attempt": 1], queue: queue,
+                        priority: severity.priority, enqueuedAt: now)
+            }
+        }
+    }
+
+    /// Makes attempt `attempt` of one event (`event_id`) or of several (`event_ids`), each fenced on its own: an event
+    /// whose attempt was made already (a re-run after a crash) is skipped, the others go ahead.
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
         let environment = try context.requireEnvironment()
-        guard let eventID = arguments["event_id"]?.stringValue, let attempt = arguments["attempt"]?.intValue, attempt >= 1 else {
-            throw PluginError("webhooks.deliver needs {\"event_id\": string, \"attempt\": integer ≥ 1}", permanent: true)
-        }
-        let store = WebhookStore(secrets: environment.secrets)
+        guard let attempt = arguments["attempt"]?.intValue, attempt >= 1 else { throw Self.malformed }
         let batching = WebhookBatching.shared(in: environment)
-        guard let (event, tenant) = try await batching.loads.submit(eventID) else {
-            return ["skipped": "the event no longer exists"]
+        if let eventID = arguments["event_id"]?.stringValue {
+            let state = try await deliver(
+                eventID, loaded: try await batching.loads.submit(eventID), attempt: attempt, environment: environment,
+                batching: batching, logger: context.logger)
+            return ["event_id": .string(eventID), "attempt": .number(Double(attempt)), "state": .string(state)]
         }
-        guard event.state == .pending, event.attemptCount == attempt - 1 else {
-            return ["skipped": .string("attempt \(attempt) of this event was already made")]
+        guard let ids = arguments["event_ids"]?.arrayValue?.compactMap(\.stringValue), !ids.isEmpty else { throw Self.malformed }
+        let store = WebhookStore(secrets: environment.secrets)
+        let loaded = try await environment.database.withSQL { sql in try await store.deliveries(Array(Set(ids)), sql) }
+        let states = try await withThrowingTaskGroup(of: String.self) { group in
+            for id in Set(ids) {
+                group.addTask {
+                    try await deliver(id, loaded: loaded[id], attempt: attempt, environment: environment, batching: batching, logger: context.logger)
+                }
+            }
+            // Every delivery finishes before a failure is reported: the task's retry then skips what was recorded.
+            var states: [String: Int] = [:]
+            var failure: (any Error)?
+            while let next = await group.nextResult() {
+                switch next {
+                case .success(let state): states[state, default: 0] += 1
+                case .failure(let error): failure = failure ?? error
+                }
+            }
+            if let failure { throw failure }
+            return states
         }
-        guard let tenant else { return ["skipped": "the tenant no longer exists"] }
+        return ["events": .number(Double(Set(ids).count)), "attempt": .number(Double(attempt)), "states": .object(states.mapValues { .number(Double($0)) })]
+    }
+
+    private static let malformed = PluginError(
+        "webhooks.deliver needs {\"event_id\": string} or {\"event_ids\": [string]}, and \"attempt\": integer ≥ 1", permanent: true)
+
+    /// One event's attempt, from its loaded row to its recorded result; returns the state written (or why it was skipped).
+    private func deliver(
+        _ eventID: String, loaded: WebhookBatching.Loaded, attempt: Int, environment: PluginEnvironment, batching: WebhookBatching,
+        logger: Logger
+    ) async throws -> String {
+        guard let (event, tenant) = loaded else { return "skipped: the event no longer exists" }
+        guard event.state == .pending, event.attemptCount == attempt - 1 else { return "skipped: attempt \(attempt) was already made" }
+        guard let tenant else { return "skipped: the tenant no longer exists" }
+        let store = WebhookStore(secrets: environment.secrets)
         let now = environment.clock.now()
         guard tenant.active else {
             let reason = "the endpoint is inactive" + (tenant.disabledReason.map { ": \($0)" } ?? "")
             _ = try await environment.database.withSQL { sql in
                 try await store.kill(eventID: event.id, expectedAttempts: event.attemptCount, reason: reason, at: now, sql)
             }
-            return ["state": "dead", "reason": .string(reason)]
+            return WebhookDeliveryState.dead.rawValue
         }
-        let (outcome, record) = await send(event, to: tenant, attempt: attempt, environment: environment, logger: context.logger)
-        let written = try await settle(
-            event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching,
-            logger: context.logger)
-        return ["event_id": .string(event.id), "attempt": .number(Double(attempt)), "state": .string(written)]
+        let (outcome, record) = await send(event, to: tenant, attempt: attempt, environment: environment, logger: logger)
+        return try await settle(
+            event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching, logger: logger)
     }
 
     /// How an attempt ended, as far as what happens next is concerned.

@@ -70,7 +70,7 @@ struct WebhookDispatch: Sendable {
         }
         try await store.insert(events, transaction.sql)
         try await environment.tasks.enqueue(
-            contentsOf: fresh.map { WebhookDelivery.message(eventID: $0.eventID, attempt: 1, severity: $0.severity, at: now) },
+            contentsOf: WebhookDelivery.firstAttempts(fresh.map { ($0.eventID, $0.severity) }, at: now),
             in: transaction)
         return fresh.map(\.eventID)
     }

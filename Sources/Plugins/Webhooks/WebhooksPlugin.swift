@@ -124,7 +124,7 @@ struct WebhookFanOut: ChangeEventSubscriber {
         guard !outgoing.isEmpty else { return }
         try await store.insert(outgoing, transaction.sql)
         try await environment.tasks.enqueue(
-            contentsOf: outgoing.map { WebhookDelivery.message(eventID: $0.id, attempt: 1, severity: $0.severity, at: now) }, in: transaction)
+            contentsOf: WebhookDelivery.firstAttempts(outgoing.map { ($0.id, $0.severity) }, at: now), in: transaction)
     }
 }
 

@@ -183,7 +183,7 @@ public struct WebhooksService: Sendable {
             var firstSends: [String: WebhookSendResult] = [:]
             var results: [Result<WebhookSendResult, ServiceError>] = []
             var events: [WebhookEvent] = []
-            var messages: [TaskMessage] = []
+            var firstAttempts: [(id: String, severity: WebhookSeverity)] = []
             var newIDs = Set<String>()
             for input in inputs {
                 do {
@@ -227,7 +227,7 @@ public struct WebhooksService: Sendable {
                             roundAttempts: 0, createdAt: now, updatedAt: now))
                     let result: WebhookSendResult
                     if deliverable {
-                        messages.append(WebhookDelivery.message(eventID: eventID, attempt: 1, severity: input.severity, at: now))
+                        firstAttempts.append((eventID, input.severity))
                         result = WebhookSendResult(eventID: eventID, deliveries: 1, reason: nil, duplicate: false)
                     } else {
                         result = WebhookSendResult(
@@ -242,7 +242,7 @@ public struct WebhooksService: Sendable {
                 }
             }
             if !events.isEmpty { try await store.insert(events, sql) }
-            try await environment.tasks.enqueue(contentsOf: messages, in: transaction)
+            try await environment.tasks.enqueue(contentsOf: WebhookDelivery.firstAttempts(firstAttempts, at: now), in: transaction)
             return results
         }
     }
