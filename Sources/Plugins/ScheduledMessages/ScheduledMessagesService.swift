@@ -1,0 +1,134 @@
+// The use cases of scheduled messages: each write is one transaction holding the message row and its durable timer,
+// and a firing hands the message to the webhooks plugin in the transaction that removes it.
+import Foundation
+import IntegratorCore
+
+/// Public so the benchmark calls the code behind the routes.
+public struct ScheduledMessagesService: Sendable {
+    /// The webhooks plugin's tenant that signs and delivers fired messages; its secret is read through
+    /// `GET /api/v1/webhooks/config/scheduled-messages/secret`, its retry policy changed with `configure`.
+    static let tenantID = "scheduled-messages"
+    static let owner = "scheduled-messages"
+    /// Each message has one timer, `scheduled-messages:<message id>`: an upsert moves it, a delete removes it.
+    static let timerPrefix = "scheduled-messages:"
+    static let eventType = "scheduled_message.fired"
+    /// Rows per statement and per transaction when many messages are read or deleted at once.
+    static let chunkSize = 500
+
+    let environment: PluginEnvironment
+
+    public init(environment: PluginEnvironment) {
+        self.environment = environment
+    }
+
+    private var store: ScheduledMessageStore { ScheduledMessageStore(engine: environment.database.engine) }
+
+    /// `POST /messages`: stores the message (or replaces the one with its id) and sets its timer, together.
+    public func upsert(_ body: JSONValue) async throws -> ScheduledMessage {
+        let message = try ScheduledMessageInput.read(body)
+        let now = environment.clock.now()
+        try await environment.transaction { transaction in
+            try await store.upsert([message], at: now, transaction.sql)
+            try await environment.timers.upsert(Self.timer(for: message, at: now), in: transaction, at: now)
+        }
+        return message
+    }
+
+    /// Stores many messages fast, 500 per transaction, and then their timers in bulk (the benchmark's loader).
+    /// Unlike ``upsert(_:)`` a message and its timer are not one transaction: a crash in between leaves messages
+    /// that never fire until they are written again.
+    public func load(_ messages: [ScheduledMessage]) async throws {
+        let now = environment.clock.now()
+        for chunk in messages.chunks(of: Self.chunkSize) {
+            try await environment.database.transaction { sql in try await store.upsert(Array(chunk), at: now, sql) }
+        }
+        try await environment.timers.upsert(contentsOf: messages.map { Self.timer(for: $0, at: now) }, at: now)
+    }
+
+    /// The timer that fires `message`: its task carries the message's version, which also names the task's run.
+    static func timer(for message: ScheduledMessage, at now: Date) -> DurableTimer {
+        DurableTimer(
+            id: timerPrefix + message.id, dueAt: message.dueAt,
+            message: TaskMessage(
+                id: message.version, name: ScheduledMessageFire.taskName,
+                arguments: ["message_id": .string(message.id), "version": .string(message.version)],
+                queue: ScheduledMessageFire.queue, priority: ScheduledMessageFire.priority, enqueuedAt: now))
+    }
+
+    /// `GET /messages/{id}`.
+    func message(_ id: String) async throws -> ScheduledMessage {
+        let found = try await environment.database.withSQL { sql in try await store.message(id, sql) }
+        guard let found else { throw Self.notFound }
+        return found
+    }
+
+    /// Pending messages after `after` in id order, passing `filter` when given.
+    func page(after: String?, limit: Int = chunkSize, filter: MessageFilter? = nil) async throws -> [ScheduledMessage] {
+        try await environment.database.withSQL { sql in try await store.page(after: after, limit: limit, filter: filter, sql) }
+    }
+
+    /// `DELETE /messages/{id}`: the message and its timer, together.
+    func delete(_ id: String) async throws {
+        try await environment.transaction { transaction in
+            guard try await store.delete(id, transaction.sql) else { throw Self.notFound }
+            try await environment.timers.cancel(id: Self.timerPrefix + id, in: transaction)
+        }
+    }
+
+    /// `DELETE /messages/bulk`: every message passing `filter`, with its timer, 500 per transaction; their ids.
+    func delete(matching filter: MessageFilter) async throws -> [String] {
+        var deleted: [String] = []
+        while true {
+            let ids = try await environment.transaction { transaction in
+                let ids = try await store.deleteMatching(filter, limit: Self.chunkSize, transaction.sql)
+                try await environment.timers.cancel(ids: ids.map { Self.timerPrefix + $0 }, in: transaction)
+                return ids
+            }
+            deleted.append(contentsOf: ids)
+            if ids.count < Self.chunkSize { return deleted.sorted() }
+        }
+    }
+
+    /// `POST /messages/{id}/run`: fires the message now, whatever its time, and removes its timer; the webhook
+    /// event's id.
+    func runNow(_ id: String) async throws -> String {
+        try await environment.transaction { transaction in
+            guard let message = try await store.take(id, version: nil, transaction.sql) else { throw Self.notFound }
+            try await environment.timers.cancel(id: Self.timerPrefix + id, in: transaction)
+            return try await fire(message, in: transaction)
+        }
+    }
+
+    /// The timer's task: fires the message if it still has `version`. Returns the webhook event's id, or nil when the
+    /// message was deleted, fired already, or moved by an upsert since this timer was set.
+    func fire(_ id: String, version: String) async throws -> String? {
+        try await environment.transaction { transaction in
+            guard let message = try await store.take(id, version: version, transaction.sql) else { return nil }
+            return try await fire(message, in: transaction)
+        }
+    }
+
+    /// Hands a message already removed from the pending list to the webhooks plugin, in the same transaction. The
+    /// event id is the message's version: a firing repeated after a crash stores no second event.
+    private func fire(_ message: ScheduledMessage, in transaction: StoreTransaction) async throws -> String {
+        let delivery = WebhookDispatch.Delivery(
+            eventID: message.version, eventType: Self.eventType, targetURL: message.webhookURL, body: message.payload.encodedString())
+        try await WebhookDispatch(environment: environment).dispatch([delivery], tenantID: Self.tenantID, owner: Self.owner, in: transaction)
+        try await store.recordFiring(message, eventID: message.version, at: environment.clock.now(), transaction.sql)
+        return message.version
+    }
+
+    /// `GET /messages/{id}/deliveries`: how messages with this id fired, with their delivery states.
+    func firings(of id: String) async throws -> JSONValue {
+        let firings = try await environment.database.withSQL { sql in try await store.firings(of: id, sql) }
+        let states = try await WebhookDispatch(environment: environment).states(of: firings.map(\.eventID))
+        let items: [JSONValue] = firings.map { firing in
+            var item = firing.json.objectValue ?? [:]
+            item["state"] = states[firing.eventID].map { .string($0.rawValue) } ?? .null
+            return .object(item)
+        }
+        return ["messageId": .string(id), "deliveries": .array(items)]
+    }
+
+    static let notFound = ServiceError(.notFound, "Message not found")
+}
