@@ -50,6 +50,8 @@ struct ScheduledMessagesTests {
                         "scheduledJobs": [["messageId": "unique-message-id", "nextRun": "2027-12-25T10:30:05+00:00", "job": .string("POST \(hook)")]],
                         "count": 1,
                     ], "\(listed.text)")
+            let secret = try await app.call(.get, "/api/v1/webhooks/config/\(ScheduledMessagesService.tenantID)/secret")
+            #expect(secret.json["secret_key"]?.stringValue?.hasPrefix("whsec_") == true, "readable before anything fires: \(secret.status)")
             let timer = try #require(try await Self.timer(app, "unique-message-id"))
             #expect(timer.dueAt == Date(iso8601: "2027-12-25T10:30:05Z"))
 

@@ -2,6 +2,7 @@
 // and a firing hands the message to the webhooks plugin in the transaction that removes it.
 import Foundation
 import IntegratorCore
+import Synchronization
 
 /// Public so the benchmark calls the code behind the routes.
 public struct ScheduledMessagesService: Sendable {
@@ -28,10 +29,20 @@ public struct ScheduledMessagesService: Sendable {
         let message = try ScheduledMessageInput.read(body)
         let now = environment.clock.now()
         try await environment.transaction { transaction in
+            try await ensureTenant(in: transaction)
             try await store.upsert([message], at: now, transaction.sql)
             try await environment.timers.upsert(Self.timer(for: message, at: now), in: transaction, at: now)
         }
         return message
+    }
+
+    /// Makes the delivering tenant with the first message, so its signing secret can be read before anything fires.
+    /// Checked once per process: an owned tenant cannot be deleted through the API.
+    private func ensureTenant(in transaction: StoreTransaction) async throws {
+        let made = environment.shared.object("scheduled-messages.tenant") { TenantMade() }
+        guard !made.value.load(ordering: .relaxed) else { return }
+        try await WebhookDispatch(environment: environment).ownedTenant(Self.tenantID, owner: Self.owner, in: transaction)
+        transaction.afterCommit { made.value.store(true, ordering: .relaxed) }
     }
 
     /// Stores many messages fast, 500 per transaction, and then their timers in bulk (the benchmark's loader).
@@ -131,4 +142,9 @@ public struct ScheduledMessagesService: Sendable {
     }
 
     static let notFound = ServiceError(.notFound, "Message not found")
+}
+
+/// Whether this process has seen the delivering tenant committed.
+private final class TenantMade: Sendable {
+    let value = Atomic(false)
 }
