@@ -57,7 +57,8 @@ public struct Runtime: Sendable {
         self.credentials = CredentialsService(
             store: credentialStore, registry: registry, box: secrets, clock: clock, outbound: outbound)
         self.integrations = IntegrationsService(
-            store: IntegrationStore(database: database), credentials: credentialStore, registry: registry, clock: clock)
+            store: IntegrationStore(database: database), credentials: credentialStore, registry: registry, clock: clock,
+            credentialsService: credentials)
         self.users = UsersService(
             store: UserStore(database: database), hasher: passwordHasher,
             tokens: await TokenService(keyRing: keys, clock: clock), apiToken: settings.apiToken, clock: clock)

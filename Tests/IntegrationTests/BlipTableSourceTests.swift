@@ -118,7 +118,7 @@ struct BlipTableSourceTests {
         }
     }
 
-    @Test("a mapping that names a missing column fails the run for good, naming the field")
+    @Test("a mapping is checked against the real table when saved (400 naming the field, nothing stored) and when run")
     func wrongMapping() async throws {
         let fake = FakeBlip()
         _ = try await Self.withBusinessTable(rows: 1) { url, table, business in
@@ -126,23 +126,40 @@ struct BlipTableSourceTests {
                 try await TestApp.run { app in
                     let database = try await app.call(.post, "/api/v1/credentials", body: ["name": "loja-db", "type": "blip-database", "secret": ["url": .string(url)]])
                     let databaseID = try #require(database.json["id"]?.stringValue)
-                    guard case .object(var config) = Self.config(databaseID, table) else { return }
-                    config["phone_column"] = "NR_CELULAR"
-                    config["parameter_columns"] = ["NM_CLIENTE", "DS_EXTRA"]
-                    let (_, integration) = try await BlipTests.setUp(app, fake, baseURL, config: .object(config))
+                    let blip = try await app.call(
+                        .post, "/api/v1/credentials", body: ["name": "blip", "type": "blip", "public": ["base_url": .string(baseURL)], "secret": ["key": .string(fake.key)]])
+                    let blipID = try #require(blip.json["id"]?.stringValue)
+                    guard case .object(let good) = Self.config(databaseID, table) else { return }
+                    func create(_ config: [String: JSONValue]) async throws -> JSONResponse {
+                        try await app.call(
+                            .post, "/api/v1/integrations",
+                            body: ["name": "whatsapp", "provider": "blip-notifications", "credentials": .string(blipID), "config": .object(config)])
+                    }
+                    var wrong = good
+                    wrong["phone_column"] = "NR_CELULAR"
+                    wrong["parameter_columns"] = ["NM_CLIENTE", "DS_EXTRA"]
+                    let refused = try await create(wrong)
+                    #expect(refused.status == .badRequest)
+                    #expect(refused.errorFields == ["config.phone_column", "config.parameter_columns[1]"])
+                    #expect(refused.text.contains("the table has no column 'NR_CELULAR'") && !refused.text.contains(url))
+                    wrong = good
+                    wrong["database_credentials"] = .string(blipID)
+                    #expect(try await create(wrong).errorFields == ["config.database_credentials"])
+                    #expect(try await app.call(.get, "/api/v1/integrations").json["items"] == [], "nothing stored")
+
+                    let created = try await create(good)
+                    #expect(created.status == .created, "\(created.text)")
+                    let integration = try #require(created.json["id"]?.stringValue)
+                    let patched = try await app.call(.patch, "/api/v1/integrations/\(integration)", body: ["config": ["table": "tabela_que_nao_existe"]])
+                    #expect(patched.errorFields == ["config.table"])
+                    #expect(try await app.call(.get, "/api/v1/integrations/\(integration)").json["config"]?["table"] == .string(table))
+
+                    // The table changed after the save: the run fails for good, naming the field, and sends nothing.
+                    try await business.withSQL { try await $0.raw("ALTER TABLE \(unsafeRaw: table) DROP COLUMN \"NM_CLIENTE\"").run() }
                     let failure = await #expect(throws: FetchFailure.self) { try await BlipTests.run(app, integration) }
-                    let message = failure?.message ?? ""
-                    #expect(message.contains("config.phone_column: the table has no column 'NR_CELULAR'"))
-                    #expect(message.contains("config.parameter_columns[1]: the table has no column 'DS_EXTRA'"))
-                    #expect(!message.contains(url))
+                    #expect(failure?.message.contains("config.parameter_columns[0]: the table has no column 'NM_CLIENTE'") == true)
                     #expect(fake.requests.isEmpty)
                     #expect(try await Self.statuses(business, table) == [1: 1])
-
-                    config["table"] = "tabela_que_nao_existe"
-                    let patched = try await app.call(.patch, "/api/v1/integrations/\(integration)", body: ["config": .object(config)])
-                    #expect(patched.status == .ok)
-                    let missing = await #expect(throws: FetchFailure.self) { try await BlipTests.run(app, integration) }
-                    #expect(missing?.message.contains("config.table: no table with this name in the database") == true)
                 }
             }
         }

@@ -7,6 +7,8 @@ public struct IntegrationsService: Sendable {
     let credentials: CredentialStore
     let registry: PluginRegistry
     let clock: any TimeSource
+    /// Opens credentials for providers that check their config against the outside world (``ConfigChecking``).
+    let credentialsService: CredentialsService?
 
     /// Task priorities run from 0 to 9; 9 runs first.
     public static let priorities = 0...9
@@ -15,11 +17,15 @@ public struct IntegrationsService: Sendable {
     /// Allowed overrides of a fetch's number of attempts.
     public static let attempts = 1...20
 
-    public init(store: IntegrationStore, credentials: CredentialStore, registry: PluginRegistry, clock: any TimeSource) {
+    public init(
+        store: IntegrationStore, credentials: CredentialStore, registry: PluginRegistry, clock: any TimeSource,
+        credentialsService: CredentialsService? = nil
+    ) {
         self.store = store
         self.credentials = credentials
         self.registry = registry
         self.clock = clock
+        self.credentialsService = credentialsService
     }
 
     /// Creates an integration from `{"name", "provider", "credentials", "config", "active", "queue", "priority"}`.
@@ -46,6 +52,7 @@ public struct IntegrationsService: Sendable {
         if let provider {
             try await checkCredentials(credentialsID, for: provider, input: &input)
             config = validatedConfig(configValue, for: provider, input: &input)
+            await checkOutside(config, for: provider, input: &input)
         }
         try input.finish()
         guard let name, let provider else { throw ValidationFailure(input.issues) }
@@ -76,6 +83,7 @@ public struct IntegrationsService: Sendable {
         if let patch = input.object("config") {
             let merged = CredentialsService.merge(integration.config, patch)
             integration.config = validatedConfig(.object(merged), for: provider, input: &input)
+            await checkOutside(integration.config, for: provider, input: &input)
         }
         if let active = input.bool("active") { integration.active = active }
         if let queue = readQueue(&input) { integration.queue = queue }
@@ -153,6 +161,12 @@ public struct IntegrationsService: Sendable {
                 "credentials",
                 "are of type '\(stored.type)', but provider '\(provider.id)' accepts \(provider.allowedCredentialTypes.joined(separator: " or "))")
         }
+    }
+
+    /// A ``ConfigChecking`` provider's look at the outside world, once everything else about the body is right.
+    private func checkOutside(_ config: [String: JSONValue], for provider: any ProviderBackend, input: inout InputObject) async {
+        guard input.issues.isEmpty, let checker = provider as? any ConfigChecking, let credentialsService else { return }
+        input.add(await checker.check(config: config, credentials: credentialsService))
     }
 
     private func validatedConfig(_ value: JSONValue?, for provider: any ProviderBackend, input: inout InputObject)

@@ -55,6 +55,18 @@ struct BlipTableMapping: Sendable, Equatable {
         name.split(separator: ".").map { "\"\($0)\"" }.joined(separator: ".")
     }
 
+    /// Where the `blip-database` credentials `credentialsID` point, or the issue with them (never quoting the URL).
+    static func location(credentialsID: String, credentials: CredentialsService) async -> Result<DatabaseLocation, ValidationFailure> {
+        let refused = ValidationFailure([
+            FieldIssue(field: "config.database_credentials", message: "must name blip-database credentials with a postgres:// url")
+        ])
+        guard let values = try? await credentials.decrypted(id: credentialsID), values.typeID == BlipDatabaseCredentials().id,
+            let url = values.secret("url")?.reveal(), let location = try? DatabaseLocation(parsing: url, variable: "url"),
+            case .postgres = location
+        else { return .failure(refused) }
+        return .success(location)
+    }
+
     /// The mapping's problems against the real table, by config field: a missing table or column is named.
     /// - Returns: the status column's type (so status values are cast to it), when there is no problem.
     func check(_ sql: any SQLDatabase) async throws -> Result<String, ValidationFailure> {
@@ -83,20 +95,37 @@ struct BlipTableMapping: Sendable, Equatable {
     }
 }
 
+extension BlipNotificationsProvider: ConfigChecking {
+    /// A table source's mapping, checked against the real table when the integration is saved.
+    public func check(config: [String: JSONValue], credentials: CredentialsService) async -> [FieldIssue] {
+        guard config["source"]?.stringValue == BlipSource.table.rawValue, let mapping = try? BlipTableMapping(config: config) else { return [] }
+        let location: DatabaseLocation
+        switch await BlipTableMapping.location(credentialsID: config["database_credentials"]?.stringValue ?? "", credentials: credentials) {
+        case .success(let found): location = found
+        case .failure(let failure): return failure.issues
+        }
+        do {
+            return try await Database.withDatabase(location, logger: Logger(label: "integrator.blip.table"), acquireTimeout: .seconds(5)) { business in
+                switch try await business.withSQL({ try await mapping.check($0) }) {
+                case .success: return []
+                case .failure(let failure): return failure.issues
+                }
+            }
+        } catch {
+            // The driver's error may name the server; the URL's password never appears in it, but say only what helps.
+            return [FieldIssue(field: "config.database_credentials", message: "the database could not be reached or read to check the table")]
+        }
+    }
+}
+
 extension BlipRun {
     /// A run over a business table. Each chunk is one transaction on the business database that holds its rows
     /// locked while they are sent: a second worker skips them, and a worker that dies releases them as they were.
     func sendTable(_ mapping: BlipTableMapping, databaseCredentialsID: String) async throws -> BlipRunSummary {
-        let credentials: CredentialValues
-        do {
-            credentials = try await environment.credentials.decrypted(id: databaseCredentialsID)
-        } catch {
-            throw PluginError("config.database_credentials: no blip-database credentials with this id", permanent: true)
-        }
-        guard credentials.typeID == BlipDatabaseCredentials().id, let url = credentials.secret("url")?.reveal(),
-            let location = try? DatabaseLocation(parsing: url, variable: "url"), case .postgres = location
-        else {
-            throw PluginError("config.database_credentials must name blip-database credentials with a postgres:// url", permanent: true)
+        let location: DatabaseLocation
+        switch await BlipTableMapping.location(credentialsID: databaseCredentialsID, credentials: environment.credentials) {
+        case .success(let found): location = found
+        case .failure(let failure): throw PluginError(failure.description, permanent: true)
         }
         return try await Database.withDatabase(location, logger: Logger(label: "integrator.blip.table")) { business in
             let statusType: String
