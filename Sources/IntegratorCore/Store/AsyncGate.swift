@@ -1,16 +1,24 @@
-// A FIFO async mutex: one holder at a time, waiters resumed in arrival order.
+// A FIFO async semaphore: at most `permits` holders at a time, waiters resumed in arrival order.
 import Synchronization
 
-/// Serialises async work without blocking threads. Used to give SQLite's single connection one user at a time.
-final class AsyncGate: Sendable {
+/// Limits concurrent async work without blocking threads. With one permit it gives SQLite's single connection one
+/// user at a time; plugins use it to bound how much work of one kind runs at once in a process.
+public final class AsyncGate: Sendable {
     private struct State {
-        var held = false
+        var available: Int
+        /// Waiters from `head` on; the consumed front is dropped once it is half the array, so resuming stays O(1).
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var head = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    func withPermit<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+    public init(permits: Int = 1) {
+        precondition(permits >= 1, "an AsyncGate needs at least one permit")
+        state = Mutex(State(available: permits))
+    }
+
+    public func withPermit<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         await acquire()
         defer { release() }
         return try await body()
@@ -19,11 +27,11 @@ final class AsyncGate: Sendable {
     private func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
-                if state.held {
+                if state.available == 0 {
                     state.waiters.append(continuation)
                     return false
                 }
-                state.held = true
+                state.available -= 1
                 return true
             }
             if resumeNow { continuation.resume() }
@@ -32,12 +40,18 @@ final class AsyncGate: Sendable {
 
     private func release() {
         let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.held = false
+            guard state.head < state.waiters.count else {
+                state.available += 1
                 return nil
             }
-            // Ownership passes straight to the next waiter; `held` stays true.
-            return state.waiters.removeFirst()
+            // The permit passes straight to the next waiter; `available` stays as it is.
+            let next = state.waiters[state.head]
+            state.head += 1
+            if state.head * 2 >= state.waiters.count {
+                state.waiters.removeFirst(state.head)
+                state.head = 0
+            }
+            return next
         }
         next?.resume()
     }

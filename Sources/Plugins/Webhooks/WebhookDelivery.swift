@@ -30,6 +30,8 @@ struct WebhookDelivery: TaskHandler {
     /// The most first attempts one task makes. One task per event cost as much as the delivery itself (a queue row,
     /// a run record, a claim and an acknowledgement); a task per batch shares that across the batch.
     static let batchSize = 100
+    /// How many of a batch's events one task delivers at a time.
+    static let deliveriesInFlightPerTask = 16
 
     static func message(eventID: String, attempt: Int, severity: WebhookSeverity, at now: Date) -> TaskMessage {
         TaskMessage(
@@ -68,11 +70,16 @@ struct WebhookDelivery: TaskHandler {
         let store = WebhookStore(secrets: environment.secrets)
         let loaded = try await environment.database.withSQL { sql in try await store.deliveries(Array(Set(ids)), sql) }
         let states = try await withThrowingTaskGroup(of: String.self) { group in
-            for id in Set(ids) {
+            // A window of deliveries at a time: a child task per event of every claimed batch at once cost memory
+            // (thousands of suspended tasks) without going faster than the process's limit on requests in flight.
+            var pending = Array(Set(ids))[...]
+            func startNext() {
+                guard let id = pending.popFirst() else { return }
                 group.addTask {
                     try await deliver(id, loaded: loaded[id], attempt: attempt, environment: environment, batching: batching, logger: context.logger)
                 }
             }
+            for _ in 0..<Self.deliveriesInFlightPerTask { startNext() }
             // Every delivery finishes before a failure is reported: the task's retry then skips what was recorded.
             var states: [String: Int] = [:]
             var failure: (any Error)?
@@ -81,6 +88,7 @@ struct WebhookDelivery: TaskHandler {
                 case .success(let state): states[state, default: 0] += 1
                 case .failure(let error): failure = failure ?? error
                 }
+                startNext()
             }
             if let failure { throw failure }
             return states
@@ -108,7 +116,9 @@ struct WebhookDelivery: TaskHandler {
             }
             return WebhookDeliveryState.dead.rawValue
         }
-        let (outcome, record) = await send(event, to: tenant, attempt: attempt, environment: environment, logger: logger)
+        let (outcome, record) = try await batching.requests.withPermit {
+            await send(event, to: tenant, attempt: attempt, environment: environment, logger: logger)
+        }
         return try await settle(
             event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching, logger: logger)
     }
