@@ -48,6 +48,13 @@ struct BlipTableSourceTests {
         }.reduce(into: [:]) { $0[try $1.decode(column: "s", as: Int.self)] = try $1.decode(column: "n", as: Int.self) }
     }
 
+    /// `blip-database` credentials for the test PostgreSQL; their id.
+    static func databaseCredentials(_ app: TestApp, _ url: String) async throws -> String {
+        let created = try await app.call(.post, "/api/v1/credentials", body: ["name": "loja-db", "type": "blip-database", "secret": ["url": .string(url)]])
+        #expect(!created.text.contains(url))
+        return try #require(created.json["id"]?.stringValue, "\(created.text)")
+    }
+
     static func config(_ databaseCredentials: String, _ table: String) -> JSONValue {
         [
             "source": "table", "database_credentials": .string(databaseCredentials), "table": .string(table), "id_column": "ID_NOTIFICACAO",
@@ -63,9 +70,7 @@ struct BlipTableSourceTests {
         let ran = try await Self.withBusinessTable(rows: 400) { url, table, business in
             try await fake.run { baseURL in
                 try await TestApp.run { app in
-                    let database = try await app.call(.post, "/api/v1/credentials", body: ["name": "loja-db", "type": "blip-database", "secret": ["url": .string(url)]])
-                    let databaseID = try #require(database.json["id"]?.stringValue, "\(database.text)")
-                    #expect(!database.text.contains(url))
+                    let databaseID = try await Self.databaseCredentials(app, url)
                     let (_, integration) = try await BlipTests.setUp(app, fake, baseURL, config: Self.config(databaseID, table))
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for _ in 0..<2 { group.addTask { try await BlipTests.run(app, integration) } }
@@ -96,17 +101,11 @@ struct BlipTableSourceTests {
         _ = try await Self.withBusinessTable(rows: 30) { url, table, business in
             try await fake.run { baseURL in
                 try await TestApp.run { app in
-                    let database = try await app.call(.post, "/api/v1/credentials", body: ["name": "loja-db", "type": "blip-database", "secret": ["url": .string(url)]])
-                    let databaseID = try #require(database.json["id"]?.stringValue)
+                    let databaseID = try await Self.databaseCredentials(app, url)
                     let (credentialsID, integration) = try await BlipTests.setUp(app, fake, baseURL, config: Self.config(databaseID, table))
-                    let credentials = try await app.runtime.environment.credentials.decrypted(id: credentialsID)
-                    let http = app.runtime.environment.outbound.client(for: credentials, credentialsID: credentialsID, type: BlipCredentials(), logger: Logger(label: "test"))
-                    struct WorkerDied: Error {}
-                    let dying = BlipRun(
-                        environment: app.runtime.environment, integrationID: integration, credentialsID: credentialsID, http: http,
-                        settings: BlipSendSettings(), logger: Logger(label: "test"), afterSend: { throw WorkerDied() })
+                    let dying = try await BlipTests.dyingRun(app, credentialsID: credentialsID, integrationID: integration)
                     let mapping = try BlipTableMapping(config: Self.config(databaseID, table).objectValue ?? [:])
-                    await #expect(throws: WorkerDied.self) { try await dying.sendTable(mapping, databaseCredentialsID: databaseID) }
+                    await #expect(throws: BlipTests.WorkerDied.self) { try await dying.sendTable(mapping, databaseCredentialsID: databaseID) }
                     #expect(try await Self.statuses(business, table) == [1: 30], "the business transaction rolled back")
                     #expect(fake.messageIDs.count == 30)
                     app.clock.advance(by: 601)
@@ -124,8 +123,7 @@ struct BlipTableSourceTests {
         _ = try await Self.withBusinessTable(rows: 1) { url, table, business in
             try await fake.run { baseURL in
                 try await TestApp.run { app in
-                    let database = try await app.call(.post, "/api/v1/credentials", body: ["name": "loja-db", "type": "blip-database", "secret": ["url": .string(url)]])
-                    let databaseID = try #require(database.json["id"]?.stringValue)
+                    let databaseID = try await Self.databaseCredentials(app, url)
                     let blip = try await app.call(
                         .post, "/api/v1/credentials", body: ["name": "blip", "type": "blip", "public": ["base_url": .string(baseURL)], "secret": ["key": .string(fake.key)]])
                     let blipID = try #require(blip.json["id"]?.stringValue)

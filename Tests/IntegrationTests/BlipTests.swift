@@ -31,6 +31,22 @@ struct BlipTests {
         return (credentialsID, integrationID)
     }
 
+    /// The fake BLiP and a test API, alive while `body` runs; `body` gets the fake's base URL.
+    static func withApp(_ fake: FakeBlip, _ body: @Sendable (TestApp, String) async throws -> Void) async throws {
+        try await fake.run { baseURL in try await TestApp.run { app in try await body(app, baseURL) } }
+    }
+
+    /// A run that plays a worker dying between the sends and the write of their outcomes.
+    static func dyingRun(_ app: TestApp, credentialsID: String, integrationID: String) async throws -> BlipRun {
+        let credentials = try await app.runtime.environment.credentials.decrypted(id: credentialsID)
+        let http = app.runtime.environment.outbound.client(for: credentials, credentialsID: credentialsID, type: BlipCredentials(), logger: Logger(label: "test"))
+        return BlipRun(
+            environment: app.runtime.environment, integrationID: integrationID, credentialsID: credentialsID, http: http,
+            settings: BlipSendSettings(), logger: Logger(label: "test"), afterSend: { throw WorkerDied() })
+    }
+
+    struct WorkerDied: Error {}
+
     static func notify(_ app: TestApp, _ phone: String, externalID: String? = nil, parameters: [String] = ["Ana"]) async throws -> JSONValue {
         var body: [String: JSONValue] = [
             "phone": .string(phone), "template": "pedido_pronto", "namespace": "ns_loja", "parameters": .array(parameters.map(JSONValue.string)),
@@ -117,50 +133,48 @@ struct BlipTests {
     func run() async throws {
         let fake = FakeBlip()
         fake.unknown("+5511912345678")
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (_, integration) = try await Self.setUp(app, fake, baseURL)
-                let first = try await Self.notify(app, "11 98765-4321", parameters: ["Ana", "42"])
-                let second = try await Self.notify(app, "+55 (11) 98765-4321", parameters: ["Ana", "43"])
-                let unknown = try await Self.notify(app, "11 91234-5678")
-                let landline = try await Self.notify(app, "(21) 3456-7890")
-                let summary = try await Self.run(app, integration)
-                #expect(summary.records.new == 0, "a push provider stores no records")
+        try await Self.withApp(fake) { app, baseURL in
+            let (_, integration) = try await Self.setUp(app, fake, baseURL)
+            let first = try await Self.notify(app, "11 98765-4321", parameters: ["Ana", "42"])
+            let second = try await Self.notify(app, "+55 (11) 98765-4321", parameters: ["Ana", "43"])
+            let unknown = try await Self.notify(app, "11 91234-5678")
+            let landline = try await Self.notify(app, "(21) 3456-7890")
+            let summary = try await Self.run(app, integration)
+            #expect(summary.records.new == 0, "a push provider stores no records")
 
-                let sent = try await Self.notification(app, first["id"]?.stringValue)
-                #expect(sent["status"] == "sent" && sent["attempts"] == 1 && sent["last_error"] == .null && sent["sent_at"] != .null)
-                #expect(try await Self.notification(app, second["id"]?.stringValue)["status"] == "sent")
-                #expect(try await Self.notification(app, landline["id"]?.stringValue)["status"] == "sent")
-                let failed = try await Self.notification(app, unknown["id"]?.stringValue)
-                #expect(failed["status"] == "failed")
-                #expect(failed["last_error"] == "WhatsApp has no account for this number (67 Resource not found)")
+            let sent = try await Self.notification(app, first["id"]?.stringValue)
+            #expect(sent["status"] == "sent" && sent["attempts"] == 1 && sent["last_error"] == .null && sent["sent_at"] != .null)
+            #expect(try await Self.notification(app, second["id"]?.stringValue)["status"] == "sent")
+            #expect(try await Self.notification(app, landline["id"]?.stringValue)["status"] == "sent")
+            let failed = try await Self.notification(app, unknown["id"]?.stringValue)
+            #expect(failed["status"] == "failed")
+            #expect(failed["last_error"] == "WhatsApp has no account for this number (67 Resource not found)")
 
-                // One lookup per phone, in BLiP's command shape.
-                #expect(fake.lookups.count == 3)
-                let lookup = try #require(fake.lookups.first { $0.body["uri"] == "lime://wa.gw.msging.net/accounts/+5511987654321" })
-                #expect(lookup.body["method"] == "get" && lookup.body["to"] == "postmaster@wa.gw.msging.net")
-                #expect(lookup.body["id"]?.stringValue?.isEmpty == false)
-                #expect(fake.requests.allSatisfy { $0.authorization == "Key \(fake.key)" })
-                // One message each, sent with the id the notification shows, to the looked-up account.
-                #expect(fake.messages.count == 3)
-                let message = try #require(fake.messages.first { $0.body["id"] == sent["message_id"] })
-                #expect(message.body["to"] == "5511987654321@wa.gw.msging.net" && message.body["type"] == "application/json")
-                #expect(message.body["content"]?["template"]?["name"] == "pedido_pronto")
-                #expect(message.body["content"]?["template"]?["namespace"] == "ns_loja")
-                #expect(message.body["content"]?["template"]?["components"]?.arrayValue?.first?["parameters"] == [["type": "text", "text": "Ana"], ["type": "text", "text": "42"]])
+            // One lookup per phone, in BLiP's command shape.
+            #expect(fake.lookups.count == 3)
+            let lookup = try #require(fake.lookups.first { $0.body["uri"] == "lime://wa.gw.msging.net/accounts/+5511987654321" })
+            #expect(lookup.body["method"] == "get" && lookup.body["to"] == "postmaster@wa.gw.msging.net")
+            #expect(lookup.body["id"]?.stringValue?.isEmpty == false)
+            #expect(fake.requests.allSatisfy { $0.authorization == "Key \(fake.key)" })
+            // One message each, sent with the id the notification shows, to the looked-up account.
+            #expect(fake.messages.count == 3)
+            let message = try #require(fake.messages.first { $0.body["id"] == sent["message_id"] })
+            #expect(message.body["to"] == "5511987654321@wa.gw.msging.net" && message.body["type"] == "application/json")
+            #expect(message.body["content"]?["template"]?["name"] == "pedido_pronto")
+            #expect(message.body["content"]?["template"]?["namespace"] == "ns_loja")
+            #expect(message.body["content"]?["template"]?["components"]?.arrayValue?.first?["parameters"] == [["type": "text", "text": "Ana"], ["type": "text", "text": "42"]])
 
-                // A second run sends nothing again; a new notification to a known phone needs no lookup.
-                try await Self.run(app, integration)
-                #expect(fake.messages.count == 3)
-                _ = try await Self.notify(app, "11987654321")
-                try await Self.run(app, integration)
-                #expect(fake.messages.count == 4 && fake.lookups.count == 3)
-                // After the cache's 7 days, the phone is looked up again.
-                app.clock.advance(by: 7 * 86_400 + 1)
-                _ = try await Self.notify(app, "11987654321")
-                try await Self.run(app, integration)
-                #expect(fake.lookups.count == 4)
-            }
+            // A second run sends nothing again; a new notification to a known phone needs no lookup.
+            try await Self.run(app, integration)
+            #expect(fake.messages.count == 3)
+            _ = try await Self.notify(app, "11987654321")
+            try await Self.run(app, integration)
+            #expect(fake.messages.count == 4 && fake.lookups.count == 3)
+            // After the cache's 7 days, the phone is looked up again.
+            app.clock.advance(by: 7 * 86_400 + 1)
+            _ = try await Self.notify(app, "11987654321")
+            try await Self.run(app, integration)
+            #expect(fake.lookups.count == 4)
         }
     }
 
@@ -168,23 +182,21 @@ struct BlipTests {
     func rateLimited() async throws {
         let fake = FakeBlip()
         fake.fail("/messages", status: 429, headers: ["Retry-After": "7"])
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let created = try await Self.notify(app, "11987654321")
-                let sleeper = ManualSleeper()
-                let outbound = OutboundHTTP(options: .init(allowedRanges: [IPAddressRange("127.0.0.0/8")!], sleeper: sleeper), logger: Logger(label: "test"))
-                let credentials = CredentialValues(typeID: "blip", publicValues: ["base_url": .string(baseURL)], secretValues: ["key": Secret(fake.key)])
-                let run = BlipRun(
-                    environment: app.runtime.environment, integrationID: "i1", credentialsID: "c1",
-                    http: outbound.client(for: credentials, credentialsID: "c1", type: BlipCredentials(), logger: Logger(label: "test")),
-                    settings: BlipSendSettings(), logger: Logger(label: "test"))
-                let summary = try await run.sendOutbox()
-                await outbound.shutdown()
-                #expect(summary.sent == 1)
-                #expect(sleeper.waits == [7])
-                #expect(fake.messages.count == 2 && fake.messageIDs == [created["message_id"]?.stringValue ?? ""])
-                #expect(try await Self.notification(app, created["id"]?.stringValue)["status"] == "sent")
-            }
+        try await Self.withApp(fake) { app, baseURL in
+            let created = try await Self.notify(app, "11987654321")
+            let sleeper = ManualSleeper()
+            let outbound = OutboundHTTP(options: .init(allowedRanges: [IPAddressRange("127.0.0.0/8")!], sleeper: sleeper), logger: Logger(label: "test"))
+            let credentials = CredentialValues(typeID: "blip", publicValues: ["base_url": .string(baseURL)], secretValues: ["key": Secret(fake.key)])
+            let run = BlipRun(
+                environment: app.runtime.environment, integrationID: "i1", credentialsID: "c1",
+                http: outbound.client(for: credentials, credentialsID: "c1", type: BlipCredentials(), logger: Logger(label: "test")),
+                settings: BlipSendSettings(), logger: Logger(label: "test"))
+            let summary = try await run.sendOutbox()
+            await outbound.shutdown()
+            #expect(summary.sent == 1)
+            #expect(sleeper.waits == [7])
+            #expect(fake.messages.count == 2 && fake.messageIDs == [created["message_id"]?.stringValue ?? ""])
+            #expect(try await Self.notification(app, created["id"]?.stringValue)["status"] == "sent")
         }
     }
 
@@ -192,87 +204,75 @@ struct BlipTests {
     func serverError() async throws {
         let fake = FakeBlip()
         fake.fail("/messages", status: 503)
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (_, integration) = try await Self.setUp(app, fake, baseURL, config: ["max_attempts": 2])
-                let created = try await Self.notify(app, "11987654321")
-                let id = created["id"]?.stringValue
-                try await Self.run(app, integration)
-                let waiting = try await Self.notification(app, id)
-                #expect(waiting["status"] == "pending" && waiting["attempts"] == 1)
-                #expect(waiting["last_error"] == "BLiP failed on the message (HTTP 503)")
-                #expect(waiting["next_attempt_at"] == .string(app.clock.now().addingTimeInterval(30).apiString))
-                try await Self.run(app, integration)
-                #expect(fake.messages.count == 1, "not due yet")
-                app.clock.advance(by: 31)
-                try await Self.run(app, integration)
-                #expect(try await Self.notification(app, id)["status"] == "sent")
-                #expect(fake.messages.count == 2 && fake.messageIDs.count == 1)
+        try await Self.withApp(fake) { app, baseURL in
+            let (_, integration) = try await Self.setUp(app, fake, baseURL, config: ["max_attempts": 2])
+            let created = try await Self.notify(app, "11987654321")
+            let id = created["id"]?.stringValue
+            try await Self.run(app, integration)
+            let waiting = try await Self.notification(app, id)
+            #expect(waiting["status"] == "pending" && waiting["attempts"] == 1)
+            #expect(waiting["last_error"] == "BLiP failed on the message (HTTP 503)")
+            #expect(waiting["next_attempt_at"] == .string(app.clock.now().addingTimeInterval(30).apiString))
+            try await Self.run(app, integration)
+            #expect(fake.messages.count == 1, "not due yet")
+            app.clock.advance(by: 31)
+            try await Self.run(app, integration)
+            #expect(try await Self.notification(app, id)["status"] == "sent")
+            #expect(fake.messages.count == 2 && fake.messageIDs.count == 1)
 
-                // Out of tries: failed for good, with how many.
-                fake.fail("/messages", status: 500, times: 2)
-                let doomed = try await Self.notify(app, "11987654322")
-                try await Self.run(app, integration)
-                app.clock.advance(by: 31)
-                try await Self.run(app, integration)
-                let failed = try await Self.notification(app, doomed["id"]?.stringValue)
-                #expect(failed["status"] == "failed" && failed["last_error"] == "gave up after 2 attempts: BLiP failed on the message (HTTP 500)")
-            }
+            // Out of tries: failed for good, with how many.
+            fake.fail("/messages", status: 500, times: 2)
+            let doomed = try await Self.notify(app, "11987654322")
+            try await Self.run(app, integration)
+            app.clock.advance(by: 31)
+            try await Self.run(app, integration)
+            let failed = try await Self.notification(app, doomed["id"]?.stringValue)
+            #expect(failed["status"] == "failed" && failed["last_error"] == "gave up after 2 attempts: BLiP failed on the message (HTTP 500)")
         }
     }
 
     @Test("a worker that dies between the send and the status write does not send twice")
     func crashBetweenSendAndWrite() async throws {
         let fake = FakeBlip()
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
-                var created: [JSONValue] = []
-                for index in 0..<20 { created.append(try await Self.notify(app, "1198765\(String(format: "%04d", index))")) }
-                let credentials = try await app.runtime.environment.credentials.decrypted(id: credentialsID)
-                let http = app.runtime.environment.outbound.client(
-                    for: credentials, credentialsID: credentialsID, type: BlipCredentials(), logger: Logger(label: "test"))
-                struct WorkerDied: Error {}
-                let dying = BlipRun(
-                    environment: app.runtime.environment, integrationID: integration, credentialsID: credentialsID, http: http,
-                    settings: BlipSendSettings(), logger: Logger(label: "test"), afterSend: { throw WorkerDied() })
-                await #expect(throws: WorkerDied.self) { try await dying.sendOutbox() }
-                #expect(fake.messages.count == 20)
-                for item in created { #expect(try await Self.notification(app, item["id"]?.stringValue)["status"] == "pending") }
+        try await Self.withApp(fake) { app, baseURL in
+            let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
+            var created: [JSONValue] = []
+            for index in 0..<20 { created.append(try await Self.notify(app, "1198765\(String(format: "%04d", index))")) }
+            let dying = try await Self.dyingRun(app, credentialsID: credentialsID, integrationID: integration)
+            await #expect(throws: WorkerDied.self) { try await dying.sendOutbox() }
+            #expect(fake.messages.count == 20)
+            for item in created { #expect(try await Self.notification(app, item["id"]?.stringValue)["status"] == "pending") }
 
-                // The claim holds until its lease ends: a run now takes nothing.
-                try await Self.run(app, integration)
-                #expect(fake.messages.count == 20)
-                app.clock.advance(by: 601)
-                try await Self.run(app, integration)
-                for item in created { #expect(try await Self.notification(app, item["id"]?.stringValue)["status"] == "sent") }
-                // Posted again after the crash, but with the same ids: BLiP received 20 messages, one per phone.
-                #expect(fake.messages.count == 40)
-                #expect(fake.messageIDs == Set(created.compactMap { $0["message_id"]?.stringValue }))
-                for index in 0..<20 { #expect(fake.messageIDs(to: "551198765\(String(format: "%04d", index))@wa.gw.msging.net").count == 1) }
-            }
+            // The claim holds until its lease ends: a run now takes nothing.
+            try await Self.run(app, integration)
+            #expect(fake.messages.count == 20)
+            app.clock.advance(by: 601)
+            try await Self.run(app, integration)
+            for item in created { #expect(try await Self.notification(app, item["id"]?.stringValue)["status"] == "sent") }
+            // Posted again after the crash, but with the same ids: BLiP received 20 messages, one per phone.
+            #expect(fake.messages.count == 40)
+            #expect(fake.messageIDs == Set(created.compactMap { $0["message_id"]?.stringValue }))
+            for index in 0..<20 { #expect(fake.messageIDs(to: "551198765\(String(format: "%04d", index))@wa.gw.msging.net").count == 1) }
         }
     }
 
     @Test("two runs at once never take the same notification")
     func concurrentRuns() async throws {
         let fake = FakeBlip()
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (_, integration) = try await Self.setUp(app, fake, baseURL, config: ["batch_size": 100])
-                let bodies: [JSONValue] = (0..<300).map { index in
-                    ["phone": .string("119\(String(format: "%08d", index))"), "template": "t", "namespace": "ns"]
-                }
-                #expect(try await app.call(.post, "/api/v1/notifications/bulk", body: ["notifications": .array(bodies)]).status == .created)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for _ in 0..<4 { group.addTask { try await Self.run(app, integration) } }
-                    try await group.waitForAll()
-                }
-                #expect(fake.messages.count == 300, "each notification posted once")
-                #expect(fake.messageIDs.count == 300)
-                let sent = try await app.call(.get, "/api/v1/notifications?status=sent&limit=500")
-                #expect(sent.json["items"]?.arrayValue?.count == 300)
+        try await Self.withApp(fake) { app, baseURL in
+            let (_, integration) = try await Self.setUp(app, fake, baseURL, config: ["batch_size": 100])
+            let bodies: [JSONValue] = (0..<300).map { index in
+                ["phone": .string("119\(String(format: "%08d", index))"), "template": "t", "namespace": "ns"]
             }
+            #expect(try await app.call(.post, "/api/v1/notifications/bulk", body: ["notifications": .array(bodies)]).status == .created)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 { group.addTask { try await Self.run(app, integration) } }
+                try await group.waitForAll()
+            }
+            #expect(fake.messages.count == 300, "each notification posted once")
+            #expect(fake.messageIDs.count == 300)
+            let sent = try await app.call(.get, "/api/v1/notifications?status=sent&limit=500")
+            #expect(sent.json["items"]?.arrayValue?.count == 300)
         }
     }
 
@@ -280,21 +280,19 @@ struct BlipTests {
     func refusedKey() async throws {
         let fake = FakeBlip()
         let wrongKey = "d3Jvbmcta2V5LXRoYXQtbXVzdC1ub3QtbGVhaw=="
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL, key: wrongKey)
-                let created = try await Self.notify(app, "11987654321")
-                let log = CapturedLog()
-                await #expect(throws: FetchFailure.self) { try await Self.run(app, integration, logger: log.logger) }
-                let failed = try await Self.notification(app, created["id"]?.stringValue)
-                #expect(failed["status"] == "failed")
-                #expect(failed["last_error"] == "BLiP refused the key (HTTP 401); check the credentials' key")
-                let tested = try await app.call(.post, "/api/v1/credentials/\(credentialsID)/test")
-                #expect(tested.json["ok"] == false)
-                let shown = try await app.call(.get, "/api/v1/credentials/\(credentialsID)")
-                for text in [log.text, tested.text, shown.text, failed.encodedString()] {
-                    #expect(!text.contains(wrongKey) && !text.contains(Self.statusSecret))
-                }
+        try await Self.withApp(fake) { app, baseURL in
+            let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL, key: wrongKey)
+            let created = try await Self.notify(app, "11987654321")
+            let log = CapturedLog()
+            await #expect(throws: FetchFailure.self) { try await Self.run(app, integration, logger: log.logger) }
+            let failed = try await Self.notification(app, created["id"]?.stringValue)
+            #expect(failed["status"] == "failed")
+            #expect(failed["last_error"] == "BLiP refused the key (HTTP 401); check the credentials' key")
+            let tested = try await app.call(.post, "/api/v1/credentials/\(credentialsID)/test")
+            #expect(tested.json["ok"] == false)
+            let shown = try await app.call(.get, "/api/v1/credentials/\(credentialsID)")
+            for text in [log.text, tested.text, shown.text, failed.encodedString()] {
+                #expect(!text.contains(wrongKey) && !text.contains(Self.statusSecret))
             }
         }
     }
@@ -302,13 +300,11 @@ struct BlipTests {
     @Test("the connection test reads the bot's account")
     func connectionTest() async throws {
         let fake = FakeBlip()
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (credentialsID, _) = try await Self.setUp(app, fake, baseURL)
-                let tested = try await app.call(.post, "/api/v1/credentials/\(credentialsID)/test")
-                #expect(tested.json == ["ok": true, "message": "connected as Loja Teste"])
-                #expect(fake.requests.last?.body["uri"] == "/account" && fake.requests.last?.authorization == "Key \(fake.key)")
-            }
+        try await Self.withApp(fake) { app, baseURL in
+            let (credentialsID, _) = try await Self.setUp(app, fake, baseURL)
+            let tested = try await app.call(.post, "/api/v1/credentials/\(credentialsID)/test")
+            #expect(tested.json == ["ok": true, "message": "connected as Loja Teste"])
+            #expect(fake.requests.last?.body["uri"] == "/account" && fake.requests.last?.authorization == "Key \(fake.key)")
         }
     }
 
@@ -317,50 +313,48 @@ struct BlipTests {
     @Test("status callbacks move a notification forward only, and need the credentials' secret")
     func statusCallbacks() async throws {
         let fake = FakeBlip()
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
-                let created = try await Self.notify(app, "11987654321")
-                let id = created["id"]?.stringValue
-                let messageID = try #require(created["message_id"]?.stringValue)
-                try await Self.run(app, integration)
+        try await Self.withApp(fake) { app, baseURL in
+            let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
+            let created = try await Self.notify(app, "11987654321")
+            let id = created["id"]?.stringValue
+            let messageID = try #require(created["message_id"]?.stringValue)
+            try await Self.run(app, integration)
 
-                func callback(_ event: String, secret: String? = BlipTests.statusSecret, reason: JSONValue? = nil) async throws -> JSONResponse {
-                    var body: [String: JSONValue] = ["id": .string(messageID), "from": "5511987654321@wa.gw.msging.net", "to": "loja@msging.net", "event": .string(event)]
-                    if let reason { body["reason"] = reason }
-                    let query = "credentials=\(credentialsID)" + (secret.map { "&secret=\($0)" } ?? "")
-                    return try await app.call(.post, "/api/v1/blip/status?\(query)", body: .object(body), token: "")
-                }
-                #expect(try await callback("received", secret: nil).status == .unauthorized)
-                #expect(try await callback("received", secret: "not-the-secret-at-all").status == .unauthorized)
-                #expect(try await Self.notification(app, id)["status"] == "sent")
-
-                #expect(try await callback("accepted").json["status"] == "sent")
-                #expect(try await callback("received").json["status"] == "delivered")
-                #expect(try await callback("consumed").json["status"] == "read")
-                // Late and out of order: nothing moves back.
-                #expect(try await callback("received").json["status"] == "read")
-                #expect(try await callback("failed", reason: ["code": 42, "description": "late"]).json["status"] == "read")
-                let read = try await Self.notification(app, id)
-                #expect(read["status"] == "read" && read["delivered_at"] != .null && read["read_at"] != .null)
-                #expect(try await callback("lost").errorFields == ["event"])
-
-                // A failure reported for a sent message fails it, with BLiP's reason.
-                let other = try await Self.notify(app, "11987654322")
-                try await Self.run(app, integration)
-                let body: JSONValue = ["id": other["message_id"] ?? .null, "event": "failed", "reason": ["code": 42, "description": "Destination not found"]]
-                let header = try await app.client.execute(
-                    uri: "/api/v1/blip/status?credentials=\(credentialsID)", method: .post,
-                    headers: [.contentType: "application/json", HTTPField.Name("X-Blip-Secret")!: Self.statusSecret],
-                    body: ByteBuffer(string: body.encodedString()))
-                #expect(header.status == .ok && String(buffer: header.body).contains(#""status":"failed""#))
-                #expect(try await Self.notification(app, other["id"]?.stringValue)["last_error"] == "BLiP reported the message failed (42 Destination not found)")
-                #expect(try await callback("received").status == .ok)
-                let unknown = try await app.call(
-                    .post, "/api/v1/blip/status?credentials=\(credentialsID)&secret=\(Self.statusSecret)", body: ["id": "someone-else", "event": "received"],
-                    token: "")
-                #expect(unknown.status == .ok && unknown.json["status"] == .null)
+            func callback(_ event: String, secret: String? = BlipTests.statusSecret, reason: JSONValue? = nil) async throws -> JSONResponse {
+                var body: [String: JSONValue] = ["id": .string(messageID), "from": "5511987654321@wa.gw.msging.net", "to": "loja@msging.net", "event": .string(event)]
+                if let reason { body["reason"] = reason }
+                let query = "credentials=\(credentialsID)" + (secret.map { "&secret=\($0)" } ?? "")
+                return try await app.call(.post, "/api/v1/blip/status?\(query)", body: .object(body), token: "")
             }
+            #expect(try await callback("received", secret: nil).status == .unauthorized)
+            #expect(try await callback("received", secret: "not-the-secret-at-all").status == .unauthorized)
+            #expect(try await Self.notification(app, id)["status"] == "sent")
+
+            #expect(try await callback("accepted").json["status"] == "sent")
+            #expect(try await callback("received").json["status"] == "delivered")
+            #expect(try await callback("consumed").json["status"] == "read")
+            // Late and out of order: nothing moves back.
+            #expect(try await callback("received").json["status"] == "read")
+            #expect(try await callback("failed", reason: ["code": 42, "description": "late"]).json["status"] == "read")
+            let read = try await Self.notification(app, id)
+            #expect(read["status"] == "read" && read["delivered_at"] != .null && read["read_at"] != .null)
+            #expect(try await callback("lost").errorFields == ["event"])
+
+            // A failure reported for a sent message fails it, with BLiP's reason.
+            let other = try await Self.notify(app, "11987654322")
+            try await Self.run(app, integration)
+            let body: JSONValue = ["id": other["message_id"] ?? .null, "event": "failed", "reason": ["code": 42, "description": "Destination not found"]]
+            let header = try await app.client.execute(
+                uri: "/api/v1/blip/status?credentials=\(credentialsID)", method: .post,
+                headers: [.contentType: "application/json", HTTPField.Name("X-Blip-Secret")!: Self.statusSecret],
+                body: ByteBuffer(string: body.encodedString()))
+            #expect(header.status == .ok && String(buffer: header.body).contains(#""status":"failed""#))
+            #expect(try await Self.notification(app, other["id"]?.stringValue)["last_error"] == "BLiP reported the message failed (42 Destination not found)")
+            #expect(try await callback("received").status == .ok)
+            let unknown = try await app.call(
+                .post, "/api/v1/blip/status?credentials=\(credentialsID)&secret=\(Self.statusSecret)", body: ["id": "someone-else", "event": "received"],
+                token: "")
+            #expect(unknown.status == .ok && unknown.json["status"] == .null)
         }
     }
 
@@ -369,25 +363,23 @@ struct BlipTests {
     @Test("the key and the status secret never reach answers, logs or the database file")
     func secretsStayHidden() async throws {
         let fake = FakeBlip(key: "c2VjcmV0LWJsaXAta2V5LXRoYXQtbXVzdC1oaWRl")
-        try await fake.run { baseURL in
-            try await TestApp.run { app in
-                let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
-                _ = try await Self.notify(app, "11987654321")
-                let log = CapturedLog()
-                try await Self.run(app, integration, logger: log.logger)
-                #expect(log.text.contains("blip notifications run finished"))
-                let texts = [
-                    log.text, try await app.call(.get, "/api/v1/credentials/\(credentialsID)").text,
-                    try await app.call(.get, "/api/v1/notifications").text, try await app.call(.get, "/api/v1/integrations/\(integration)").text,
-                ]
-                for text in texts {
-                    #expect(!text.contains(fake.key) && !text.contains(Self.statusSecret))
-                }
-                if case .sqlite(let path) = app.runtime.database.location {
-                    for file in [path, path + "-wal"] {
-                        guard let bytes = FileManager.default.contents(atPath: file) else { continue }
-                        #expect(bytes.range(of: Data(fake.key.utf8)) == nil && bytes.range(of: Data(Self.statusSecret.utf8)) == nil, "\(file)")
-                    }
+        try await Self.withApp(fake) { app, baseURL in
+            let (credentialsID, integration) = try await Self.setUp(app, fake, baseURL)
+            _ = try await Self.notify(app, "11987654321")
+            let log = CapturedLog()
+            try await Self.run(app, integration, logger: log.logger)
+            #expect(log.text.contains("blip notifications run finished"))
+            let texts = [
+                log.text, try await app.call(.get, "/api/v1/credentials/\(credentialsID)").text,
+                try await app.call(.get, "/api/v1/notifications").text, try await app.call(.get, "/api/v1/integrations/\(integration)").text,
+            ]
+            for text in texts {
+                #expect(!text.contains(fake.key) && !text.contains(Self.statusSecret))
+            }
+            if case .sqlite(let path) = app.runtime.database.location {
+                for file in [path, path + "-wal"] {
+                    guard let bytes = FileManager.default.contents(atPath: file) else { continue }
+                    #expect(bytes.range(of: Data(fake.key.utf8)) == nil && bytes.range(of: Data(Self.statusSecret.utf8)) == nil, "\(file)")
                 }
             }
         }
