@@ -46,6 +46,17 @@ struct ChatBufferTests {
         guard response.status == .ok else { throw TestSetupError("configuring the chat buffer failed: \(response.text)") }
     }
 
+    /// Runs `body` with a receiver and an app whose chat buffer posts to the receiver's `path`.
+    static func withReceiver(path: String = "/hook", _ body: @Sendable (TestApp, WebhookReceiver) async throws -> Void) async throws {
+        let receiver = WebhookReceiver()
+        try await receiver.run { baseURL in
+            try await TestApp.run { app in
+                try await configure(app, url: baseURL + path)
+                try await body(app, receiver)
+            }
+        }
+    }
+
     static func post(_ app: TestApp, _ body: JSONValue, token: String? = nil) async throws -> JSONResponse {
         try await app.call(.post, "/api/message", body: body, token: token)
     }
@@ -93,63 +104,59 @@ struct ChatBufferTests {
 
     @Test("the seed's request answers as the seed did; three messages become one webhook in the seed's shape, signed, at the deadline")
     func seedRequestAndWebhook() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/webhook/process")
-                try await Self.withWorkerOnly(app) { beat in
-                    let start = app.clock.now()
-                    for (index, text) in ["Mensagem 1", "Mensagem 2", "Mensagem 3"].enumerated() {
-                        if index > 0 { app.clock.advance(by: 5) }
-                        let response = try await app.client.json(
-                            .post, "/api/message", rawBody: Self.seedRequest(message: text), token: TestApp.apiToken)
-                        #expect(response.status == .ok, "\(response.text)")
-                        let expected: JSONValue = [
-                            "success": true, "message": "Mensagem salva para usuário joao.silva, expira em 30 segundos",
-                            "user": "joao.silva", "buffered": .number(Double(index + 1)),
-                            "flush_at": .string(app.clock.now().addingTimeInterval(30).apiString),
-                        ]
-                        #expect(response.json == expected)
-                    }
-                    let deadline = start.addingTimeInterval(40)
-                    let buffered = try await app.call(.get, "/api/v1/chat-buffer/buffers/joao.silva")
-                    #expect(buffered.json["buffered"] == 3 && buffered.json["flush_at"] == .string(deadline.apiString), "\(buffered.text)")
-
-                    app.clock.set(deadline.addingTimeInterval(-0.5))
-                    #expect(try await beat.pass().timersFired == 0, "each message pushed the flush back by its ttl")
-                    #expect(try await WebhooksTests.drained(app))
-                    #expect(receiver.hits.isEmpty)
-
-                    app.clock.set(deadline)
-                    #expect(try await beat.pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/webhook/process"))
-                    #expect(try await WebhooksTests.drained(app))
-                    let hits = receiver.hits
-                    #expect(hits.count == 1)
-                    let hit = try #require(hits.first)
-
-                    var expected = try #require(try JSONValue.parse(Self.seedRequest).objectValue)
-                    expected["message"] = nil
-                    expected["ttl"] = nil
-                    expected["user_id"] = "joao.silva"
-                    expected["messages"] = ["Mensagem 1", "Mensagem 2", "Mensagem 3"]
-                    expected["processed_at"] = .string(ChatBufferWebhookBody.processedTime(deadline))
-                    #expect(hit.json == .object(expected), "the seed's webhook body, field by field")
-                    let processedAt = try #require(hit.json["processed_at"]?.stringValue)
-                    #expect(processedAt.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}/) != nil, "\(processedAt)")
-
-                    let secret = try await app.call(.get, "/api/v1/webhooks/config/chat-buffer/secret")
-                    let key = try #require(secret.json["secret_key"]?.stringValue, "\(secret.text)")
-                    #expect(WebhookSignatures.standardMatches(hit, secrets: [key]) == [key])
-                    #expect(hit.header("X-Event-Type") == "chat_buffer.flushed")
-                    let eventID = try #require(hit.header("webhook-id"))
-                    #expect(eventID == buffered.json["event_id"]?.stringValue)
-                    #expect(try await WebhooksTests.waitForState(app, eventID, "succeeded"))
-
-                    #expect(try await app.call(.get, "/api/v1/chat-buffer/buffers/joao.silva").status == .notFound)
-                    #expect(try await Self.rowCount(app, "chat_buffer_messages") == 0)
-                    #expect(try await Self.rowCount(app, "chat_buffer_users") == 0)
+        try await Self.withReceiver(path: "/webhook/process") { app, receiver in
+            try await Self.withWorkerOnly(app) { beat in
+                let start = app.clock.now()
+                for (index, text) in ["Mensagem 1", "Mensagem 2", "Mensagem 3"].enumerated() {
+                    if index > 0 { app.clock.advance(by: 5) }
+                    let response = try await app.client.json(
+                        .post, "/api/message", rawBody: Self.seedRequest(message: text), token: TestApp.apiToken)
+                    #expect(response.status == .ok, "\(response.text)")
+                    let expected: JSONValue = [
+                        "success": true, "message": "Mensagem salva para usuário joao.silva, expira em 30 segundos",
+                        "user": "joao.silva", "buffered": .number(Double(index + 1)),
+                        "flush_at": .string(app.clock.now().addingTimeInterval(30).apiString),
+                    ]
+                    #expect(response.json == expected)
                 }
+                let deadline = start.addingTimeInterval(40)
+                let buffered = try await app.call(.get, "/api/v1/chat-buffer/buffers/joao.silva")
+                #expect(buffered.json["buffered"] == 3 && buffered.json["flush_at"] == .string(deadline.apiString), "\(buffered.text)")
+
+                app.clock.set(deadline.addingTimeInterval(-0.5))
+                #expect(try await beat.pass().timersFired == 0, "each message pushed the flush back by its ttl")
+                #expect(try await WebhooksTests.drained(app))
+                #expect(receiver.hits.isEmpty)
+
+                app.clock.set(deadline)
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/webhook/process"))
+                #expect(try await WebhooksTests.drained(app))
+                let hits = receiver.hits
+                #expect(hits.count == 1)
+                let hit = try #require(hits.first)
+
+                var expected = try #require(try JSONValue.parse(Self.seedRequest).objectValue)
+                expected["message"] = nil
+                expected["ttl"] = nil
+                expected["user_id"] = "joao.silva"
+                expected["messages"] = ["Mensagem 1", "Mensagem 2", "Mensagem 3"]
+                expected["processed_at"] = .string(ChatBufferWebhookBody.processedTime(deadline))
+                #expect(hit.json == .object(expected), "the seed's webhook body, field by field")
+                let processedAt = try #require(hit.json["processed_at"]?.stringValue)
+                #expect(processedAt.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}/) != nil, "\(processedAt)")
+
+                let secret = try await app.call(.get, "/api/v1/webhooks/config/chat-buffer/secret")
+                let key = try #require(secret.json["secret_key"]?.stringValue, "\(secret.text)")
+                #expect(WebhookSignatures.standardMatches(hit, secrets: [key]) == [key])
+                #expect(hit.header("X-Event-Type") == "chat_buffer.flushed")
+                let eventID = try #require(hit.header("webhook-id"))
+                #expect(eventID == buffered.json["event_id"]?.stringValue)
+                #expect(try await WebhooksTests.waitForState(app, eventID, "succeeded"))
+
+                #expect(try await app.call(.get, "/api/v1/chat-buffer/buffers/joao.silva").status == .notFound)
+                #expect(try await Self.rowCount(app, "chat_buffer_messages") == 0)
+                #expect(try await Self.rowCount(app, "chat_buffer_users") == 0)
             }
         }
     }
@@ -158,75 +165,67 @@ struct ChatBufferTests {
 
     @Test("every message resets its user's deadline to now + its ttl (later or sooner); users flush apart; order is arrival order")
     func ttlResetsAndOrder() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                try await Self.withWorkerOnly(app) { beat in
-                    let start = app.clock.now()
-                    try await Self.send(app, user: "ana", "a1", ["ttl": 10])
-                    try await Self.send(app, user: "bia", "b1", ["ttl": 60])
-                    app.clock.advance(by: 8)
-                    try await Self.send(app, user: "ana", "a2", ["ttl": 10])
-                    // A shorter ttl brings bia's deadline forward, as the seed's key expiry did.
-                    let bia = try await Self.send(app, user: "bia", "b2", ["ttl": 5])
-                    #expect(bia["flush_at"] == .string(start.addingTimeInterval(13).apiString))
-                    for index in 3...20 { try await Self.send(app, user: "ana", "a\(index)", ["ttl": 10]) }
+        try await Self.withReceiver { app, receiver in
+            try await Self.withWorkerOnly(app) { beat in
+                let start = app.clock.now()
+                try await Self.send(app, user: "ana", "a1", ["ttl": 10])
+                try await Self.send(app, user: "bia", "b1", ["ttl": 60])
+                app.clock.advance(by: 8)
+                try await Self.send(app, user: "ana", "a2", ["ttl": 10])
+                // A shorter ttl brings bia's deadline forward, as the seed's key expiry did.
+                let bia = try await Self.send(app, user: "bia", "b2", ["ttl": 5])
+                #expect(bia["flush_at"] == .string(start.addingTimeInterval(13).apiString))
+                for index in 3...20 { try await Self.send(app, user: "ana", "a\(index)", ["ttl": 10]) }
 
-                    app.clock.set(start.addingTimeInterval(12.9))
-                    #expect(try await beat.pass().timersFired == 0)
-                    app.clock.set(start.addingTimeInterval(13))
-                    #expect(try await beat.pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    app.clock.set(start.addingTimeInterval(17.9))
-                    #expect(try await beat.pass().timersFired == 0, "ana's ttl restarted at her last message (t+8)")
-                    app.clock.set(start.addingTimeInterval(18))
-                    #expect(try await beat.pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook", count: 2))
-                    #expect(try await WebhooksTests.drained(app))
+                app.clock.set(start.addingTimeInterval(12.9))
+                #expect(try await beat.pass().timersFired == 0)
+                app.clock.set(start.addingTimeInterval(13))
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                app.clock.set(start.addingTimeInterval(17.9))
+                #expect(try await beat.pass().timersFired == 0, "ana's ttl restarted at her last message (t+8)")
+                app.clock.set(start.addingTimeInterval(18))
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook", count: 2))
+                #expect(try await WebhooksTests.drained(app))
 
-                    let hits = receiver.hits
-                    #expect(hits.count == 2)
-                    #expect(hits.first.map(Self.messages) == ["b1", "b2"])
-                    #expect(hits.last.map(Self.messages) == (1...20).map { "a\($0)" })
-                    #expect(hits.last?.json["user"] == "ana" && hits.last?.json["user_id"] == "ana")
-                    #expect(Set(hits.compactMap { $0.header("webhook-id") }).count == 2)
-                }
+                let hits = receiver.hits
+                #expect(hits.count == 2)
+                #expect(hits.first.map(Self.messages) == ["b1", "b2"])
+                #expect(hits.last.map(Self.messages) == (1...20).map { "a\($0)" })
+                #expect(hits.last?.json["user"] == "ana" && hits.last?.json["user_id"] == "ana")
+                #expect(Set(hits.compactMap { $0.header("webhook-id") }).count == 2)
             }
         }
     }
 
     @Test("max_wait caps the wait of a user who never goes quiet; the next message opens a new buffer")
     func maxWaitCapsTheWait() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                try await Self.withWorkerOnly(app) { beat in
-                    let start = app.clock.now()
-                    let first = try await Self.send(app, user: "chatty", "m0", ["ttl": 15, "max_wait": 30])
-                    #expect(first["flush_at"] == .string(start.addingTimeInterval(15).apiString))
-                    for step in 1...2 {
-                        app.clock.advance(by: 10)
-                        let answer = try await Self.send(app, user: "chatty", "m\(step)", ["ttl": 15])
-                        #expect(try await beat.pass().timersFired == 0)
-                        let expected = min(start.addingTimeInterval(Double(step) * 10 + 15), start.addingTimeInterval(30))
-                        #expect(answer["flush_at"] == .string(expected.apiString), "step \(step): \(answer)")
-                    }
-                    app.clock.set(start.addingTimeInterval(30))
-                    #expect(try await beat.pass().timersFired == 1, "30 s after the first message although the last came 10 s ago")
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(receiver.hits.first.map(Self.messages) == ["m0", "m1", "m2"])
-
-                    let next = try await Self.send(app, user: "chatty", "m3", ["ttl": 15])
-                    #expect(next["buffered"] == 1, "a new buffer: \(next)")
-                    app.clock.advance(by: 15)
-                    #expect(try await beat.pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook", count: 2))
-                    #expect(try await WebhooksTests.drained(app))
-                    #expect(receiver.hits.count == 2)
-                    #expect(receiver.hits.last.map(Self.messages) == ["m3"])
+        try await Self.withReceiver { app, receiver in
+            try await Self.withWorkerOnly(app) { beat in
+                let start = app.clock.now()
+                let first = try await Self.send(app, user: "chatty", "m0", ["ttl": 15, "max_wait": 30])
+                #expect(first["flush_at"] == .string(start.addingTimeInterval(15).apiString))
+                for step in 1...2 {
+                    app.clock.advance(by: 10)
+                    let answer = try await Self.send(app, user: "chatty", "m\(step)", ["ttl": 15])
+                    #expect(try await beat.pass().timersFired == 0)
+                    let expected = min(start.addingTimeInterval(Double(step) * 10 + 15), start.addingTimeInterval(30))
+                    #expect(answer["flush_at"] == .string(expected.apiString), "step \(step): \(answer)")
                 }
+                app.clock.set(start.addingTimeInterval(30))
+                #expect(try await beat.pass().timersFired == 1, "30 s after the first message although the last came 10 s ago")
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(receiver.hits.first.map(Self.messages) == ["m0", "m1", "m2"])
+
+                let next = try await Self.send(app, user: "chatty", "m3", ["ttl": 15])
+                #expect(next["buffered"] == 1, "a new buffer: \(next)")
+                app.clock.advance(by: 15)
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook", count: 2))
+                #expect(try await WebhooksTests.drained(app))
+                #expect(receiver.hits.count == 2)
+                #expect(receiver.hits.last.map(Self.messages) == ["m3"])
             }
         }
     }
@@ -235,110 +234,98 @@ struct ChatBufferTests {
 
     @Test("a message that arrives while its user's buffer is being flushed waits for the flush and goes into the next one")
     func messageDuringFlush() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                try await Self.withWorkerOnly(app) { beat in
-                    try await Self.send(app, user: "rita", "r1")
-                    try await Self.send(app, user: "rita", "r2")
-                    let pending = try #require(try await Self.flushTimer(app, user: "rita"))
-                    let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
-                    let inside = Latch()
-                    let release = Latch()
-                    let flushing = Task {
-                        try await service.flush(userKey: "rita", bufferID: pending.buffer, seq: pending.seq) {
-                            inside.open()
-                            try await release.wait()
-                        }
+        try await Self.withReceiver { app, receiver in
+            try await Self.withWorkerOnly(app) { beat in
+                try await Self.send(app, user: "rita", "r1")
+                try await Self.send(app, user: "rita", "r2")
+                let pending = try #require(try await Self.flushTimer(app, user: "rita"))
+                let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
+                let inside = Latch()
+                let release = Latch()
+                let flushing = Task {
+                    try await service.flush(userKey: "rita", bufferID: pending.buffer, seq: pending.seq) {
+                        inside.open()
+                        try await release.wait()
                     }
-                    #expect(await inside.wait(upTo: .seconds(10)), "the flush took the buffer")
-                    let answered = Mutex(false)
-                    let arriving = Task {
-                        let answer = try await Self.send(app, user: "rita", "r3")
-                        answered.withLock { $0 = true }
-                        return answer
-                    }
-                    try await Task.sleep(for: .milliseconds(200))
-                    #expect(!answered.withLock { $0 }, "the new message waits for the flush's transaction")
-                    release.open()
-                    let outcome = try await flushing.value
-                    #expect(outcome == .flushed(eventID: "chat-buffer-\(pending.buffer)", messages: 2))
-                    let answer = try await arriving.value
-                    #expect(answer["buffered"] == 1, "the new message opened the next buffer: \(answer)")
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(receiver.hits.first.map(Self.messages) == ["r1", "r2"])
-
-                    app.clock.advance(by: 15)
-                    #expect(try await beat.pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook", count: 2))
-                    #expect(try await WebhooksTests.drained(app))
-                    #expect(receiver.hits.count == 2)
-                    #expect(receiver.hits.last.map(Self.messages) == ["r3"])
                 }
+                #expect(await inside.wait(upTo: .seconds(10)), "the flush took the buffer")
+                let answered = Mutex(false)
+                let arriving = Task {
+                    let answer = try await Self.send(app, user: "rita", "r3")
+                    answered.withLock { $0 = true }
+                    return answer
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(!answered.withLock { $0 }, "the new message waits for the flush's transaction")
+                release.open()
+                let outcome = try await flushing.value
+                #expect(outcome == .flushed(eventID: "chat-buffer-\(pending.buffer)", messages: 2))
+                let answer = try await arriving.value
+                #expect(answer["buffered"] == 1, "the new message opened the next buffer: \(answer)")
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(receiver.hits.first.map(Self.messages) == ["r1", "r2"])
+
+                app.clock.advance(by: 15)
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook", count: 2))
+                #expect(try await WebhooksTests.drained(app))
+                #expect(receiver.hits.count == 2)
+                #expect(receiver.hits.last.map(Self.messages) == ["r3"])
             }
         }
     }
 
     @Test("a flush whose timer fired before a later message arrived does not flush early; the later timer flushes everything once")
     func firedTimerOvertakenByMessage() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                let beat = app.runtime.makeBeat()
-                try await Self.send(app, user: "caio", "c1")
-                app.clock.advance(by: 15)
-                #expect(try await beat.pass().timersFired == 1, "the flush task is queued, no worker runs yet")
-                try await Self.send(app, user: "caio", "c2")
-                let outcome = try await Self.withWorkerOnly(app) { _ in
-                    try await WebhooksTests.drained(app)
-                }
-                #expect(outcome)
-                #expect(receiver.hits.isEmpty, "the queued flush saw a later message and left the buffer to its timer")
-                let run = try await app.runtime.runs.list(TaskRunFilter(name: ChatBufferFlush.taskName), page: PageRequest(limit: 10))
-                #expect(run.items.first?.result?["skipped"] == "a later message moved the flush")
-
-                app.clock.advance(by: 15)
-                try await Self.withWorkerOnly(app) { beat in
-                    let fired = try await beat.pass().timersFired
-                    #expect(fired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(try await WebhooksTests.drained(app))
-                }
-                #expect(receiver.hits.count == 1)
-                #expect(receiver.hits.first.map(Self.messages) == ["c1", "c2"])
+        try await Self.withReceiver { app, receiver in
+            let beat = app.runtime.makeBeat()
+            try await Self.send(app, user: "caio", "c1")
+            app.clock.advance(by: 15)
+            #expect(try await beat.pass().timersFired == 1, "the flush task is queued, no worker runs yet")
+            try await Self.send(app, user: "caio", "c2")
+            let outcome = try await Self.withWorkerOnly(app) { _ in
+                try await WebhooksTests.drained(app)
             }
+            #expect(outcome)
+            #expect(receiver.hits.isEmpty, "the queued flush saw a later message and left the buffer to its timer")
+            let run = try await app.runtime.runs.list(TaskRunFilter(name: ChatBufferFlush.taskName), page: PageRequest(limit: 10))
+            #expect(run.items.first?.result?["skipped"] == "a later message moved the flush")
+
+            app.clock.advance(by: 15)
+            try await Self.withWorkerOnly(app) { beat in
+                let fired = try await beat.pass().timersFired
+                #expect(fired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(try await WebhooksTests.drained(app))
+            }
+            #expect(receiver.hits.count == 1)
+            #expect(receiver.hits.first.map(Self.messages) == ["c1", "c2"])
         }
     }
 
     @Test("a flush that dies before committing leaves every message; run again it sends them once, with the buffer's webhook-id")
     func crashedFlushRunsAgain() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                try await Self.withWorkerOnly(app) { _ in
-                    for text in ["x1", "x2", "x3"] { try await Self.send(app, user: "ines", text) }
-                    let pending = try #require(try await Self.flushTimer(app, user: "ines"))
-                    let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
-                    await #expect(throws: SimulatedCrash.self) {
-                        try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq) { throw SimulatedCrash() }
-                    }
-                    #expect(try await Self.rowCount(app, "chat_buffer_messages") == 3, "the rolled-back flush kept the messages")
-                    #expect(try await WebhooksTests.event(app, "chat-buffer-\(pending.buffer)").status == .notFound)
-
-                    let first = try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq)
-                    #expect(first == .flushed(eventID: "chat-buffer-\(pending.buffer)", messages: 3))
-                    // The task delivered again after it committed (its worker died before acknowledging it).
-                    let again = try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq)
-                    #expect(again == .skipped("the buffer was flushed already"))
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(try await WebhooksTests.drained(app))
-                    #expect(receiver.hits.count == 1)
-                    #expect(receiver.hits.first?.header("webhook-id") == "chat-buffer-\(pending.buffer)")
-                    #expect(receiver.hits.first.map(Self.messages) == ["x1", "x2", "x3"])
+        try await Self.withReceiver { app, receiver in
+            try await Self.withWorkerOnly(app) { _ in
+                for text in ["x1", "x2", "x3"] { try await Self.send(app, user: "ines", text) }
+                let pending = try #require(try await Self.flushTimer(app, user: "ines"))
+                let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
+                await #expect(throws: SimulatedCrash.self) {
+                    try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq) { throw SimulatedCrash() }
                 }
+                #expect(try await Self.rowCount(app, "chat_buffer_messages") == 3, "the rolled-back flush kept the messages")
+                #expect(try await WebhooksTests.event(app, "chat-buffer-\(pending.buffer)").status == .notFound)
+
+                let first = try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq)
+                #expect(first == .flushed(eventID: "chat-buffer-\(pending.buffer)", messages: 3))
+                // The task delivered again after it committed (its worker died before acknowledging it).
+                let again = try await service.flush(userKey: "ines", bufferID: pending.buffer, seq: pending.seq)
+                #expect(again == .skipped("the buffer was flushed already"))
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(try await WebhooksTests.drained(app))
+                #expect(receiver.hits.count == 1)
+                #expect(receiver.hits.first?.header("webhook-id") == "chat-buffer-\(pending.buffer)")
+                #expect(receiver.hits.first.map(Self.messages) == ["x1", "x2", "x3"])
             }
         }
     }
@@ -369,27 +356,23 @@ struct ChatBufferTests {
 
     @Test("buffers live in the database: messages taken by one process are flushed by another's beat and worker")
     func buffersSurviveRestarts() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                try await Self.send(app, user: "leo", "before restart 1")
-                try await Self.send(app, user: "leo", "before restart 2")
-                app.clock.advance(by: 15)
-                try await Self.withSecondProcess(app) { restarted in
-                    let worker = restarted.makeWorker(WorkerOptions(queues: ["default"], concurrency: 4))
-                    let running = Task { try await worker.run() }
-                    defer { running.cancel() }
-                    let fired = try await restarted.makeBeat().pass().timersFired
-                    #expect(fired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(try await WebhooksTests.drained(app))
-                    running.cancel()
-                    _ = try? await running.value
-                }
-                #expect(receiver.hits.count == 1)
-                #expect(receiver.hits.first.map(Self.messages) == ["before restart 1", "before restart 2"])
+        try await Self.withReceiver { app, receiver in
+            try await Self.send(app, user: "leo", "before restart 1")
+            try await Self.send(app, user: "leo", "before restart 2")
+            app.clock.advance(by: 15)
+            try await Self.withSecondProcess(app) { restarted in
+                let worker = restarted.makeWorker(WorkerOptions(queues: ["default"], concurrency: 4))
+                let running = Task { try await worker.run() }
+                defer { running.cancel() }
+                let fired = try await restarted.makeBeat().pass().timersFired
+                #expect(fired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(try await WebhooksTests.drained(app))
+                running.cancel()
+                _ = try? await running.value
             }
+            #expect(receiver.hits.count == 1)
+            #expect(receiver.hits.first.map(Self.messages) == ["before restart 1", "before restart 2"])
         }
     }
 
@@ -494,59 +477,55 @@ struct ChatBufferTests {
 
     @Test("token and token_seguranca reach the webhook as sent, but no log line, no answer and no stored column in the clear")
     func tokensStayHidden() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                try await Self.configure(app, url: "\(baseURL)/hook")
-                let tokens = ["tok-SECRET-chat-0123456789", "seg-SECRET-chat-0123456789"]
-                let log = CapturedLog()
-                try await Self.withSecondProcess(app, logger: log.logger) { process in
-                    let texts = try await APIServer.makeApplication(process).test(.router) { client in
-                        var texts: [String] = []
-                        for text in ["s1", "s2"] {
-                            let response = try await client.json(
-                                .post, "/api/message",
-                                body: ["user": "sigilo", "message": .string(text), "token": .string(tokens[0]), "token_seguranca": .string(tokens[1])],
-                                token: TestApp.apiToken)
-                            #expect(response.status == .ok)
-                            texts.append(response.text)
-                        }
-                        let wrong = try await client.json(
-                            .post, "/api/message", body: ["user": "sigilo", "message": "m", "ttl": .string(tokens[0])], token: TestApp.apiToken)
-                        #expect(wrong.status == .badRequest)
-                        texts.append(wrong.text)
-                        texts.append(try await client.json(.get, "/api/v1/chat-buffer/buffers/sigilo", token: TestApp.apiToken).text)
-                        return texts
+        try await Self.withReceiver { app, receiver in
+            let tokens = ["tok-SECRET-chat-0123456789", "seg-SECRET-chat-0123456789"]
+            let log = CapturedLog()
+            try await Self.withSecondProcess(app, logger: log.logger) { process in
+                let texts = try await APIServer.makeApplication(process).test(.router) { client in
+                    var texts: [String] = []
+                    for text in ["mensagem-sigilosa-1", "mensagem-sigilosa-2"] {
+                        let response = try await client.json(
+                            .post, "/api/message",
+                            body: ["user": "sigilo", "message": .string(text), "token": .string(tokens[0]), "token_seguranca": .string(tokens[1])],
+                            token: TestApp.apiToken)
+                        #expect(response.status == .ok)
+                        texts.append(response.text)
                     }
-                    let stored = try await app.runtime.database.withSQL { sql in
-                        try await sql.raw("SELECT fields FROM chat_buffer_messages").all().map { try $0.decode(column: "fields", as: String.self) }
-                    }
-                    #expect(stored.count == 2)
-                    for value in stored {
-                        for token in tokens { #expect(!value.contains(token), "a stored message holds a token in the clear") }
-                        #expect(!value.contains("s1") && !value.contains("sigilo"))
-                    }
-
-                    let worker = process.makeWorker(WorkerOptions(queues: ["default"], concurrency: 4))
-                    let running = Task { try await worker.run() }
-                    defer { running.cancel() }
-                    app.clock.advance(by: 15)
-                    #expect(try await process.makeBeat().pass().timersFired == 1)
-                    #expect(try await receiver.waitForHits(path: "/hook"))
-                    #expect(try await WebhooksTests.drained(app))
-                    running.cancel()
-                    _ = try? await running.value
-
-                    let hit = try #require(receiver.hits.first)
-                    #expect(hit.json["token"] == .string(tokens[0]) && hit.json["token_seguranca"] == .string(tokens[1]))
-                    for text in texts {
-                        for token in tokens { #expect(!text.contains(token), "an answer carries a token: \(text)") }
-                    }
+                    let wrong = try await client.json(
+                        .post, "/api/message", body: ["user": "sigilo", "message": "m", "ttl": .string(tokens[0])], token: TestApp.apiToken)
+                    #expect(wrong.status == .badRequest)
+                    texts.append(wrong.text)
+                    texts.append(try await client.json(.get, "/api/v1/chat-buffer/buffers/sigilo", token: TestApp.apiToken).text)
+                    return texts
                 }
-                let logText = log.text
-                #expect(logText.contains("/api/message"), "the capture saw the requests, so its silence means something")
-                for token in tokens { #expect(!logText.contains(token), "the log carries a token") }
+                let stored = try await app.runtime.database.withSQL { sql in
+                    try await sql.raw("SELECT fields FROM chat_buffer_messages").all().map { try $0.decode(column: "fields", as: String.self) }
+                }
+                #expect(stored.count == 2)
+                for value in stored {
+                    for token in tokens { #expect(!value.contains(token), "a stored message holds a token in the clear") }
+                    #expect(!value.contains("mensagem-sigilosa"), "a stored message is readable")
+                }
+
+                let worker = process.makeWorker(WorkerOptions(queues: ["default"], concurrency: 4))
+                let running = Task { try await worker.run() }
+                defer { running.cancel() }
+                app.clock.advance(by: 15)
+                #expect(try await process.makeBeat().pass().timersFired == 1)
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(try await WebhooksTests.drained(app))
+                running.cancel()
+                _ = try? await running.value
+
+                let hit = try #require(receiver.hits.first)
+                #expect(hit.json["token"] == .string(tokens[0]) && hit.json["token_seguranca"] == .string(tokens[1]))
+                for text in texts {
+                    for token in tokens { #expect(!text.contains(token), "an answer carries a token: \(text)") }
+                }
             }
+            let logText = log.text
+            #expect(logText.contains("/api/message"), "the capture saw the requests, so its silence means something")
+            for token in tokens { #expect(!logText.contains(token), "the log carries a token") }
         }
     }
 }
