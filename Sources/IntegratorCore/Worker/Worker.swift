@@ -175,7 +175,9 @@ public final class Worker: Service {
 
     private func consume(into tasks: inout DiscardingTaskGroup) async {
         var slotFreed = slotSignals.stream.makeAsyncIterator()
-        var idlePause = Duration.milliseconds(5)
+        let shortPause = Duration.milliseconds(5)
+        var idlePause = shortPause
+        var emptyClaims = 0
         var failures = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // Slots free up in bursts (a settled batch); let the burst finish so one claim takes all of them.
@@ -209,9 +211,13 @@ public final class Worker: Service {
             }
             if deliveries.isEmpty {
                 try? await Task.sleep(for: idlePause)
-                idlePause = min(options.maxPollInterval, idlePause * 2)
+                // Under a steady trickle of tasks a claim often comes back empty between two of them; backing off at
+                // once let a task wait 20–40 ms for the next poll. The pause grows only after 100 ms of empty claims.
+                emptyClaims += 1
+                if emptyClaims >= 20 { idlePause = min(options.maxPollInterval, idlePause * 2) }
             } else {
-                idlePause = .milliseconds(5)
+                idlePause = shortPause
+                emptyClaims = 0
             }
         }
     }
