@@ -50,12 +50,10 @@ struct ScheduledMessageStore: Sendable {
         ).all().map { try $0.decode(column: "id", as: String.self) }
     }
 
-    /// Removes the message and returns it, if it exists and (when `version` is given) still has that version. Whoever
-    /// gets the row owns its firing: a concurrent upsert or delete waits for this transaction, or made it find nothing.
-    func take(_ id: String, version: String?, _ sql: any SQLDatabase) async throws -> ScheduledMessage? {
-        let versionCondition: SQLQueryString = version.map { "AND version = \(bind: $0)" } ?? ""
-        return try await sql.raw("DELETE FROM scheduled_messages WHERE id = \(bind: id) \(versionCondition) RETURNING *")
-            .first().map(Self.message)
+    /// Removes the message and returns it, if it exists. Whoever gets the row owns its firing: a concurrent upsert or
+    /// delete waits for this transaction, or made it find nothing.
+    func take(_ id: String, _ sql: any SQLDatabase) async throws -> ScheduledMessage? {
+        try await sql.raw("DELETE FROM scheduled_messages WHERE id = \(bind: id) RETURNING *").first().map(Self.message)
     }
 
     /// Removes one message; whether it existed.
@@ -63,16 +61,37 @@ struct ScheduledMessageStore: Sendable {
         !(try await sql.raw("DELETE FROM scheduled_messages WHERE id = \(bind: id) RETURNING id").all()).isEmpty
     }
 
-    /// Notes that `message` fired as webhook event `eventID`.
-    func recordFiring(_ message: ScheduledMessage, eventID: String, at now: Date, _ sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO scheduled_messages_fired (event_id, message_id, schedule_to, due_at, webhook_url, fired_at)
-            VALUES (\(bind: eventID), \(bind: message.id), \(bind: message.scheduleTo), \(bind: message.dueAt),
-                    \(bind: message.webhookURL), \(bind: now))
-            ON CONFLICT (event_id) DO NOTHING
-            """
-        ).run()
+    /// Removes the messages that still have the versions asked for, and returns them. Versions are unique, so
+    /// matching the ids (the primary key) and then the versions cannot pair one message's id with another's version.
+    func take(_ requests: [MessageVersion], _ sql: any SQLDatabase) async throws -> [ScheduledMessage] {
+        var taken: [ScheduledMessage] = []
+        for chunk in requests.chunks(of: 500) {
+            let ids = Array(Set(chunk.map(\.id)))
+            let versions = Array(Set(chunk.map(\.version)))
+            taken += try await sql.raw(
+                "DELETE FROM scheduled_messages WHERE id IN (\(binds: ids)) AND version IN (\(binds: versions)) RETURNING *"
+            ).all().map(Self.message)
+        }
+        return taken
+    }
+
+    /// Notes that each message fired as the webhook event named by its version.
+    func recordFirings(_ messages: [ScheduledMessage], at now: Date, _ sql: any SQLDatabase) async throws {
+        for chunk in messages.chunks(of: 500) {
+            let rows = chunk.map { message -> SQLQueryString in
+                """
+                (\(bind: message.version), \(bind: message.id), \(bind: message.scheduleTo), \(bind: message.dueAt),
+                 \(bind: message.webhookURL), \(bind: now))
+                """
+            }
+            try await sql.raw(
+                """
+                INSERT INTO scheduled_messages_fired (event_id, message_id, schedule_to, due_at, webhook_url, fired_at)
+                VALUES \(rows.joined(separator: ", "))
+                ON CONFLICT (event_id) DO NOTHING
+                """
+            ).run()
+        }
     }
 
     /// The firings of messages with this id, oldest first.

@@ -104,29 +104,47 @@ public struct ScheduledMessagesService: Sendable {
     /// event's id.
     func runNow(_ id: String) async throws -> String {
         try await environment.transaction { transaction in
-            guard let message = try await store.take(id, version: nil, transaction.sql) else { throw Self.notFound }
+            guard let message = try await store.take(id, transaction.sql) else { throw Self.notFound }
             try await environment.timers.cancel(id: Self.timerPrefix + id, in: transaction)
-            return try await fire(message, in: transaction)
+            try await fire([message], in: transaction)
+            return message.version
         }
     }
 
     /// The timer's task: fires the message if it still has `version`. Returns the webhook event's id, or nil when the
-    /// message was deleted, fired already, or moved by an upsert since this timer was set.
+    /// message was deleted, fired already, or moved by an upsert since this timer was set. Firings that run at the
+    /// same time share one transaction (``fire(_:)``): at a thousand a second, statements per firing are what count.
     func fire(_ id: String, version: String) async throws -> String? {
+        let batch = environment.shared.object("scheduled-messages.fire") {
+            BatchCall<MessageVersion, String?>(maxBatch: Self.chunkSize) { [environment] requests in
+                try await ScheduledMessagesService(environment: environment).fire(requests)
+            }
+        }
+        return try await batch.submit(MessageVersion(id: id, version: version))
+    }
+
+    /// Fires every message that still has the version asked for, in one transaction; the event id per request.
+    func fire(_ requests: [MessageVersion]) async throws -> [String?] {
         try await environment.transaction { transaction in
-            guard let message = try await store.take(id, version: version, transaction.sql) else { return nil }
-            return try await fire(message, in: transaction)
+            let taken = try await store.take(requests, transaction.sql)
+            try await fire(taken, in: transaction)
+            let fired = Set(taken.map { MessageVersion(id: $0.id, version: $0.version) })
+            return requests.map { fired.contains($0) ? $0.version : nil }
         }
     }
 
-    /// Hands a message already removed from the pending list to the webhooks plugin, in the same transaction. The
-    /// event id is the message's version: a firing repeated after a crash stores no second event.
-    private func fire(_ message: ScheduledMessage, in transaction: StoreTransaction) async throws -> String {
-        let delivery = WebhookDispatch.Delivery(
-            eventID: message.version, eventType: Self.eventType, targetURL: message.webhookURL, body: message.payload.encodedString())
-        try await WebhookDispatch(environment: environment).dispatch([delivery], tenantID: Self.tenantID, owner: Self.owner, in: transaction)
-        try await store.recordFiring(message, eventID: message.version, at: environment.clock.now(), transaction.sql)
-        return message.version
+    /// Hands messages already removed from the pending list to the webhooks plugin, in the same transaction. An
+    /// event's id is its message's version: a firing repeated after a crash stores no second event.
+    @discardableResult
+    private func fire(_ messages: [ScheduledMessage], in transaction: StoreTransaction) async throws -> [String] {
+        guard !messages.isEmpty else { return [] }
+        let deliveries = messages.map { message in
+            WebhookDispatch.Delivery(
+                eventID: message.version, eventType: Self.eventType, targetURL: message.webhookURL, body: message.payload.encodedString())
+        }
+        try await WebhookDispatch(environment: environment).dispatch(deliveries, tenantID: Self.tenantID, owner: Self.owner, in: transaction)
+        try await store.recordFirings(messages, at: environment.clock.now(), transaction.sql)
+        return messages.map(\.version)
     }
 
     /// `GET /messages/{id}/deliveries`: how messages with this id fired, with their delivery states.
@@ -142,6 +160,12 @@ public struct ScheduledMessagesService: Sendable {
     }
 
     static let notFound = ServiceError(.notFound, "Message not found")
+}
+
+/// A message as a firing asks for it: the version its timer was set for.
+struct MessageVersion: Sendable, Hashable {
+    var id: String
+    var version: String
 }
 
 /// Whether this process has seen the delivering tenant committed.
