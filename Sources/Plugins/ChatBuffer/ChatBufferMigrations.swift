@@ -2,7 +2,7 @@
 import IntegratorCore
 
 enum ChatBufferMigrations {
-    static let all: [PluginMigration] = [tables]
+    static let all: [PluginMigration] = [tables, timerDue]
 
     static let tables = PluginMigration(version: 1, name: "buffers_messages_settings") { facts in
         [
@@ -39,5 +39,12 @@ enum ChatBufferMigrations {
             )
             """,
         ]
+    }
+
+    /// When the user's flush timer is due. Messages that only push the deadline later leave the timer alone (the flush
+    /// it fires re-arms it for the later deadline), so most messages write no timer and wake no beat; a message that
+    /// brings the deadline sooner moves it. NULL: unknown, so the next message sets the timer.
+    static let timerDue = PluginMigration(version: 2, name: "timer_due") { facts in
+        ["ALTER TABLE chat_buffer_users ADD COLUMN timer_due \(facts.timestamp)"]
     }
 }

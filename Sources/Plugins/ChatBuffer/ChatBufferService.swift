@@ -3,6 +3,7 @@
 import Foundation
 import IntegratorCore
 import SQLKit
+import Synchronization
 
 /// What happened to one message: it is stored in `buffer`, which flushes at `buffer.flushAt`.
 struct ChatBufferAccepted: Sendable {
@@ -22,8 +23,10 @@ struct ChatBufferAccepted: Sendable {
 enum ChatBufferFlushOutcome: Sendable, Equatable {
     /// The buffer's messages became webhook event `eventID` (stored now, or by an earlier run of the same batch).
     case flushed(eventID: String, messages: Int)
-    /// Nothing to do: the buffer was flushed already, or a later message set a later timer.
+    /// Nothing to do: the buffer was flushed already.
     case skipped(String)
+    /// Messages pushed the deadline past the timer; the timer now fires at `until`.
+    case postponed(until: Date)
     /// No webhook URL is configured; the buffer keeps its messages and tries again at `retryAt`.
     case waiting(retryAt: Date)
 
@@ -31,6 +34,7 @@ enum ChatBufferFlushOutcome: Sendable, Equatable {
         switch self {
         case .flushed(let eventID, let messages): ["event_id": .string(eventID), "messages": .number(Double(messages))]
         case .skipped(let reason): ["skipped": .string(reason)]
+        case .postponed(let until): ["postponed_until": .string(until.apiString)]
         case .waiting(let retryAt): ["waiting": "no webhook URL is configured", "retry_at": .string(retryAt.apiString)]
         }
     }
@@ -54,14 +58,13 @@ struct ChatBufferService: Sendable {
         self.store = ChatBufferStore(secrets: environment.secrets)
     }
 
-    /// The durable timer that flushes `buffer` at its deadline. Its id is per user, so each message moves the one
-    /// timer; its arguments name the buffer and the message that set it, which fences the flush.
+    /// The durable timer that flushes `buffer` at its deadline. Its id is per user, so there is one timer per user,
+    /// moved rather than added; its arguments name the buffer, so a fire meant for a flushed buffer does nothing.
     static func timer(for buffer: ChatBuffer, at now: Date) -> DurableTimer {
         DurableTimer(
             id: "chat-buffer:\(buffer.userKey)", dueAt: buffer.flushAt,
             message: TaskMessage(
-                name: ChatBufferFlush.taskName,
-                arguments: ["user": .string(buffer.userKey), "buffer": .string(buffer.bufferID), "seq": .number(Double(buffer.lastSeq))],
+                name: ChatBufferFlush.taskName, arguments: ["user": .string(buffer.userKey), "buffer": .string(buffer.bufferID)],
                 enqueuedAt: now))
     }
 
@@ -76,9 +79,13 @@ struct ChatBufferService: Sendable {
         let message = try ChatBufferMessage.parse(body, options: options)
         let store = self.store
         if options.webhookURL == nil {
-            // Refused now rather than buffered towards nowhere.
-            let stored = try await environment.database.withSQL { try await store.setting(ChatBufferStore.webhookURLSetting, $0) }
-            guard stored != nil else { throw Self.noWebhookURL }
+            // Refused now rather than buffered towards nowhere. A URL seen lately saves a burst of messages the read.
+            let seen = environment.shared.object("chat-buffer.configured-url") { RecentlySeen(for: .seconds(5)) }
+            if !seen.isRecent {
+                let stored = try await environment.database.withSQL { try await store.setting(ChatBufferStore.webhookURLSetting, $0) }
+                guard stored != nil else { throw Self.noWebhookURL }
+                seen.mark()
+            }
         }
         let now = environment.clock.now()
         let timers = environment.timers
@@ -88,7 +95,12 @@ struct ChatBufferService: Sendable {
                 deadline: now.addingTimeInterval(TimeInterval(message.ttl)), cap: now.addingTimeInterval(TimeInterval(message.maxWait)),
                 transaction.sql)
             try await store.insert(message, into: buffer, at: now, transaction.sql)
-            try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+            // A deadline pushed later keeps the timer: its fire re-arms it (see flush). So most messages of a burst
+            // write no timer and wake no beat.
+            if buffer.timerDue == nil {
+                try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+            }
             return buffer
         }
         return ChatBufferAccepted(message: message, buffer: buffer)
@@ -97,29 +109,28 @@ struct ChatBufferService: Sendable {
     static let noWebhookURL = ServiceError(
         .unavailable, "no webhook URL is configured for the chat buffer: set WEBHOOK_URL, or PUT /api/v1/chat-buffer/config")
 
-    /// Flushes the buffer that the timer of message `seq` of buffer `bufferID` was set for: in one transaction, its
-    /// messages become one webhook event (stored and enqueued through the webhooks path) and are deleted.
-    ///
-    /// Fenced by numbers, not by clocks: a later message of the same buffer moved the timer (and its arguments), so a
-    /// run for an earlier number leaves the buffer to that timer; a run for a buffer that is gone has nothing to do.
+    /// Flushes buffer `bufferID` of the user if its deadline has passed: in one transaction, its messages become one
+    /// webhook event (stored and enqueued through the webhooks path) and are deleted. Before the deadline (messages
+    /// pushed it later after the timer was set) it sets the timer to the deadline instead.
     /// - Parameter whileTaken: runs inside the transaction once the messages are read (tests hold a flush open here).
-    func flush(
-        userKey: String, bufferID: String, seq: Int, whileTaken: (@Sendable () async throws -> Void)? = nil
-    ) async throws -> ChatBufferFlushOutcome {
+    func flush(userKey: String, bufferID: String, whileTaken: (@Sendable () async throws -> Void)? = nil) async throws -> ChatBufferFlushOutcome {
         let store = self.store
         let environment = self.environment
         let options = self.options
         return try await environment.transaction { transaction in
             let now = environment.clock.now()
-            guard let buffer = try await store.buffer(userKey: userKey, locking: true, transaction.sql), buffer.bufferID == bufferID
+            guard var buffer = try await store.buffer(userKey: userKey, locking: true, transaction.sql), buffer.bufferID == bufferID
             else { return .skipped("the buffer was flushed already") }
-            guard buffer.lastSeq <= seq else { return .skipped("a later message moved the flush") }
+            guard buffer.flushAt <= now else {
+                try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+                return .postponed(until: buffer.flushAt)
+            }
             guard let url = try await Self.webhookURL(store: store, options: options, transaction.sql) else {
-                var waiting = buffer
-                waiting.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
-                try await store.postpone(waiting, to: waiting.flushAt, transaction.sql)
-                try await environment.timers.upsert(Self.timer(for: waiting, at: now), in: transaction, at: now)
-                return .waiting(retryAt: waiting.flushAt)
+                buffer.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
+                try await store.postpone(buffer, to: buffer.flushAt, transaction.sql)
+                try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+                return .waiting(retryAt: buffer.flushAt)
             }
             let messages = try await store.messages(of: buffer, transaction.sql)
             try await whileTaken?()
@@ -183,4 +194,16 @@ struct ChatBufferService: Sendable {
         }
         return try await configuration()
     }
+}
+
+/// Whether something was seen within the last `period` (per process; see `PluginEnvironment.shared`).
+final class RecentlySeen: Sendable {
+    private let period: Duration
+    private let lastSeen = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(for period: Duration) { self.period = period }
+
+    var isRecent: Bool { lastSeen.withLock { $0.map { ContinuousClock.now - $0 < period } ?? false } }
+
+    func mark() { lastSeen.withLock { $0 = ContinuousClock.now } }
 }

@@ -12,6 +12,9 @@ struct ChatBuffer: Sendable, Equatable {
     var lastSeq: Int
     var firstAt: Date
     var flushAt: Date
+    /// When the flush timer is due: at `flushAt` or before it (a fire before the deadline re-arms it). `nil` when the
+    /// timer must be set to `flushAt`: the buffer is new, or its deadline came sooner than the timer.
+    var timerDue: Date?
 }
 
 struct ChatBufferStore: Sendable {
@@ -26,23 +29,34 @@ struct ChatBufferStore: Sendable {
 
     /// Opens the user's buffer or adds to it, inside the caller's transaction, and returns it with the new message's
     /// number (`lastSeq`). The row stays locked until the caller commits, so the user's other messages and its flush
-    /// wait: numbers follow commit order, and a flush never sees half a message.
+    /// wait: numbers follow commit order, and a flush never sees half a message. `timer_due` becomes NULL when the
+    /// buffer is new or its deadline came sooner than the timer: the caller then sets the timer (``timerSet(_:dueAt:_:)``).
     /// - Parameters:
     ///   - deadline: now plus the message's ttl; the stored deadline becomes it, or the buffer's cap if that is sooner.
     ///   - cap: now plus max_wait; stored only when this message opens the buffer.
     func open(userKey: String, newBufferID: String, at now: Date, deadline: Date, cap: Date, _ sql: any SQLDatabase) async throws -> ChatBuffer {
+        let newFlush: SQLQueryString =
+            "CASE WHEN excluded.flush_at < chat_buffer_users.cap_at THEN excluded.flush_at ELSE chat_buffer_users.cap_at END"
         let row = try await sql.raw(
             """
-            INSERT INTO chat_buffer_users (user_key, buffer_id, last_seq, first_at, cap_at, flush_at, updated_at)
-            VALUES (\(bind: userKey), \(bind: newBufferID), 1, \(bind: now), \(bind: cap), \(bind: min(deadline, cap)), \(bind: now))
-            ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + 1,
-                flush_at = CASE WHEN excluded.flush_at < chat_buffer_users.cap_at THEN excluded.flush_at ELSE chat_buffer_users.cap_at END,
+            INSERT INTO chat_buffer_users (user_key, buffer_id, last_seq, first_at, cap_at, flush_at, timer_due, updated_at)
+            VALUES (\(bind: userKey), \(bind: newBufferID), 1, \(bind: now), \(bind: cap), \(bind: min(deadline, cap)),
+                NULL, \(bind: now))
+            ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + 1, flush_at = \(newFlush),
+                timer_due = CASE WHEN \(newFlush) < chat_buffer_users.timer_due THEN NULL ELSE chat_buffer_users.timer_due END,
                 updated_at = excluded.updated_at
-            RETURNING user_key, buffer_id, last_seq, first_at, flush_at
+            RETURNING user_key, buffer_id, last_seq, first_at, flush_at, timer_due
             """
         ).first()
         guard let row else { throw ChatBufferStoreError("the buffer's row was not returned") }
         return try Self.buffer(row)
+    }
+
+    /// Records that the buffer's timer is now due at `date`.
+    func timerSet(_ buffer: ChatBuffer, dueAt date: Date, _ sql: any SQLDatabase) async throws {
+        try await sql.raw(
+            "UPDATE chat_buffer_users SET timer_due = \(bind: date) WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)"
+        ).run()
     }
 
     /// Stores message number `seq` of the buffer, its fields sealed.
@@ -60,7 +74,7 @@ struct ChatBufferStore: Sendable {
     func buffer(userKey: String, locking: Bool = false, _ sql: any SQLDatabase) async throws -> ChatBuffer? {
         let lock: SQLQueryString = locking && sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
         return try await sql.raw(
-            "SELECT user_key, buffer_id, last_seq, first_at, flush_at FROM chat_buffer_users WHERE user_key = \(bind: userKey)\(lock)"
+            "SELECT user_key, buffer_id, last_seq, first_at, flush_at, timer_due FROM chat_buffer_users WHERE user_key = \(bind: userKey)\(lock)"
         ).first().map(Self.buffer)
     }
 
@@ -89,10 +103,13 @@ struct ChatBufferStore: Sendable {
         ).run()
     }
 
-    /// Moves a buffer's deadline (a flush that must wait for a webhook URL).
+    /// Moves a buffer's deadline and its timer's (a flush that must wait for a webhook URL).
     func postpone(_ buffer: ChatBuffer, to date: Date, _ sql: any SQLDatabase) async throws {
         try await sql.raw(
-            "UPDATE chat_buffer_users SET flush_at = \(bind: date) WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)"
+            """
+            UPDATE chat_buffer_users SET flush_at = \(bind: date), timer_due = \(bind: date)
+            WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)
+            """
         ).run()
     }
 
@@ -102,7 +119,8 @@ struct ChatBufferStore: Sendable {
             bufferID: try row.decode(column: "buffer_id", as: String.self),
             lastSeq: try row.decode(column: "last_seq", as: Int.self),
             firstAt: try row.decode(column: "first_at", as: Date.self),
-            flushAt: try row.decode(column: "flush_at", as: Date.self))
+            flushAt: try row.decode(column: "flush_at", as: Date.self),
+            timerDue: try row.decode(column: "timer_due", as: Date?.self))
     }
 
     // MARK: Settings
