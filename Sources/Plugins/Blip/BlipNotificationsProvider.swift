@@ -140,7 +140,7 @@ public struct BlipRun: Sendable {
             let sent = try await dispatcher.send(claimed)
             try await afterSend()
             let recordedAt = environment.clock.now()
-            try await environment.database.transaction { sql in try await store.record(sent.outcomes, at: recordedAt, sql) }
+            try await environment.database.transaction { sql in try await store.record(sent.outcomes, at: recordedAt, sql, engine: engine) }
             summary.add(sent.summary)
             logger.debug("blip chunk sent", metadata: sent.summary.metadata)
             if let refused = sent.keyRefused { throw PluginError(refused, permanent: true) }

@@ -142,7 +142,11 @@ struct BlipStore: Sendable {
 
     /// Records how sends ended, each only while its notification is still pending under the same message id: a
     /// status callback that came first, or another copy of the run, is never overwritten.
-    func record(_ outcomes: [BlipOutcome], at now: Date, _ sql: any SQLDatabase) async throws {
+    func record(_ outcomes: [BlipOutcome], at now: Date, _ sql: any SQLDatabase, engine: Database.Engine) async throws {
+        if engine == .postgres {
+            for chunk in outcomes.chunks(of: 1000) { try await recordTogether(Array(chunk), at: now, sql) }
+            return
+        }
         let pending = BlipStatus.pending.rawValue
         for outcome in outcomes {
             let fence: SQLQueryString =
@@ -171,6 +175,30 @@ struct BlipStore: Sendable {
                 ).run()
             }
         }
+    }
+
+    /// ``record(_:at:_:engine:)`` on PostgreSQL: one statement for many outcomes, each fenced as there.
+    private func recordTogether(_ outcomes: [BlipOutcome], at now: Date, _ sql: any SQLDatabase) async throws {
+        let columns: [(kind: String, reason: String, dueAt: Date)] = outcomes.map { outcome in
+            switch outcome.kind {
+            case .sent: ("sent", "", now)
+            case .failed(let reason): ("failed", reason, now)
+            case .retry(let reason, let at): ("retry", reason, at)
+            }
+        }
+        let (kinds, reasons, dueAt) = (columns.map(\.kind), columns.map(\.reason), columns.map(\.dueAt))
+        try await sql.raw(
+            """
+            UPDATE blip_notifications AS n SET
+                status = CASE WHEN i.kind = 'retry' THEN n.status ELSE i.kind END,
+                sent_at = CASE WHEN i.kind = 'sent' THEN \(bind: now) ELSE n.sent_at END,
+                next_attempt_at = CASE WHEN i.kind = 'retry' THEN i.due_at ELSE n.next_attempt_at END,
+                last_error = NULLIF(i.reason, ''), claimed_until = NULL, updated_at = \(bind: now)
+            FROM unnest(\(bind: outcomes.map(\.notificationID))::text[], \(bind: outcomes.map(\.messageID))::text[],
+                \(bind: kinds)::text[], \(bind: reasons)::text[], \(bind: dueAt)::timestamptz[]) AS i(id, message_id, kind, reason, due_at)
+            WHERE n.id = i.id AND n.message_id = i.message_id AND n.status = \(bind: BlipStatus.pending.rawValue)
+            """
+        ).run()
     }
 
     // MARK: Status callbacks

@@ -195,7 +195,7 @@ extension BlipRun {
         let sent = try await dispatcher.send(claimed)
         try await afterSend()
         let recordedAt = environment.clock.now()
-        try await environment.database.transaction { ours in try await store.record(sent.outcomes, at: recordedAt, ours) }
+        try await environment.database.transaction { ours in try await store.record(sent.outcomes, at: recordedAt, ours, engine: environment.database.engine) }
         // Write back: sent and failed rows get their values; rows due again later stay pending.
         func rowID(_ externalID: String?) -> String { String((externalID ?? "").split(separator: ":", maxSplits: 2).last ?? "") }
         var sentRows = settled.filter { $0.status != .failed }.map { rowID($0.externalID) }
