@@ -16,7 +16,8 @@ struct ScheduledMessagesBench: AsyncParsableCommand {
             store --upserts messages, also far in the future. Then runs a beat, one worker (--concurrency) and a \
             receiver on 127.0.0.1 in this process, and for --seconds upserts --rate messages a second, each due --lead \
             seconds after it is stored; lateness is the arrival at the receiver minus scheduleTo (p50, p99, max). Uses a \
-            throwaway secret key when INTEGRATOR_SECRET_KEY is not set. Point it at a database of its own (--database-url).
+            throwaway secret key when INTEGRATOR_SECRET_KEY is not set, so runs that reuse a database (--skip-load) need \
+            it set, the same each time. Point it at a database of its own (--database-url).
             """)
 
     @Option(help: "Pending messages to hold, due far in the future.")
@@ -60,6 +61,10 @@ struct ScheduledMessagesBench: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             var settings = try options.settings(overriding: common.brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
+            if skipLoad, settings.secretKeys == nil {
+                throw BenchFailure(
+                    "--skip-load reuses a database whose delivery tenant's secret is sealed with a key: set INTEGRATOR_SECRET_KEY, the same in every run")
+            }
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
             let plan = ScheduledMessagesBenchPlan(
                 pending: skipLoad ? 0 : pending, upserts: upserts, publishers: publishers, rate: rate, seconds: seconds, lead: lead,
