@@ -334,6 +334,48 @@ struct ScheduledMessagesTests {
         }
     }
 
+    @Test("neither the bearer token nor a payload reaches a log line, and errors do not echo them")
+    func nothingSecretLogged() async throws {
+        let receiver = WebhookReceiver()
+        try await receiver.run { baseURL in
+            try await TestApp.run { app in
+                let log = CapturedLog()
+                let process = try await Runtime(
+                    settings: app.runtime.settings, database: app.runtime.database, registry: app.runtime.registry, clock: app.clock,
+                    logger: log.logger, passwordHasher: PasswordHasher(cost: 4))
+                let marker = "payload-SECRET-0123456789"
+                let answers = try await APIServer.makeApplication(process).test(.router) { client in
+                    var answers: [String] = []
+                    let body = Self.body("quiet", "2030-01-01T00:00:00Z", url: "\(baseURL)/hook", payload: ["note": .string(marker)])
+                    answers.append(try await client.json(.post, "/messages", body: body, token: Self.seedToken).text)
+                    answers.append(try await client.json(.post, "/messages", rawBody: #"{"id": "x", "payload": "\#(marker)""#, token: Self.seedToken).text)
+                    var bad = body.objectValue ?? [:]
+                    bad["scheduleTo"] = .string(marker)
+                    answers.append(try await client.json(.post, "/messages", body: .object(bad), token: Self.seedToken).text)
+                    answers.append(try await client.json(.get, "/messages", token: Self.seedToken + "-wrong").text)
+                    answers.append(try await client.json(.post, "/messages/quiet/run", token: Self.seedToken).text)
+                    return answers
+                }
+                let worker = process.makeWorker(WorkerOptions(queues: ["default"], concurrency: 4))
+                let running = Task { try await worker.run() }
+                defer { running.cancel() }
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(receiver.hits.first?.json == ["note": .string(marker)], "the payload does reach the receiver")
+                #expect(try await eventually { try await process.broker.stats().allSatisfy { $0.ready == 0 && $0.inFlight == 0 } })
+                running.cancel()
+                _ = try? await running.value
+                await process.shutdown()
+
+                #expect(log.texts.contains { $0.contains("/messages") }, "requests were logged: \(log.texts.count) lines")
+                #expect(log.texts.contains { $0.contains(WebhookDelivery.taskName) }, "the delivery was logged: \(log.texts.count) lines")
+                for secret in [Self.seedToken, marker] {
+                    #expect(!log.text.contains(secret), "a log line holds a secret or a payload")
+                    #expect(!answers[1...].contains { $0.contains(secret) }, "an error answer echoes what was sent")
+                }
+            }
+        }
+    }
+
     @Test("lists longer than a page are answered whole, and prefix search pages through the primary key")
     func longLists() async throws {
         try await TestApp.run { app in
