@@ -1,4 +1,4 @@
-.PHONY: dev test build
+.PHONY: dev test build deploy-check
 
 # Build and run everything in one process on the embedded defaults.
 dev:
@@ -10,3 +10,7 @@ test:
 
 build:
 	swift build
+
+# The deployment recipes against a release binary built as the Dockerfile builds it (static Swift runtime).
+deploy-check:
+	bash scripts/deploy-check.sh

@@ -16,6 +16,10 @@ export AMQP_TEST_CTL
 
 swift build --build-tests
 
+echo "== deployment recipes ==" >&2
+ensure_packages python3-yaml systemd
+python3 scripts/check_deploy.py "$(swift build --show-bin-path)/integrator"
+
 status=0
 echo "== tests on SQLite ==" >&2
 INTEGRATOR_TEST_DATABASE=sqlite swift test --skip-build || status=1
