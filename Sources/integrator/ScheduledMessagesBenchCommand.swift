@@ -12,9 +12,10 @@ struct ScheduledMessagesBench: AsyncParsableCommand {
         abstract: "Fire scheduled messages at a local receiver with many pending, and measure how late they arrive.",
         discussion: """
             Applies migrations and loads --pending messages due in 30 days (their rows and timers in bulk; skipped with \
-            --skip-load). Then measures upserts: --publishers concurrent callers of the service behind POST /messages \
-            store --upserts messages, also far in the future. Then runs a beat, one worker (--concurrency) and a \
-            receiver on 127.0.0.1 in this process, and for --seconds upserts --rate messages a second, each due --lead \
+            --skip-load). Then measures upserts: serves the API on 127.0.0.1 and --publishers concurrent HTTP clients \
+            send --upserts POST /messages, due far in the future. Then runs a beat, one worker (--concurrency) and a \
+            receiver on 127.0.0.1 in this process, and for --seconds upserts --rate messages a second through the \
+            service behind POST /messages (which returns the version the receiver sees as webhook-id), each due --lead \
             seconds after it is stored; lateness is the arrival at the receiver minus scheduleTo (p50, p99, max). Uses a \
             throwaway secret key when INTEGRATOR_SECRET_KEY is not set, so runs that reuse a database (--skip-load) need \
             it set, the same each time. Point it at a database of its own (--database-url).
@@ -29,7 +30,7 @@ struct ScheduledMessagesBench: AsyncParsableCommand {
     @Option(help: "Messages stored in the upsert-throughput phase (0 skips it).")
     var upserts = 20_000
 
-    @Option(help: "Concurrent callers in the upsert-throughput phase.")
+    @Option(help: "Concurrent HTTP clients in the upsert-throughput phase.")
     var publishers = 8
 
     @Option(help: "Messages a second that come due during the lateness phase.")
@@ -60,15 +61,20 @@ struct ScheduledMessagesBench: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            var settings = try options.settings(overriding: common.brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:])
+            var overrides = common.brokerURL.map { ["INTEGRATOR_BROKER_URL": $0] } ?? [:]
+            overrides["INTEGRATOR_HTTP_HOST"] = "127.0.0.1"
+            overrides["INTEGRATOR_HTTP_PORT"] = "0"
+            var settings = try options.settings(overriding: overrides)
             if skipLoad, settings.secretKeys == nil {
                 throw BenchFailure(
                     "--skip-load reuses a database whose delivery tenant's secret is sealed with a key: set INTEGRATOR_SECRET_KEY, the same in every run")
             }
             try BenchCommand.useEphemeralKeyIfUnset(&settings)
+            let token = "bench-" + Identifier.make()
+            settings.apiToken = Secret(token)
             let plan = ScheduledMessagesBenchPlan(
                 pending: skipLoad ? 0 : pending, upserts: upserts, publishers: publishers, rate: rate, seconds: seconds, lead: lead,
-                concurrency: concurrency, timeoutSeconds: common.timeout)
+                concurrency: concurrency, token: token, timeoutSeconds: common.timeout)
             let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
                 try await BenchReceiver.run { url, arrivals in try await plan.run(on: runtime, receiverURL: url, arrivals: arrivals) }
@@ -86,6 +92,8 @@ struct ScheduledMessagesBenchPlan: Sendable {
     var seconds: Int
     var lead: Double
     var concurrency: Int
+    /// The static API token the upsert phase's HTTP calls carry.
+    var token: String
     var timeoutSeconds: Int
 
     /// Far enough ahead that nothing loaded fires during a run.
@@ -109,19 +117,9 @@ struct ScheduledMessagesBenchPlan: Sendable {
         }
         let loadSeconds = (clock.now - loadStart).seconds
 
-        let upsertStart = clock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for publisher in 0..<publishers {
-                group.addTask {
-                    for index in stride(from: publisher, to: upserts, by: publishers) {
-                        let due = Date().addingTimeInterval(Self.farAhead)
-                        _ = try await service.upsert(Self.body(id: "upsert_\(run)_\(index)", due: due, url: receiverURL))
-                    }
-                }
-            }
-            try await group.waitForAll()
+        let upsertSeconds = try await ChatBufferBenchPlan.servingAPI(runtime) { baseURL in
+            try await upsertThroughHTTP(runtime, url: baseURL + "/messages", run: run, receiverURL: receiverURL)
         }
-        let upsertSeconds = (clock.now - upsertStart).seconds
 
         // Arrival instants on the continuous clock, turned into wall-clock times from one reference pair.
         let referenceDate = Date()
@@ -176,6 +174,40 @@ struct ScheduledMessagesBenchPlan: Sendable {
         }
     }
 
+    /// `POST /messages` from --publishers concurrent HTTP clients over the process's own API, as the seed's clients
+    /// call it; the seconds it took.
+    private func upsertThroughHTTP(_ runtime: Runtime, url: String, run: String, receiverURL: String) async throws -> Double {
+        // The callers' own connection pool, apart from the one the deliveries use.
+        let http = OutboundHTTP(options: OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!]), logger: runtime.logger)
+        var client = http.client(logger: runtime.logger)
+        client.retry = RetryPolicy(maxAttempts: 1)
+        client.headers = [("authorization", "Bearer \(token)")]
+        let api = client
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for publisher in 0..<publishers {
+                    group.addTask {
+                        for index in stride(from: publisher, to: upserts, by: publishers) {
+                            let body = Self.body(id: "upsert_\(run)_\(index)", due: Date().addingTimeInterval(Self.farAhead), url: receiverURL)
+                            let answer = try await api.send(try .json(method: "POST", url, body))
+                            guard answer.status == 200 else {
+                                throw BenchFailure("POST /messages answered HTTP \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            await http.shutdown()
+            throw error
+        }
+        await http.shutdown()
+        return (clock.now - start).seconds
+    }
+
     static func body(id: String, due: Date, url: String) -> JSONValue {
         ["id": .string(id), "scheduleTo": .string(due.apiString), "payload": payload, "webhookUrl": .string(url)]
     }
@@ -222,7 +254,7 @@ struct ScheduledMessagesBenchReport: Sendable {
         integrator scheduled messages benchmark: database \(database), broker \(broker)
           load       \(pendingLoaded) pending messages in \(BenchNumber.text(loadSeconds, 1)) s (\(BenchNumber.text(Double(pendingLoaded) / max(loadSeconds, 1e-9))) messages/s, bulk)
           pending    \(pendingAtEnd) messages pending at the end
-          upserts    \(BenchNumber.text(upsertRate)) messages/s  (\(upserts) by \(publishers) concurrent callers of the service behind POST /messages)
+          upserts    \(BenchNumber.text(upsertRate)) messages/s  (\(upserts) POST /messages over HTTP from \(publishers) concurrent clients)
           lateness   p50 \(BenchNumber.text(latenessP50, 1)) ms, p99 \(BenchNumber.text(latenessP99, 1)) ms, max \(BenchNumber.text(latenessMax, 1)) ms  (arrival − scheduleTo; \(fired) messages, \(rate)/s for \(seconds) s)
           peak RSS   \(BenchNumber.text(peakRSSMiB, 1)) MiB  (the whole process: beat, worker, receiver, callers, database client)
           RSS        \(BenchNumber.text(rssAfterSchedulingMiB, 1)) MiB when all were scheduled, \(BenchNumber.text(rssAtEndMiB, 1)) MiB when all had arrived
