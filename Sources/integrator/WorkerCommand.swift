@@ -14,14 +14,22 @@ struct WorkerCommand: AsyncParsableCommand {
             Takes tasks from the given queues, highest priority first and FIFO within a priority, never more than \
             --concurrency at once. Every run is recorded before the task is acknowledged; a worker that dies loses \
             nothing (its leases expire and the tasks are delivered again). On SIGTERM or SIGINT it stops taking work, \
-            lets running tasks finish for --shutdown-grace seconds, and hands the rest back.
+            lets running tasks finish for --shutdown-grace seconds, and hands the rest back. Retries and timers need a \
+            beat: run `integrator beat` beside the workers, or give one worker --beat.
             """)
 
     @Option(help: "Comma-separated queues to consume, e.g. high,default.")
     var queues = "default"
 
+    /// Most tasks wait on the network (fetches, webhook deliveries), so slots matter more than cores.
     @Option(help: "How many tasks run at once (1–1000).")
-    var concurrency = 8
+    var concurrency = 64
+
+    @Flag(help: """
+        Also run a beat in this process (like celery worker -B). It contends for the same leader lease as every \
+        other beat, so any number of workers may have it on.
+        """)
+    var beat = false
 
     @Option(help: "Seconds a claimed task stays leased without a heartbeat before another worker may take it.")
     var lease = 60
@@ -61,7 +69,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let settings = try options.settings()
-            try await Server.run(settings: settings, parts: [.worker(workerOptions)])
+            try await Server.run(settings: settings, parts: beat ? [.worker(workerOptions), .beat(BeatOptions())] : [.worker(workerOptions)])
         }
     }
 }

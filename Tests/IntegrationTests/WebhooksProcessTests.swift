@@ -11,10 +11,10 @@ struct WebhooksProcessTests {
 
     /// Starts `integrator worker` on the test's database, with the test runtime's secret key (the tenant's secret is
     /// encrypted with it) and loopback allowed for outbound requests (the receiver is on 127.0.0.1).
-    static func startWorker(database: String, secretKey: String, in directory: URL) throws -> Process {
+    static func startWorker(database: String, secretKey: String, in directory: URL, withBeat: Bool = false) throws -> Process {
         let process = Process()
         process.executableURL = CLITests.binary
-        process.arguments = ["worker", "--queues", "default", "--concurrency", "\(concurrency)", "--lease", "5"]
+        process.arguments = ["worker", "--queues", "default", "--concurrency", "\(concurrency)", "--lease", "5"] + (withBeat ? ["--beat"] : [])
         process.currentDirectoryURL = directory
         process.environment = [
             "PATH": "/usr/bin:/bin", "HOME": directory.path, "INTEGRATOR_DATABASE_URL": database, "INTEGRATOR_BROKER_URL": "sql",
@@ -129,6 +129,34 @@ struct WebhooksProcessTests {
                 #expect(recordedFailures >= scripted.count - Self.concurrency, "\(recordedFailures) of \(scripted.count) failures recorded")
                 let sample = try #require(receiver.hits.first)
                 #expect(WebhookSignatures.seedMatches(sample, secrets: [secret]) == [secret])
+            }
+        }
+    }
+
+    @Test("integrator worker --beat: with no other beat anywhere, a failed delivery's retry timer fires and the event arrives")
+    func workerWithBeat() async throws {
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let receiver = WebhookReceiver()
+        receiver.script(.failing(2, with: .status(503)))
+        try await receiver.run { baseURL in
+            try await TestApp.run(realClock: true) { app in
+                let keyRing = try #require(app.runtime.settings.secretKeys)
+                let secretKey = keyRing.current.key.withUnsafeBytes { Data($0) }.base64EncodedString()
+                try await WebhooksTests.configure(app, "lonely", url: "\(baseURL)/lonely", ["retry_policy": WebhooksTests.quickRetries()])
+                let id = try await WebhooksTests.send(app, "lonely")
+                let worker = try Self.startWorker(
+                    database: CLITests.url(for: app.runtime.database.location), secretKey: secretKey, in: directory, withBeat: true)
+                defer {
+                    if worker.isRunning { worker.terminate() }
+                    worker.waitUntilExit()
+                }
+                #expect(try await receiver.waitForHits(event: id, count: 3, upTo: 60), "two failures, then the retry that succeeds")
+                #expect(try await WebhooksTests.waitForState(app, id, "succeeded", attempts: 3))
+                worker.terminate()
+                worker.waitUntilExit()
+                #expect(worker.terminationStatus == 0)
+                #expect(receiver.hits(event: id).count == 3)
             }
         }
     }
