@@ -88,55 +88,49 @@ struct BlipDispatcher: Sendable {
                 outcomes[notification.id] = .failed(problem.description)
             }
         }
-        let phones = Array(Set(ready.map(\.phone)))
+        // One task per phone: its lookup (unless cached), then its messages. No step waits for a whole chunk's
+        // lookups, and a phone is looked up once however many notifications it has.
+        let byPhone = Dictionary(grouping: ready, by: \.phone).map { (phone: $0.key, notifications: $0.value) }
         let cached = try await environment.database.withSQL { sql in
-            try await store.accounts(credentialsID: credentialsID, phones: phones, since: now.addingTimeInterval(-settings.identityTTL), sql)
+            try await store.accounts(
+                credentialsID: credentialsID, phones: byPhone.map(\.phone), since: now.addingTimeInterval(-settings.identityTTL), sql)
         }
-        let missing = phones.filter { cached[$0] == nil }
-        let looked = await concurrently(missing) { phone in
-            do { return try await api.whatsAppAccount(for: phone) } catch let failure as BlipAPI.Failure { return .failure(failure) } catch {
-                return .failure(BlipAPI.Failure(message: "the account lookup failed: \(error)", permanent: false))
+        let answers = await concurrently(byPhone) { group -> PhoneResult in
+            var result = PhoneResult()
+            let account: String
+            if let known = cached[group.phone] {
+                account = known
+            } else {
+                switch await Self.attempt({ try await api.whatsAppAccount(for: group.phone) }, what: "the account lookup") {
+                case .success(.success(let found)):
+                    account = found
+                    result.lookedUp = found
+                case .success(.failure(let failure)), .failure(let failure):
+                    result.lookupFailed = true
+                    result.failures = group.notifications.map { ($0, failure) }
+                    return result
+                }
             }
+            for notification in group.notifications {
+                let sent = await Self.attempt(
+                    { try await api.send(messageID: notification.messageID, to: account, template: notification.template) }, what: "the send")
+                if case .failure(let failure) = sent { result.failures.append((notification, failure)) } else { result.sent.append(notification.id) }
+            }
+            return result
         }
-        result.summary.lookups = missing.count
-        var found = cached
-        var lookupFailures: [String: BlipAPI.Failure] = [:]
         var fresh: [String: String] = [:]
-        for (phone, answer) in zip(missing, looked) {
-            switch answer {
-            case .success(let account):
-                found[phone] = account
-                fresh[phone] = account
-            case .failure(let failure): lookupFailures[phone] = failure
+        for (group, answer) in zip(byPhone, answers) {
+            if let account = answer.lookedUp { fresh[group.phone] = account }
+            if answer.lookupFailed || answer.lookedUp != nil { result.summary.lookups += 1 }
+            for id in answer.sent { outcomes[id] = .sent }
+            for (notification, failure) in answer.failures {
+                outcomes[notification.id] = kind(failure, attempts: notification.attempts, now: now)
+                if failure.keyRefused { result.keyRefused = failure.message }
             }
         }
         if !fresh.isEmpty {
             let accounts = fresh
             try await environment.database.withSQL { sql in try await store.saveAccounts(accounts, credentialsID: credentialsID, at: now, sql) }
-        }
-        let accounts = found
-        let sendable = ready.filter { found[$0.phone] != nil }
-        for notification in ready where found[notification.phone] == nil {
-            if let failure = lookupFailures[notification.phone] { outcomes[notification.id] = kind(failure, attempts: notification.attempts, now: now) }
-            if lookupFailures[notification.phone]?.keyRefused == true { result.keyRefused = lookupFailures[notification.phone]?.message }
-        }
-        let answers = await concurrently(sendable) { notification -> BlipAPI.Failure? in
-            do {
-                try await api.send(messageID: notification.messageID, to: accounts[notification.phone] ?? "", template: notification.template)
-                return nil
-            } catch let failure as BlipAPI.Failure {
-                return failure
-            } catch {
-                return BlipAPI.Failure(message: "the send failed: \(error)", permanent: false)
-            }
-        }
-        for (notification, failure) in zip(sendable, answers) {
-            guard let failure else {
-                outcomes[notification.id] = .sent
-                continue
-            }
-            outcomes[notification.id] = kind(failure, attempts: notification.attempts, now: now)
-            if failure.keyRefused { result.keyRefused = failure.message }
         }
         for notification in notifications {
             guard let kind = outcomes[notification.id] else { continue }
@@ -149,6 +143,25 @@ struct BlipDispatcher: Sendable {
         }
         result.summary.claimed = notifications.count
         return result
+    }
+
+    /// What one phone's task did.
+    private struct PhoneResult: Sendable {
+        var lookedUp: String?
+        var lookupFailed = false
+        var sent: [String] = []
+        var failures: [(BlipNotification, BlipAPI.Failure)] = []
+    }
+
+    /// `call`'s value, or its error as a ``BlipAPI/Failure`` (anything unexpected counts as passing).
+    private static func attempt<T: Sendable>(_ call: () async throws -> T, what: String) async -> Result<T, BlipAPI.Failure> {
+        do {
+            return .success(try await call())
+        } catch let failure as BlipAPI.Failure {
+            return .failure(failure)
+        } catch {
+            return .failure(BlipAPI.Failure(message: "\(what) failed: \(error)", permanent: false))
+        }
     }
 
     /// A failure as the notification's next state: failed for good, or due again after a backoff while it has tries left.
