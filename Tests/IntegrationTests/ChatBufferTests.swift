@@ -402,6 +402,9 @@ struct ChatBufferTests {
                 #expect(try await app.call(.put, "/api/v1/chat-buffer/config", body: ["webhook_url": "http://x.example/"], token: token).status == .forbidden)
             }
             #expect(try await app.call(.get, "/api/v1/chat-buffer/buffers/u1", token: viewer).json["buffered"] == 2)
+            try await Self.send(app, user: "+5511999999999@s.whatsapp.net", "oi")
+            let encoded = try await app.call(.get, "/api/v1/chat-buffer/buffers/%2B5511999999999%40s.whatsapp.net", token: viewer)
+            #expect(encoded.json["user"] == "+5511999999999@s.whatsapp.net", "\(encoded.text)")
 
             try await Self.withSecondProcess(app, chatBuffer: ChatBufferOptions(isPublic: true)) { open in
                 try await APIServer.makeApplication(open).test(.router) { client in

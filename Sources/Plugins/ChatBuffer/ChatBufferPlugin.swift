@@ -25,8 +25,10 @@ enum ChatBufferRoutes {
             PluginRoute(.post, "/api/message", access: options.isPublic ? .open : .role(.operator)) { request, _, environment in
                 try await service(environment).accept(try await environment.readJSON(request)).json.response()
             },
+            // Users such as `5511…@s.whatsapp.net` arrive percent-encoded in the path.
             PluginRoute(.get, "/api/v1/chat-buffer/buffers/{user}", access: .role(.viewer)) { _, context, environment in
-                try await service(environment).buffer(userKey: try context.parameters.require("user")).response()
+                let raw = try context.parameters.require("user")
+                return try await service(environment).buffer(userKey: raw.removingPercentEncoding ?? raw).response()
             },
             // Admin: the URL decides where every user's messages, tokens included, are sent.
             PluginRoute(.get, "/api/v1/chat-buffer/config", access: .role(.admin)) { _, _, environment in
