@@ -23,7 +23,19 @@ extension Routes {
                 return JSONValue.object(["status": "unhealthy", "database": "connected", "migrations": "pending"])
                     .response(status: .serviceUnavailable)
             }
-            return JSONValue.object(["status": "ready", "database": "connected", "migrations": "applied"]).response()
+            // The API itself is ready without a beat, so the status stays 200; the body says loudly what is missing.
+            var body: [String: JSONValue] = ["status": "ready", "database": "connected", "migrations": "applied"]
+            do {
+                if let silence = try await BeatStatusStore(database: runtime.database).silence(at: runtime.clock.now()) {
+                    body["beat"] = "missing"
+                    body["warnings"] = [.string(silence)]
+                } else {
+                    body["beat"] = "leading"
+                }
+            } catch {
+                body["beat"] = "unknown"
+            }
+            return JSONValue.object(body).response()
         }
         return JSONValue.object(["status": "healthy", "database": "connected"]).response()
     }

@@ -83,10 +83,14 @@ struct LeaderLease: Sendable {
         _ lead: @escaping @Sendable () async throws -> Void, stillLeading: @escaping @Sendable () async throws -> Bool
     ) async throws {
         logger.info("this beat leads")
+        let since = clock.now()
+        let status = BeatStatusStore(database: database)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await lead() }
             group.addTask {
                 while true {
+                    // Seen by /ready, `integrator status` and workers, which warn when no beat has reported for a while.
+                    try await status.report(holder: holder, since: since, at: clock.now())
                     try await Task.sleep(for: checkInterval)
                     guard try await stillLeading() else { throw LeaseLost() }
                 }

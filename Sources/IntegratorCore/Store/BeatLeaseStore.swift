@@ -46,3 +46,58 @@ struct BeatLeaseStore: Sendable {
         }
     }
 }
+
+/// The leading beat as its own reports describe it.
+public struct BeatStatus: Sendable, Equatable {
+    /// The leader's identity (host and process).
+    public var holder: String
+    public var ledSince: Date
+    /// Its last report; a leader reports every couple of seconds.
+    public var lastSeen: Date
+
+    /// How long a leader may go unreported before fleets are told that nothing fires schedules, retries or timers.
+    public static let silenceLimit: TimeInterval = 30
+
+    /// Whether a beat led within ``silenceLimit`` of `now`.
+    public func isLeading(at now: Date) -> Bool { now.timeIntervalSince(lastSeen) <= Self.silenceLimit }
+}
+
+/// Reads and writes `beat_status`.
+public struct BeatStatusStore: Sendable {
+    let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    /// The leading beat's report: `holder` leads since `since`, seen at `now`.
+    func report(holder: String, since: Date, at now: Date) async throws {
+        try await database.withSQL { sql in
+            try await sql.raw(
+                """
+                INSERT INTO beat_status (name, holder, led_since, last_seen) VALUES ('beat', \(bind: holder), \(bind: since), \(bind: now))
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, led_since = excluded.led_since, last_seen = excluded.last_seen
+                """
+            ).run()
+        }
+    }
+
+    /// The last leader's report, or `nil` when no beat has ever led on this database.
+    public func current() async throws -> BeatStatus? {
+        try await database.withSQL { sql in
+            try await sql.raw("SELECT holder, led_since, last_seen FROM beat_status WHERE name = 'beat'").first().map { row in
+                BeatStatus(
+                    holder: try row.decode(column: "holder", as: String.self), ledSince: try row.decode(column: "led_since", as: Date.self),
+                    lastSeen: try row.decode(column: "last_seen", as: Date.self))
+            }
+        }
+    }
+
+    /// A sentence for operators when no beat leads at `now`, or `nil` when one does.
+    public func silence(at now: Date) async throws -> String? {
+        let status = try await current()
+        if let status, status.isLeading(at: now) { return nil }
+        let since = status.map { "since \($0.lastSeen.apiString) (\(Int(now.timeIntervalSince($0.lastSeen))) s)" } ?? "ever"
+        return "no beat has led \(since): schedules, retries and timers are not firing; run `integrator beat` or a worker with --beat"
+    }
+}

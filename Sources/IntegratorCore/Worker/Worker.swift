@@ -271,8 +271,13 @@ public final class Worker: Service {
     private func heartbeatLoop() async {
         let interval = options.effectiveHeartbeatInterval
         var failing = false
+        var lastStallCheck = clock.now()
         while !Task.isCancelled {
             let now = clock.now()
+            if now.timeIntervalSince(lastStallCheck) >= Self.stallCheckInterval {
+                lastStallCheck = now
+                await warnIfNothingFiresTimers(at: now)
+            }
             do {
                 // The lease first: it is what keeps a running task from being delivered to another worker.
                 try await broker.extendLeases(workerID: id, leaseUntil: now.addingTimeInterval(options.lease))
@@ -295,6 +300,20 @@ public final class Worker: Service {
             }
             try? await Task.sleep(for: interval)
         }
+    }
+
+    /// How often a worker looks for timers that are due with no beat to fire them.
+    static let stallCheckInterval: TimeInterval = 60
+
+    /// Retries and other timers wait for a beat; a fleet without one stalls silently. Says so once a minute while it
+    /// lasts: a timer overdue by more than ``BeatStatus/silenceLimit`` and no beat reporting for as long.
+    private func warnIfNothingFiresTimers(at now: Date) async {
+        guard let timers, let due = try? await timers.earliestDue(), now.timeIntervalSince(due) > BeatStatus.silenceLimit,
+            let silence = try? await BeatStatusStore(database: timers.database).silence(at: now)
+        else { return }
+        logger.warning(
+            "timers are due and nothing fires them: \(silence)",
+            metadata: ["timers.overdue_s": "\(Int(now.timeIntervalSince(due)))"])
     }
 
     /// Starts a claimed batch: checks in one read which tasks may run (or, with `recordStartedAfter` zero, records them
