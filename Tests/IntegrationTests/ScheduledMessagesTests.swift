@@ -376,6 +376,63 @@ struct ScheduledMessagesTests {
         }
     }
 
+    @Test("two `integrator worker --beat` processes, one SIGKILLed part-way and replaced: every message fires once")
+    func killedProcess() async throws {
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let total = 600
+        let receiver = WebhookReceiver()
+        try await receiver.run { baseURL in
+            try await TestApp.run(realClock: true) { app in
+                let keyRing = try #require(app.runtime.settings.secretKeys)
+                let secretKey = keyRing.current.key.withUnsafeBytes { Data($0) }.base64EncodedString()
+                let start = Date().addingTimeInterval(2)
+                for index in 0..<total {
+                    let due = start.addingTimeInterval(Double(index % 60) * 0.05)
+                    try await Self.schedule(
+                        app, Self.body("proc-\(index)", due.apiString, url: "\(baseURL)/hook", payload: ["n": .number(Double(index))]))
+                }
+                let databaseURL = CLITests.url(for: app.runtime.database.location)
+                let first = try WebhooksProcessTests.startWorker(database: databaseURL, secretKey: secretKey, in: directory, withBeat: true)
+                let second = try WebhooksProcessTests.startWorker(database: databaseURL, secretKey: secretKey, in: directory, withBeat: true)
+                defer {
+                    for process in [first, second] where process.isRunning { process.terminate() }
+                }
+                #expect(try await eventually(120) { receiver.distinctEventIDs.count >= total / 4 })
+                kill(first.processIdentifier, SIGKILL)
+                first.waitUntilExit()
+                #expect(receiver.distinctEventIDs.count < total, "the kill came after the last delivery and shows nothing")
+                let replacement = try WebhooksProcessTests.startWorker(database: databaseURL, secretKey: secretKey, in: directory, withBeat: true)
+                defer {
+                    if replacement.isRunning { replacement.terminate() }
+                    replacement.waitUntilExit()
+                }
+                #expect(try await eventually(240) { receiver.distinctEventIDs.count >= total })
+                #expect(try await eventually(60) { try await app.runtime.broker.stats().allSatisfy { $0.ready == 0 && $0.inFlight == 0 } })
+                for process in [second, replacement] {
+                    process.terminate()
+                    process.waitUntilExit()
+                }
+
+                // Each message fired once: one webhook event per message, whatever the kill repeated. A delivery the
+                // killed process had in flight may arrive again, with the same webhook-id and body.
+                var perEvent: [String: [WebhookReceiver.Hit]] = [:]
+                for hit in receiver.hits { perEvent[hit.header("webhook-id") ?? "", default: []].append(hit) }
+                #expect(perEvent.count == total)
+                let messages = perEvent.values.compactMap { $0.first?.json["n"]?.intValue }
+                #expect(messages.count == total && Set(messages) == Set(0..<total), "a message fired as two events, or not at all")
+                #expect(perEvent.values.allSatisfy { Set($0.map(\.body)).count == 1 })
+                let repeated = perEvent.values.filter { $0.count > 1 }.count
+                #expect(repeated <= WebhooksProcessTests.concurrency, "\(repeated) deliveries were repeated")
+                let firings = try await app.runtime.database.withSQL { sql in
+                    try await sql.raw("SELECT COUNT(*) AS n FROM scheduled_messages_fired").first()?.decode(column: "n", as: Int.self) ?? 0
+                }
+                #expect(firings == total)
+                #expect(try await app.call(.get, "/messages", token: Self.seedToken).json["count"] == 0)
+            }
+        }
+    }
+
     @Test("lists longer than a page are answered whole, and prefix search pages through the primary key")
     func longLists() async throws {
         try await TestApp.run { app in
