@@ -137,7 +137,7 @@ public struct BlipRun: Sendable {
                     integrationID: integrationID, limit: limit, now: now, leaseUntil: now.addingTimeInterval(settings.lease), sql, engine: engine)
             }
             guard !claimed.isEmpty else { break }
-            let sent = try await dispatcher.send(claimed)
+            let sent = try await send(claimed)
             try await afterSend()
             let recordedAt = environment.clock.now()
             try await environment.database.transaction { sql in try await store.record(sent.outcomes, at: recordedAt, sql, engine: engine) }
@@ -146,10 +146,6 @@ public struct BlipRun: Sendable {
             if let refused = sent.keyRefused { throw PluginError(refused, permanent: true) }
         }
         return summary
-    }
-
-    var dispatcher: BlipDispatcher {
-        BlipDispatcher(environment: environment, api: api, credentialsID: credentialsID, settings: settings, logger: logger)
     }
 }
 

@@ -1,4 +1,4 @@
-// Sending a batch of claimed notifications: each phone's WhatsApp account (cached), then the template message, many
+// Sending one chunk of claimed notifications: each phone's WhatsApp account (cached), then the template message, many
 // at once, each notification ending on its own (sent, failed for good, or due again later).
 import Foundation
 import IntegratorCore
@@ -56,15 +56,8 @@ public struct BlipRunSummary: Sendable, Equatable {
     }
 }
 
-/// Sends claimed notifications for one integration's credentials.
-struct BlipDispatcher: Sendable {
-    let environment: PluginEnvironment
-    let api: BlipAPI
-    /// Keys the identity cache: accounts belong to the bot that looked them up.
-    let credentialsID: String
-    let settings: BlipSendSettings
-    let logger: Logger
-
+/// Sending one chunk of claimed notifications for the run's credentials.
+extension BlipRun {
     /// The outcome of each notification, the accounts looked up on the way, and whether BLiP refused the key.
     struct Sent: Sendable {
         var outcomes: [BlipOutcome] = []

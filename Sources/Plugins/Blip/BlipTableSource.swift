@@ -192,7 +192,7 @@ extension BlipRun {
             let claimed = try await store.claim(externalIDs: rowsToMirror.compactMap(\.externalID), now: now, leaseUntil: lease, ours)
             return (claimed, existing.values.filter { $0.status != .pending })
         }
-        let sent = try await dispatcher.send(claimed)
+        let sent = try await send(claimed)
         try await afterSend()
         let recordedAt = environment.clock.now()
         try await environment.database.transaction { ours in try await store.record(sent.outcomes, at: recordedAt, ours, engine: environment.database.engine) }
