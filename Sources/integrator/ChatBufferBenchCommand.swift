@@ -6,7 +6,6 @@ import Hummingbird
 import IntegratorCore
 import Logging
 import Plugins
-import ServiceLifecycle
 import Synchronization
 
 struct ChatBufferBench: AsyncParsableCommand {
@@ -248,26 +247,9 @@ struct ChatBufferBenchPlan: Sendable {
 
     /// Serves the runtime's API on 127.0.0.1 and a free port while `body` runs; `body` gets its base URL.
     static func servingAPI<T: Sendable>(_ runtime: Runtime, _ body: @Sendable (String) async throws -> T) async throws -> T {
-        let (ports, announce) = AsyncStream.makeStream(of: Int.self)
-        let app = APIServer.makeApplication(runtime) { port in
-            announce.yield(port)
-            announce.finish()
-        }
-        let services = ServiceGroup(configuration: .init(services: [app], logger: runtime.logger))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else { throw BenchFailure("the API did not start") }
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await body("http://127.0.0.1:\(port)"))
-            } catch {
-                result = .failure(error)
-            }
-            await services.triggerGracefulShutdown()
-            try? await group.waitForAll()
-            return try result.get()
-        }
+        try await LocalServer.serving(name: "API", logger: runtime.logger, { announce in
+            APIServer.makeApplication(runtime, onServerRunning: announce)
+        }, body)
     }
 }
 

@@ -1,5 +1,5 @@
 // A Hummingbird server on 127.0.0.1 and a free port for the length of a benchmark: the fake APIs and receivers the
-// benchmarks talk to.
+// benchmarks talk to, and the API itself where a benchmark goes through it.
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -9,15 +9,26 @@ enum LocalServer {
     static func serving<T: Sendable>(
         _ router: Router<BasicRequestContext>, name: String, _ body: @Sendable (String) async throws -> T
     ) async throws -> T {
-        let (ports, announce) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: name)
         logger.logLevel = .warning
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                announce.yield(channel.localAddress?.port ?? 0)
-                announce.finish()
-            }, logger: logger)
+        return try await serving(name: name, logger: logger, { announce in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { channel in await announce(channel.localAddress?.port ?? 0) }, logger: logger)
+        }, body)
+    }
+
+    /// Runs the server `make` builds, which must call the function it is given with its port once listening (on
+    /// 127.0.0.1), while `body` runs; `body` gets the base URL.
+    static func serving<T: Sendable>(
+        name: String, logger: Logger, _ make: (_ announce: @escaping @Sendable (Int) async -> Void) -> any Service,
+        _ body: @Sendable (String) async throws -> T
+    ) async throws -> T {
+        let (ports, announce) = AsyncStream.makeStream(of: Int.self)
+        let app = make { port in
+            announce.yield(port)
+            announce.finish()
+        }
         let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await services.run() }
