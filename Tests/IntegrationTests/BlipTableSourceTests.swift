@@ -71,24 +71,27 @@ struct BlipTableSourceTests {
             try await fake.run { baseURL in
                 try await TestApp.run { app in
                     let databaseID = try await Self.databaseCredentials(app, url)
+                    // A phone nobody can send to: that row fails with the reason, the others go on.
+                    try await business.withSQL { try await $0.raw("UPDATE \(unsafeRaw: table) SET \"NR_TELEFONE\" = 'não informado' WHERE \"ID_NOTIFICACAO\" = 5").run() }
                     let (_, integration) = try await BlipTests.setUp(app, fake, baseURL, config: Self.config(databaseID, table))
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for _ in 0..<2 { group.addTask { try await BlipTests.run(app, integration) } }
                         try await group.waitForAll()
                     }
-                    #expect(try await Self.statuses(business, table) == [2: 399, 3: 1])
-                    #expect(fake.messages.count == 399, "each row posted once")
-                    #expect(fake.messageIDs.count == 399)
+                    #expect(try await Self.statuses(business, table) == [2: 398, 3: 2])
+                    #expect(fake.messages.count == 398, "each row posted once")
+                    #expect(fake.messageIDs.count == 398)
                     let message = try #require(fake.messages.first { $0.body["to"] == "5511900000001@wa.gw.msging.net" })
                     #expect(
                         message.body["content"]?["template"]?["components"]?.arrayValue?.first?["parameters"]
                             == [["type": "text", "text": "Cliente 1"], ["type": "text", "text": "1001"]])
                     // The rows are in the outbox too, so GET shows them and status callbacks reach them.
-                    let failed = try await app.call(.get, "/api/v1/notifications?status=failed")
-                    #expect(failed.json["items"]?.arrayValue?.map { $0["external_id"] } == [.string("table:\(integration):7")])
+                    let failed = try await app.call(.get, "/api/v1/notifications?status=failed").json["items"]?.arrayValue ?? []
+                    #expect(Set(failed.compactMap { $0["external_id"]?.stringValue }) == ["table:\(integration):5", "table:\(integration):7"])
+                    #expect(failed.contains { $0["last_error"]?.stringValue?.hasPrefix("the phone number may only hold digits") == true })
                     // Nothing pending: a third run sends nothing.
                     try await BlipTests.run(app, integration)
-                    #expect(fake.messages.count == 399)
+                    #expect(fake.messages.count == 398)
                 }
             }
         }
