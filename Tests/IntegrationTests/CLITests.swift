@@ -1,6 +1,7 @@
 // The `integrator` program as a user runs it: dev's first start, migrate, users, tokens, plugins, bad settings.
 import Foundation
 import IntegratorCore
+import Plugins
 import Testing
 
 @Suite("Command line")
@@ -65,7 +66,7 @@ struct CLITests {
         let plugins = try Self.run(["plugins", "list", "--json"], in: directory)
         #expect(plugins.status == 0)
         let parsed = try JSONValue.parse(plugins.stdout)
-        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["core", "fetch", "generic", "demo", "sympla", "webhooks"])
+        #expect(parsed.arrayValue?.compactMap { $0["id"]?.stringValue } == ["core", "fetch", "generic", "demo", "sympla", "webhooks", "scheduled-messages", "blip", "chat-buffer"])
         let text = try Self.run(["plugins", "list"], in: directory)
         #expect(text.stdout.contains("credentials http-bearer: token (secret)"))
     }
@@ -99,10 +100,11 @@ struct CLITests {
             ]
             let first = try Self.run(["migrate"], environment: environment, in: directory)
             #expect(first.status == 0)
-            // The engine's versions, then each built-in plugin's under its id.
-            #expect(
-                first.stdout == "Applied migrations: \(Migration.all.map { String($0.version) }.joined(separator: ", ")), webhooks:1.\n",
-                "\(first.stdout)")
+            // The engine's versions, then each built-in plugin's under its id, in registration order.
+            let applied = Migration.all.map { String($0.version) }
+                + BuiltinPlugins.all.flatMap { plugin in plugin.migrations.map { "\(plugin.id):\($0.version)" } }
+            #expect(applied.contains("webhooks:1"))
+            #expect(first.stdout == "Applied migrations: \(applied.joined(separator: ", ")).\n", "\(first.stdout)")
             #expect(try Self.run(["migrate"], environment: environment, in: directory).stdout == "Database is up to date.\n")
 
             let created = try Self.run(

@@ -10,8 +10,8 @@ struct BuiltinPluginsTests {
     @Test("the built-in set registers without problems")
     func registers() throws {
         let registry = try BuiltinPlugins.registry()
-        #expect(registry.credentialsTypes.map(\.id) == ["http-basic", "http-bearer", "http-header", "http-query", "sympla"])
-        #expect(registry.providers.map(\.id) == ["demo", "sympla"])
+        #expect(registry.credentialsTypes.map(\.id) == ["blip", "blip-database", "http-basic", "http-bearer", "http-header", "http-query", "sympla"])
+        #expect(registry.providers.map(\.id) == ["blip-notifications", "demo", "sympla"])
     }
 
     @Test("generic types declare their secrets as secret fields")
