@@ -145,7 +145,8 @@ struct BlipBenchReport: Sendable {
 
     var text: String {
         let lines = rounds.map { round in
-            "  \(round.name.padding(toLength: 5, withPad: " ", startingAt: 0))  \(BenchNumber.text(round.rate)) sent/s  (\(BenchNumber.text(round.seconds, 2)) s, \(round.lookups) account lookups)"
+            let name = round.name.padding(toLength: 5, withPad: " ", startingAt: 0)
+            return "  \(name)  \(BenchNumber.text(round.rate)) sent/s  (\(BenchNumber.text(round.seconds, 2)) s, \(round.lookups) account lookups)"
         }
         return """
             integrator BLiP benchmark: database \(database), \(notifications) notifications per round, concurrency \(concurrency)

@@ -27,7 +27,10 @@ struct BlipTableSourceTests {
                     """
                 ).run()
                 for chunk in Array(1...max(rows, 1)).chunks(of: 500) where rows > 0 {
-                    let values = chunk.map { "(\(bind: $0), \(bind: "(11) 9\(String(format: "%04d", $0 / 10_000))-\(String(format: "%04d", $0 % 10_000))"), \(bind: "Cliente \($0)"), \(bind: 1000 + $0), 1)" as SQLQueryString }
+                    let values = chunk.map { row -> SQLQueryString in
+                        let phone = "(11) 9\(String(format: "%04d", row / 10_000))-\(String(format: "%04d", row % 10_000))"
+                        return "(\(bind: row), \(bind: phone), \(bind: "Cliente \(row)"), \(bind: 1000 + row), 1)"
+                    }
                     try await sql.raw("INSERT INTO \(unsafeRaw: table) VALUES \(values.joined(separator: ", "))").run()
                 }
             }
@@ -72,7 +75,9 @@ struct BlipTableSourceTests {
                 try await TestApp.run { app in
                     let databaseID = try await Self.databaseCredentials(app, url)
                     // A phone nobody can send to: that row fails with the reason, the others go on.
-                    try await business.withSQL { try await $0.raw("UPDATE \(unsafeRaw: table) SET \"NR_TELEFONE\" = 'não informado' WHERE \"ID_NOTIFICACAO\" = 5").run() }
+                    try await business.withSQL { sql in
+                        try await sql.raw("UPDATE \(unsafeRaw: table) SET \"NR_TELEFONE\" = 'não informado' WHERE \"ID_NOTIFICACAO\" = 5").run()
+                    }
                     let (_, integration) = try await BlipTests.setUp(app, fake, baseURL, config: Self.config(databaseID, table))
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for _ in 0..<2 { group.addTask { try await BlipTests.run(app, integration) } }
@@ -128,7 +133,8 @@ struct BlipTableSourceTests {
                 try await TestApp.run { app in
                     let databaseID = try await Self.databaseCredentials(app, url)
                     let blip = try await app.call(
-                        .post, "/api/v1/credentials", body: ["name": "blip", "type": "blip", "public": ["base_url": .string(baseURL)], "secret": ["key": .string(fake.key)]])
+                        .post, "/api/v1/credentials",
+                        body: ["name": "blip", "type": "blip", "public": ["base_url": .string(baseURL)], "secret": ["key": .string(fake.key)]])
                     let blipID = try #require(blip.json["id"]?.stringValue)
                     guard case .object(let good) = Self.config(databaseID, table) else { return }
                     func create(_ config: [String: JSONValue]) async throws -> JSONResponse {

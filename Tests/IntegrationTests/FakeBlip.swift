@@ -97,7 +97,10 @@ final class FakeBlip: Sendable {
             }
             return Self.json([
                 "id": id, "method": "get", "status": "success", "type": "application/vnd.lime.account+json",
-                "resource": ["alternativeAccount": .string(Self.account(of: phone)), "identity": .string(Self.account(of: phone)), "phoneNumber": .string(phone), "source": "WhatsApp"],
+                "resource": [
+                    "alternativeAccount": .string(Self.account(of: phone)), "identity": .string(Self.account(of: phone)),
+                    "phoneNumber": .string(phone), "source": "WhatsApp",
+                ],
             ])
         }
     }
