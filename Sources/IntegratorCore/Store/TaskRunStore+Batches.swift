@@ -68,7 +68,8 @@ extension TaskRunStore {
     /// a start recorded after the task finished must not hide its outcome; so is an attempt's row that a later
     /// delivery (another worker, after this one's lease ran out) already wrote.
     public func markStarted(_ deliveries: [Delivery], workerID: String, at now: Date) async throws {
-        let deliveries = deliveries.lastOccurrences(by: \.message.id)
+        // In task id order, as outcomes are written (see `inLockOrder`), so the two never lock rows in opposite orders.
+        let deliveries = deliveries.lastOccurrences(by: \.message.id).sorted { $0.message.id < $1.message.id }
         guard !deliveries.isEmpty else { return }
         let started = TaskState.started.rawValue
         let open = [TaskState.queued, .retrying, .started].map(\.rawValue)

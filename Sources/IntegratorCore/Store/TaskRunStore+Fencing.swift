@@ -21,7 +21,7 @@ extension TaskRunStore {
         let rounds = Self.roundsOfDistinctTasks(outcomes.map(\.delivery.message.id))
         let acknowledgement = queue?.acknowledgeStatements(outcomes.map(\.delivery)) ?? []
         if database.engine == .postgres, rounds.count == 1, acknowledgement.count <= 1 {
-            let statement = postgresOutcomeStatement(outcomes, acknowledgedBy: acknowledgement.first)
+            let statement = postgresOutcomeStatement(Self.inLockOrder(outcomes), acknowledgedBy: acknowledgement.first)
             let recorded = try await database.withSQL { sql in
                 Set(try await sql.raw(statement).all().map { try $0.decode(column: "task_id", as: String.self) })
             }
@@ -41,7 +41,7 @@ extension TaskRunStore {
             for round in rounds {
                 let positions = round.filter(eligible.contains)
                 guard !positions.isEmpty else { continue }
-                let rows = positions.map { outcomes[$0] }
+                let rows = Self.inLockOrder(positions.map { outcomes[$0] })
                 let ids: Set<String>
                 if engine == .postgres {
                     let statement = postgresOutcomeStatement(rows, acknowledgedBy: nil, alreadyAcknowledged: queue != nil)
@@ -54,6 +54,13 @@ extension TaskRunStore {
             return recorded
         }
         return outcomes.indices.map(recordedPositions.contains)
+    }
+
+    /// Outcomes ordered by task id. Recording starts (``markStarted(_:workerID:at:)``) orders its rows the same way:
+    /// two statements that lock the same runs and attempts in different orders deadlocked on PostgreSQL, and each
+    /// deadlock cost a second of detection and a redelivery after the lease.
+    static func inLockOrder(_ outcomes: [AttemptOutcome]) -> [AttemptOutcome] {
+        outcomes.sorted { $0.delivery.message.id < $1.delivery.message.id }
     }
 
     /// One statement: the acknowledgement (when given), the runs' outcomes and their attempts' rows, returning the
