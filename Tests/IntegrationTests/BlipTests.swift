@@ -300,6 +300,15 @@ struct BlipTests {
         }
     }
 
+    @Test("the provider offers a schedule every 5 minutes")
+    func suggestedSchedule() async throws {
+        try await TestApp.run { app in
+            let provider = try await app.call(.get, "/api/v1/providers/blip-notifications")
+            #expect(provider.json["suggested_schedule"] == "*/5 * * * *")
+            #expect(try await app.call(.get, "/api/v1/providers/sympla").json["suggested_schedule"] == nil)
+        }
+    }
+
     @Test("the connection test reads the bot's account")
     func connectionTest() async throws {
         let fake = FakeBlip()

@@ -35,12 +35,14 @@ public enum PluginCatalog {
     }
 
     public static func render(_ provider: any ProviderBackend) -> JSONValue {
-        .object([
+        var object: [String: JSONValue] = [
             "id": .string(provider.id),
             "name": .string(provider.name),
             "category": .string(provider.category),
             "allowed_credential_types": .array(provider.allowedCredentialTypes.map(JSONValue.string)),
             "config_schema": provider.configFields.jsonSchema(title: "\(provider.name): config"),
-        ])
+        ]
+        if let schedule = provider.suggestedSchedule { object["suggested_schedule"] = .string(schedule) }
+        return .object(object)
     }
 }

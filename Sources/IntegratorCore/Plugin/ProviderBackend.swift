@@ -18,11 +18,15 @@ public protocol ProviderBackend: Sendable {
     func fetch(_ context: FetchContext) async throws
     /// Maps one raw record to the shape stored and published. The default keeps it as it is.
     func normalize(_ record: RawRecord) throws -> RawRecord
+    /// A cron expression offered to whoever creates an integration of this provider (shown as `suggested_schedule`
+    /// in `GET /providers`), such as `*/5 * * * *` for a provider meant to run every 5 minutes. Default: none.
+    var suggestedSchedule: String? { get }
 }
 
 extension ProviderBackend {
     public func validate(config: [String: JSONValue]) -> [FieldIssue] { [] }
     public func normalize(_ record: RawRecord) throws -> RawRecord { record }
+    public var suggestedSchedule: String? { nil }
     public var requiresCredentials: Bool { !allowedCredentialTypes.isEmpty }
 }
 

@@ -21,6 +21,7 @@ public struct BlipNotificationsProvider: ProviderBackend {
     public let name = "BLiP WhatsApp notifications"
     public let category = "messaging"
     public let allowedCredentialTypes = ["blip"]
+    public var suggestedSchedule: String? { Self.defaultSchedule }
     public let configFields: FieldSet = [
         .choice(
             "source", title: "Source", options: BlipSource.allCases.map(\.rawValue),
