@@ -57,11 +57,8 @@ struct WebhookDispatch: Sendable {
         try await ownedTenant(tenantID, owner: owner, in: transaction)
         let store = WebhookStore(secrets: environment.secrets)
         let now = environment.clock.now()
-        var fresh: [Delivery] = []
-        var seen = Set<String>()
-        for delivery in deliveries where seen.insert(delivery.eventID).inserted {
-            if try await store.event(delivery.eventID, transaction.sql) == nil { fresh.append(delivery) }
-        }
+        var seen = try await store.existingEventIDs(deliveries.map(\.eventID), transaction.sql)
+        let fresh = deliveries.filter { seen.insert($0.eventID).inserted }
         let events = fresh.map { delivery in
             WebhookEvent(
                 id: delivery.eventID, tenantID: tenantID, eventType: delivery.eventType, severity: delivery.severity,

@@ -185,6 +185,17 @@ struct WebhookStore: Sendable {
         }
     }
 
+    /// Which of `ids` name stored events, in one query per 500.
+    func existingEventIDs(_ ids: [String], _ sql: any SQLDatabase) async throws -> Set<String> {
+        var found = Set<String>()
+        for chunk in ids.chunks(of: 500) {
+            for row in try await sql.raw("SELECT id FROM webhooks_events WHERE id IN (\(binds: Array(chunk)))").all() {
+                found.insert(try row.decode(column: "id", as: String.self))
+            }
+        }
+        return found
+    }
+
     func event(_ id: String, _ sql: any SQLDatabase) async throws -> WebhookEvent? {
         try await sql.raw("SELECT * FROM webhooks_events WHERE id = \(bind: id)").first().map(Self.event)
     }
