@@ -300,12 +300,32 @@ struct BlipTests {
         }
     }
 
-    @Test("the provider offers a schedule every 5 minutes")
+    @Test("the provider offers a schedule every 5 minutes; creating an integration answers with it, ready to post")
     func suggestedSchedule() async throws {
-        try await TestApp.run { app in
+        let fake = FakeBlip()
+        try await Self.withApp(fake) { app, baseURL in
             let provider = try await app.call(.get, "/api/v1/providers/blip-notifications")
             #expect(provider.json["suggested_schedule"] == "*/5 * * * *")
             #expect(try await app.call(.get, "/api/v1/providers/sympla").json["suggested_schedule"] == nil)
+
+            let credentials = try await app.call(
+                .post, "/api/v1/credentials",
+                body: ["name": "blip", "type": "blip", "public": ["base_url": .string(baseURL)], "secret": ["key": .string(fake.key)]])
+            let created = try await app.call(
+                .post, "/api/v1/integrations",
+                body: ["name": "whatsapp", "provider": "blip-notifications", "credentials": credentials.json["id"] ?? .null])
+            #expect(created.status == .created, "\(created.text)")
+            let offer = try #require(created.json["suggested_schedule"], "\(created.text)")
+            #expect(offer["method"] == "POST" && offer["path"] == "/api/v1/schedules")
+            let body = try #require(offer["body"])
+            #expect(body["integration"] == created.json["id"] && body["crontab"]?["expression"] == "*/5 * * * *")
+            // Posting the offer as it is creates the schedule.
+            let schedule = try await app.call(.post, "/api/v1/schedules", body: body)
+            #expect(schedule.status == .created, "\(schedule.text)")
+            #expect(schedule.json["integration"] == created.json["id"] || schedule.json["integration_id"] == created.json["id"], "\(schedule.text)")
+
+            let demo = try await app.call(.post, "/api/v1/integrations", body: ["name": "demo-1", "provider": "demo"])
+            #expect(demo.status == .created && demo.json["suggested_schedule"] == nil)
         }
     }
 

@@ -14,7 +14,18 @@ extension Routes {
             _ = try context.require(.admin)
             let integration = try await runtime.integrations.create(try await readJSON(request))
             context.logger.info("integration created", metadata: ["integration.id": "\(integration.id)"])
-            return Self.render(integration).response(status: .created)
+            var created = Self.render(integration).objectValue ?? [:]
+            // A provider meant to run periodically offers its schedule: the body that creates it, ready to post.
+            if let cron = runtime.registry.provider(integration.provider)?.suggestedSchedule {
+                created["suggested_schedule"] = [
+                    "method": "POST", "path": "/api/v1/schedules",
+                    "body": [
+                        "name": .string("\(integration.name)-schedule"), "integration": .string(integration.id),
+                        "crontab": ["expression": .string(cron), "timezone": "UTC"],
+                    ],
+                ]
+            }
+            return JSONValue.object(created).response(status: .created)
         }
         group.get(":id") { _, context in
             _ = try context.require(.viewer)
