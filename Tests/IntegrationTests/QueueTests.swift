@@ -169,8 +169,9 @@ extension Plugin {
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`. Only for states that last once reached (a count that only grows,
-/// a final state); a state that passes must be held open with a ``Hold`` instead.
-func eventually(_ seconds: Double = 20, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+/// a final state); a state that passes must be held open with a ``Hold`` instead. The default minute only matters when
+/// the condition never comes: the whole suite runs on 2 cores at once, and 20 s was too short for the largest drains.
+func eventually(_ seconds: Double = 60, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

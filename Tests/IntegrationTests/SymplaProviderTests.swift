@@ -133,7 +133,8 @@ struct SymplaProviderTests {
             #expect(sink.ids("events") == ["1001", "1002", "1003"])
             #expect(fake.requests.map(\.page) == [1, 2, 2, 3])
             #expect(harness.sleeper.waits.contains(7))
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // Really sleeping the 7 s would take at least 7 s; four local requests take far less, even on a busy machine.
+            #expect(ContinuousClock.now - started < .seconds(7))
         }
     }
 
