@@ -41,7 +41,7 @@ public struct ScheduledMessagesService: Sendable {
     private func ensureTenant(in transaction: StoreTransaction) async throws {
         let made = environment.shared.object("scheduled-messages.tenant") { TenantMade() }
         guard !made.value.load(ordering: .relaxed) else { return }
-        try await WebhookDispatch(environment: environment).ownedTenant(Self.tenantID, owner: Self.owner, in: transaction)
+        try await WebhookDispatch(environment: environment).ensureOwnedTenant(Self.tenantID, owner: Self.owner, in: transaction)
         transaction.afterCommit { made.value.store(true, ordering: .relaxed) }
     }
 

@@ -66,13 +66,14 @@ struct WebhookDelivery: TaskHandler {
                 batching: batching, logger: context.logger)
             return ["event_id": .string(eventID), "attempt": .number(Double(attempt)), "state": .string(state)]
         }
-        guard let ids = arguments["event_ids"]?.arrayValue?.compactMap(\.stringValue), !ids.isEmpty else { throw Self.malformed }
+        guard let listed = arguments["event_ids"]?.arrayValue?.compactMap(\.stringValue), !listed.isEmpty else { throw Self.malformed }
+        let ids = Array(Set(listed))
         let store = WebhookStore(secrets: environment.secrets)
-        let loaded = try await environment.database.withSQL { sql in try await store.deliveries(Array(Set(ids)), sql) }
+        let loaded = try await environment.database.withSQL { sql in try await store.deliveries(ids, sql) }
         let states = try await withThrowingTaskGroup(of: String.self) { group in
             // A window of deliveries at a time: a child task per event of every claimed batch at once cost memory
             // (thousands of suspended tasks) without going faster than the process's limit on requests in flight.
-            var pending = Array(Set(ids))[...]
+            var pending = ids[...]
             func startNext() {
                 guard let id = pending.popFirst() else { return }
                 group.addTask {
@@ -93,7 +94,7 @@ struct WebhookDelivery: TaskHandler {
             if let failure { throw failure }
             return states
         }
-        return ["events": .number(Double(Set(ids).count)), "attempt": .number(Double(attempt)), "states": .object(states.mapValues { .number(Double($0)) })]
+        return ["events": .number(Double(ids.count)), "attempt": .number(Double(attempt)), "states": .object(states.mapValues { .number(Double($0)) })]
     }
 
     private static let malformed = PluginError(

@@ -28,16 +28,17 @@ struct WebhookDispatch: Sendable {
         var headers: [String: String] = [:]
     }
 
-    /// The tenant `tenantID` owned by `owner`, made now (with a new signing secret) when it does not exist yet.
+    /// Makes the tenant `tenantID` owned by `owner` (with a new signing secret) unless it exists. Runs with every
+    /// dispatch, so it reads only the tenant's owner, not its sealed secrets.
     /// - Throws: ``ServiceError`` (409) when a tenant configured through the API already has that id.
-    @discardableResult
-    func ownedTenant(_ tenantID: String, owner: String, in transaction: StoreTransaction) async throws -> WebhookTenant {
+    func ensureOwnedTenant(_ tenantID: String, owner: String, in transaction: StoreTransaction) async throws {
         let store = WebhookStore(secrets: environment.secrets)
-        if let existing = try await store.tenant(tenantID, transaction.sql) {
+        let existing = try await store.ownership(of: tenantID, transaction.sql)
+        if existing.exists {
             guard existing.owner == owner else {
                 throw ServiceError(.conflict, "webhook tenant '\(tenantID)' exists and is not the \(owner) plugin's; delete it to let the plugin make its own")
             }
-            return existing
+            return
         }
         let now = environment.clock.now()
         let tenant = WebhookTenant(
@@ -46,7 +47,6 @@ struct WebhookDispatch: Sendable {
             secrets: WebhookTenantSecrets(secretKey: Self.newSigningSecret()), previousSecretExpiresAt: nil, failingSince: nil,
             owner: owner, createdAt: now, updatedAt: now)
         try await store.save(tenant, transaction.sql)
-        return tenant
     }
 
     /// Stores `deliveries` as events of the owned tenant and enqueues their first attempts. An event id stored before is
@@ -54,10 +54,10 @@ struct WebhookDispatch: Sendable {
     @discardableResult
     func dispatch(_ deliveries: [Delivery], tenantID: String, owner: String, in transaction: StoreTransaction) async throws -> [String] {
         guard !deliveries.isEmpty else { return [] }
-        try await ownedTenant(tenantID, owner: owner, in: transaction)
+        try await ensureOwnedTenant(tenantID, owner: owner, in: transaction)
         let store = WebhookStore(secrets: environment.secrets)
         let now = environment.clock.now()
-        var seen = try await store.existingEventIDs(deliveries.map(\.eventID), transaction.sql)
+        var seen = Set(try await store.eventStates(deliveries.map(\.eventID), transaction.sql).keys)
         let fresh = deliveries.filter { seen.insert($0.eventID).inserted }
         let events = fresh.map { delivery in
             WebhookEvent(
@@ -75,13 +75,7 @@ struct WebhookDispatch: Sendable {
     /// The delivery state of events (`pending`, `succeeded`, `dead`), by id; absent ids were never stored.
     func states(of eventIDs: [String]) async throws -> [String: WebhookDeliveryState] {
         let store = WebhookStore(secrets: environment.secrets)
-        return try await environment.database.withSQL { sql in
-            var states: [String: WebhookDeliveryState] = [:]
-            for id in eventIDs {
-                if let event = try await store.event(id, sql) { states[id] = event.state }
-            }
-            return states
-        }
+        return try await environment.database.withSQL { sql in try await store.eventStates(eventIDs, sql) }
     }
 
     /// A Standard Webhooks secret: `whsec_` and 24 random bytes in base64.

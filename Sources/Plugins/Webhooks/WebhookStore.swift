@@ -11,6 +11,15 @@ struct WebhookStore: Sendable {
 
     // MARK: Tenants
 
+    /// Whether the tenant exists and which plugin owns it (`nil`: configured through the API), without opening its
+    /// secrets.
+    func ownership(of tenantID: String, _ sql: any SQLDatabase) async throws -> (exists: Bool, owner: String?) {
+        guard let row = try await sql.raw("SELECT owner FROM webhooks_tenants WHERE tenant_id = \(bind: tenantID)").first() else {
+            return (false, nil)
+        }
+        return (true, try row.decode(column: "owner", as: String?.self))
+    }
+
     func tenant(_ tenantID: String, _ sql: any SQLDatabase) async throws -> WebhookTenant? {
         try await sql.raw("SELECT * FROM webhooks_tenants WHERE tenant_id = \(bind: tenantID)").first().map(tenant)
     }
@@ -185,15 +194,17 @@ struct WebhookStore: Sendable {
         }
     }
 
-    /// Which of `ids` name stored events, in one query per 500.
-    func existingEventIDs(_ ids: [String], _ sql: any SQLDatabase) async throws -> Set<String> {
-        var found = Set<String>()
+    /// The delivery state of each of `ids` that names a stored event, in one query per 500.
+    func eventStates(_ ids: [String], _ sql: any SQLDatabase) async throws -> [String: WebhookDeliveryState] {
+        var states: [String: WebhookDeliveryState] = [:]
         for chunk in ids.chunks(of: 500) {
-            for row in try await sql.raw("SELECT id FROM webhooks_events WHERE id IN (\(binds: Array(chunk)))").all() {
-                found.insert(try row.decode(column: "id", as: String.self))
+            for row in try await sql.raw("SELECT id, state FROM webhooks_events WHERE id IN (\(binds: Array(chunk)))").all() {
+                // Read as `event(_:)` reads it.
+                states[try row.decode(column: "id", as: String.self)] =
+                    WebhookDeliveryState(rawValue: try row.decode(column: "state", as: String.self)) ?? .pending
             }
         }
-        return found
+        return states
     }
 
     func event(_ id: String, _ sql: any SQLDatabase) async throws -> WebhookEvent? {
