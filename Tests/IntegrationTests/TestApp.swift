@@ -1,5 +1,6 @@
 // Starts the real API on a free port over a fresh database, with a hand-driven clock and cheap bcrypt.
 import Foundation
+import AsyncHTTPClient
 import Hummingbird
 import HummingbirdTesting
 import IntegratorCore
@@ -57,6 +58,21 @@ struct TestApp: Sendable {
     /// Calls the API as the admin (or with `token`, or with no token when `token` is the empty string).
     func call(_ method: HTTPRequest.Method, _ path: String, body: JSONValue? = nil, token: String? = nil) async throws -> JSONResponse {
         try await client.json(method, path, body: body, token: token ?? adminToken)
+    }
+
+    /// Calls the API as the admin over a connection of its own. The test client pipelines every call on one connection,
+    /// which the server answers one at a time, so requests meant to reach the server together go through here.
+    /// The answer carries its status and body, not its headers.
+    func callConcurrently(_ method: HTTPRequest.Method, _ path: String, body: JSONValue? = nil) async throws -> JSONResponse {
+        guard let port = client.port else { throw TestSetupError("the test server has no port") }
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = .RAW(value: method.rawValue)
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
+        if let body { request.body = .bytes(ByteBuffer(string: body.encodedString())) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let buffer = try await response.body.collect(upTo: 1 << 20)
+        return JSONResponse(status: HTTPResponse.Status(code: Int(response.status.code)), headers: [:], text: String(buffer: buffer))
     }
 
     /// Creates a user with `role` and returns an access token for them.

@@ -17,7 +17,7 @@ struct WebhooksBatchTests {
                         group.addTask {
                             let tenant = index == 17 ? "nobody" : "together"
                             let body: JSONValue = ["tenant_id": .string(tenant), "event_type": "user.created", "payload": ["i": .number(Double(index))]]
-                            return (index, try await app.call(.post, "/api/v1/webhooks/send", body: body))
+                            return (index, try await app.callConcurrently(.post, "/api/v1/webhooks/send", body: body))
                         }
                     }
                     return try await group.reduce(into: [Int: JSONResponse]()) { $0[$1.0] = $1.1 }
