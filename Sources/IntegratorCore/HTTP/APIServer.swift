@@ -40,6 +40,8 @@ public enum APIServer {
         routes.addRecords(to: api)
         routes.addSchedules(to: api.group("schedules"))
         addPluginRoutes(runtime, router: router)
+        // HTML pages under /admin (and the redirect of /), outside the JSON API and its OpenAPI document.
+        AdminUI.add(to: router, runtime)
         return router
     }
 

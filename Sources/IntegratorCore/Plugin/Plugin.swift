@@ -26,11 +26,14 @@ public struct Plugin: Sendable {
     public var services: [PluginService]
     /// Called inside the transaction that stores change events, so what they write commits with the events.
     public var eventSubscribers: [any ChangeEventSubscriber]
+    /// Pages and form actions in the admin web UI (`/admin/…`), each with the role it needs.
+    public var pages: [PluginPage]
 
     public init(
         id: String, name: String, summary: String = "", credentialsTypes: [any CredentialsType] = [],
         providers: [any ProviderBackend] = [], taskHandlers: [any TaskHandler] = [], migrations: [PluginMigration] = [],
-        routes: [PluginRoute] = [], services: [PluginService] = [], eventSubscribers: [any ChangeEventSubscriber] = []
+        routes: [PluginRoute] = [], services: [PluginService] = [], eventSubscribers: [any ChangeEventSubscriber] = [],
+        pages: [PluginPage] = []
     ) {
         self.id = id
         self.name = name
@@ -42,5 +45,6 @@ public struct Plugin: Sendable {
         self.routes = routes
         self.services = services
         self.eventSubscribers = eventSubscribers
+        self.pages = pages
     }
 }

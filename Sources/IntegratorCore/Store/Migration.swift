@@ -83,7 +83,7 @@ public struct Migrator: Sendable {
 
 extension Migration {
     /// Every migration of the engine, in order.
-    public static let all: [Migration] = [foundation, queues, attemptOverrides, schedules, fetchPipeline, queueUpkeep, workerQueueLoad, deliveryCounts, beatIsolation, beatStatus]
+    public static let all: [Migration] = [foundation, queues, attemptOverrides, schedules, fetchPipeline, queueUpkeep, workerQueueLoad, deliveryCounts, beatIsolation, beatStatus, adminSessions]
 
     /// Users, API tokens, credentials and integrations.
     static let foundation = Migration(version: 1, name: "foundation") { facts in
