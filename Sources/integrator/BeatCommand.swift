@@ -19,6 +19,7 @@ struct BeatCommand: AsyncParsableCommand {
     var pollInterval = 1.0
 
     @OptionGroup var options: GlobalOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard (0.05...60).contains(pollInterval) else { throw ValidationError("--poll-interval must be from 0.05 to 60 seconds") }
@@ -29,7 +30,7 @@ struct BeatCommand: AsyncParsableCommand {
         beatOptions.pollInterval = .milliseconds(Int64(pollInterval * 1000))
         let frozen = beatOptions
         try await reportingErrors {
-            try await Server.run(settings: try options.settings(), parts: [.beat(frozen)])
+            try await Server.run(settings: try options.settings(overriding: metrics.overrides), parts: [.beat(frozen)])
         }
     }
 }

@@ -88,6 +88,7 @@ enum Server {
         let ensureAdmin = parts.contains { if case .ensureAdmin = $0 { true } else { false } }
         let serveAPI = parts.contains { if case .api = $0 { true } else { false } }
         let logger = Logger(label: "integrator")
+        IntegratorMetrics.bootstrapProcess()
         guard settings.secretKeys != nil else {
             throw ConfigurationError(
                 variable: "INTEGRATOR_SECRET_KEY", expected: "base64 of 32 bytes (it is not set; `openssl rand -base64 32` makes one)")
@@ -139,6 +140,13 @@ enum Server {
         }
         services += try runtime.pluginServices(for: roles)
         if serveAPI { services.append(app) }
+        // Without the API, /metrics has a listener of its own when asked for.
+        if !serveAPI, let port = settings.metricsPort {
+            services.append(
+                MetricsListener.makeApplication(settings: settings, host: settings.metricsHost, port: port, logger: logger) { port in
+                    logger.info("serving metrics", metadata: ["metrics.url": "http://\(settings.metricsHost):\(port)/metrics"])
+                })
+        }
         // Services stop in reverse order: the API first, then workers, the database last.
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -46,6 +46,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var recordStartedAfter = 0.1
 
     @OptionGroup var options: GlobalOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
@@ -68,7 +69,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let settings = try options.settings()
+            let settings = try options.settings(overriding: metrics.overrides)
             try await Server.run(settings: settings, parts: beat ? [.worker(workerOptions), .beat(BeatOptions())] : [.worker(workerOptions)])
         }
     }

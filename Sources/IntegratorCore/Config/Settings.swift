@@ -22,6 +22,12 @@ public struct Settings: Sendable {
     public var logFormat: LogFormat
     /// Private, loopback and other guarded ranges that outbound HTTP may reach anyway. Default none.
     public var outboundAllowedRanges: [IPAddressRange]
+    /// A bearer token that `/metrics` requires (besides the API token); `INTEGRATOR_METRICS_TOKEN`.
+    public var metricsToken: Secret? = nil
+    /// Where `worker` and `beat` serve `/metrics`; `INTEGRATOR_METRICS_HOST`, default `127.0.0.1`.
+    public var metricsHost = "127.0.0.1"
+    /// The port of that listener (`0` picks a free one); `nil`, the default, runs none. `INTEGRATOR_METRICS_PORT`.
+    public var metricsPort: Int? = nil
 
     public init(
         database: DatabaseLocation = .defaultSQLite, broker: BrokerLocation = .sql, secretKeys: SecretKeyRing? = nil,
@@ -116,6 +122,7 @@ public struct Settings: Sendable {
                 return range
             }
         }
+        try readMetricsSettings(value)
         if let text = value("LOG_FORMAT") {
             guard let format = LogFormat(rawValue: text.lowercased()) else {
                 throw ConfigurationError(variable: "LOG_FORMAT", expected: "text or json", got: text)

@@ -25,9 +25,12 @@ public enum APIServer {
         let router = Router(context: APIRequestContext.self)
         // Logging outermost, so it sees the status of rendered errors too.
         router.add(middleware: RequestLogMiddleware())
+        router.add(middleware: HTTPMetricsMiddleware())
         router.add(middleware: ErrorMiddleware())
         let routes = Routes(runtime: runtime)
         routes.addHealth(to: router)
+        MetricsEndpoint(access: MetricsAccess(settings: runtime.settings, host: runtime.settings.httpHost), tasks: runtime.tasks, logger: runtime.logger)
+            .add(to: router)
         let authGroup = router.group("api/v1/auth")
         routes.addAuth(to: authGroup)
         let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(users: runtime.users))

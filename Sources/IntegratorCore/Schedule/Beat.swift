@@ -64,6 +64,8 @@ public final class Beat: Service, Sendable {
     let options: BeatOptions
     let identity: String
     let onPublished: BeatPublishObserver?
+    /// Where fire lateness and leadership are recorded.
+    let metrics: IntegratorMetrics
     /// Parts failing now: how many tries in a row failed, and when the next may start.
     private let failures = Mutex<[BeatPart: PartFailure]>([:])
 
@@ -75,8 +77,9 @@ public final class Beat: Service, Sendable {
     public init(
         database: Database, schedules: ScheduleStore, timers: TimerStore, dispatcher: TaskDispatcher, wakeup: BeatWakeup,
         clock: any TimeSource, logger: Logger, options: BeatOptions = BeatOptions(), identity: String? = nil,
-        onPublished: BeatPublishObserver? = nil
+        onPublished: BeatPublishObserver? = nil, metrics: IntegratorMetrics = .shared
     ) {
+        self.metrics = metrics
         self.database = database
         self.schedules = schedules
         self.timers = timers
@@ -95,7 +98,7 @@ public final class Beat: Service, Sendable {
     /// Stands by, leads when it wins the lease, and stops on graceful shutdown.
     public func run() async throws {
         let lease = LeaderLease(
-            database: database, holder: identity, clock: clock, logger: logger, retryInterval: options.standbyRetry)
+            database: database, holder: identity, clock: clock, logger: logger, retryInterval: options.standbyRetry, metrics: metrics)
         try await cancelWhenGracefulShutdown {
             try await lease.run { try await self.lead() }
         }
@@ -289,6 +292,8 @@ public final class Beat: Service, Sendable {
         var unreadable: [(id: String, reason: String)] = []
         var misfired: [(name: String, due: Date?)] = []
         var alreadyFired: [String] = []
+        /// The due times of the runs fired.
+        var fireTimes: [Date] = []
     }
 
     /// Fires one batch of due schedules in one transaction; returns how many schedules it looked at. Unreadable rows
@@ -313,11 +318,13 @@ public final class Beat: Service, Sendable {
             for (schedule, plan, runs) in plans {
                 let kept = runs.filter { recorded.contains($0.message.id) }
                 if kept.count < runs.count { batch.alreadyFired.append(schedule.name) }
+                batch.fireTimes += kept.compactMap(\.scheduledFor)
                 try await schedules.recordFire(
                     schedule, plan: plan, fired: kept.count, lastTaskID: kept.last?.message.id ?? schedule.lastTaskID, at: now, sql)
             }
             return batch
         }
+        metrics.beatFired(.schedule, dueTimes: batch.fireTimes, firedAt: clock.now())
         for (id, reason) in batch.unreadable {
             logger.error("a schedule cannot be read; it is set aside and disabled", metadata: ["schedule": "\(id)", "reason": "\(reason)"])
         }
@@ -361,6 +368,7 @@ public final class Beat: Service, Sendable {
                 }, at: now, sql, claimedForCaller: false)
             return due
         }
+        metrics.beatFired(.timer, dueTimes: due.map(\.dueAt), firedAt: clock.now())
         if !due.isEmpty, let onPublished, !dispatcher.usesOutbox {
             onPublished(due.map(\.dueAt), clock.now())
         }

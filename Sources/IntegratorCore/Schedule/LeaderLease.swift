@@ -17,6 +17,8 @@ struct LeaderLease: Sendable {
     var checkInterval: Duration = .seconds(2)
     /// SQLite only: how long a lease lasts without renewal.
     var leaseSeconds: TimeInterval = 6
+    /// Told when this process gains and loses the lead.
+    var metrics: IntegratorMetrics = .shared
 
     /// Runs `lead` each time this process wins the lease, until cancelled. `lead` is cancelled when the lease is lost.
     func run(_ lead: @escaping @Sendable () async throws -> Void) async throws {
@@ -83,6 +85,8 @@ struct LeaderLease: Sendable {
         _ lead: @escaping @Sendable () async throws -> Void, stillLeading: @escaping @Sendable () async throws -> Bool
     ) async throws {
         logger.info("this beat leads")
+        metrics.beatLeads(true)
+        defer { metrics.beatLeads(false) }
         let since = clock.now()
         let status = BeatStatusStore(database: database)
         try await withThrowingTaskGroup(of: Void.self) { group in

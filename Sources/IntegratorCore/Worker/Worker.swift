@@ -88,13 +88,17 @@ public final class Worker: Service {
     /// transaction); an external broker's acknowledgements follow the commit.
     private let outcomes: GroupCommit<AttemptOutcome>
     private let onRecorded: WorkerOutcomeObserver?
+    /// Where outcomes, retries and dead letters are counted.
+    let metrics: IntegratorMetrics
 
     public init(
         options: WorkerOptions, broker: any Broker, runs: TaskRunStore, registry: PluginRegistry, timers: TimerStore? = nil,
         environment: PluginEnvironment? = nil,
-        clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil, onRecorded: WorkerOutcomeObserver? = nil
+        clock: any TimeSource = SystemTimeSource(), logger: Logger, id: String? = nil, onRecorded: WorkerOutcomeObserver? = nil,
+        metrics: IntegratorMetrics = .shared
     ) {
         self.onRecorded = onRecorded
+        self.metrics = metrics
         self.timers = timers
         self.environment = environment
         let host = ProcessInfo.processInfo.hostName
@@ -121,6 +125,7 @@ public final class Worker: Service {
             for (outcome, wasRecorded) in zip(batch, recorded) {
                 if wasRecorded {
                     states.append(outcome.state)
+                    metrics.taskEnded(outcome, in: registry)
                 } else {
                     Self.logFencedOff(outcome.delivery, state: outcome.state, logger: workerLogger)
                 }
@@ -541,6 +546,7 @@ public final class Worker: Service {
                 return
             }
             self.onRecorded?([.dead])
+            self.countDeadLetter(delivery, ran: finishedAt.timeIntervalSince(startedAt))
             do {
                 try await self.broker.deadLetter(delivery, reason: reason)
             } catch let lost as DeliveryNotHeld {
@@ -612,6 +618,7 @@ public final class Worker: Service {
                 return
             }
             onRecorded?([.retrying])
+            countRetry(delivery, ran: finishedAt.timeIntervalSince(startedAt))
             do {
                 try await broker.retry(delivery, as: next, notBefore: notBefore)
             } catch let lost as DeliveryNotHeld {
@@ -634,6 +641,7 @@ public final class Worker: Service {
             return
         }
         onRecorded?([.retrying])
+        countRetry(delivery, ran: finishedAt.timeIntervalSince(startedAt))
         timers.wakeup.notify()
     }
 

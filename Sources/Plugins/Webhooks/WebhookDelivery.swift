@@ -120,8 +120,15 @@ struct WebhookDelivery: TaskHandler {
         let (outcome, record) = try await batching.requests.withPermit {
             await send(event, to: tenant, attempt: attempt, environment: environment, logger: logger)
         }
-        return try await settle(
+        let state = try await settle(
             event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching, logger: logger)
+        IntegratorMetrics.shared.webhookDelivered(outcome: Self.metricOutcome(state), seconds: record.durationMs / 1000)
+        return state
+    }
+
+    /// The outcome label of an attempt's written state: `pending` means a retry waits.
+    static func metricOutcome(_ state: String) -> String {
+        state == WebhookDeliveryState.pending.rawValue ? "retrying" : state
     }
 
     /// How an attempt ended, as far as what happens next is concerned.
