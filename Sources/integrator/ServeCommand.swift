@@ -107,7 +107,10 @@ enum Server {
         var app = APIServer.makeApplication(runtime) { port in
             let url = "http://\(settings.httpHost):\(port)"
             logger.info("listening", metadata: ["http.url": "\(url)", "database": "\(settings.database.redacted)"])
-            if ensureAdmin { printNow("Integrator is running at \(url)  (API under \(url)/api/v1, health at \(url)/health)") }
+            if ensureAdmin {
+                printNow("Integrator is running at \(url)  (API under \(url)/api/v1, health at \(url)/health)")
+                printNow("Admin web UI: \(url)/admin  (log in as admin with the password printed when the admin was created)")
+            }
         }
         app.beforeServerStarts {
             if ensureAdmin, try await !runtime.users.hasAdmin() {

@@ -11,10 +11,23 @@ struct AdminTemplates: Sendable {
 
     static let assetNames = ["admin.css", "admin.js"]
 
-    /// Loads the templates from the package's resource bundle.
+    /// The resource bundle SwiftPM builds for this target, looked for beside the executable (where the Dockerfile
+    /// copies it) and in the build folder. Found by hand rather than through `Bundle.module`, which stops the process
+    /// when the bundle is missing: a server without its bundle serves the API and says why the admin is unavailable.
+    static let bundleName = "Integrator_IntegratorCore.resources"
+
     static func load() throws -> AdminTemplates {
-        guard let folder = Bundle.module.resourceURL?.appendingPathComponent("Templates") else {
-            throw AdminTemplateError(message: "the admin templates are missing from the resource bundle")
+        var candidates: [URL] = []
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        for folder in [Bundle.main.bundleURL, Bundle.main.resourceURL, executable].compactMap({ $0 }) {
+            candidates.append(folder.appendingPathComponent(bundleName).appendingPathComponent("Templates"))
+        }
+        // A checkout's own sources, for test binaries and `swift run`.
+        candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Templates"))
+        guard let folder = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("layout.mustache").path) })
+        else {
+            throw AdminTemplateError(
+                message: "the admin templates are missing: put \(bundleName) beside the integrator binary (looked in \(candidates.map(\.path)))")
         }
         return try load(from: folder)
     }

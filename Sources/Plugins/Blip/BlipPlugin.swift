@@ -9,7 +9,7 @@ extension Plugin {
         id: "blip", name: "BLiP WhatsApp notifications",
         summary: "WhatsApp template messages through BLiP from an outbox or a business table, with retries and delivery status.",
         credentialsTypes: [BlipCredentials(), BlipDatabaseCredentials()], providers: [BlipNotificationsProvider()],
-        migrations: BlipMigrations.all, routes: BlipRoutes.all)
+        migrations: BlipMigrations.all, routes: BlipRoutes.all, pages: BlipAdminPages.all)
 }
 
 enum BlipRoutes {

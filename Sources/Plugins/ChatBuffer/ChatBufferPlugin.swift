@@ -13,7 +13,7 @@ extension Plugin {
             summary: "Buffers each user's chat messages and posts them together once the user goes quiet (Redis Message Queue compatible).",
             taskHandlers: [ChatBufferFlush(options: options)],
             migrations: ChatBufferMigrations.all,
-            routes: ChatBufferRoutes.all(options: options))
+            routes: ChatBufferRoutes.all(options: options), pages: ChatBufferAdminPages.all(options: options))
     }
 }
 

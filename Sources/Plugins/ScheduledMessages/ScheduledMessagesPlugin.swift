@@ -12,7 +12,7 @@ extension Plugin {
         summary: "One-shot webhooks at a given time (Scheduler API compatible), delivered through the webhooks plugin.",
         taskHandlers: [ScheduledMessageFire()],
         migrations: ScheduledMessageMigrations.all,
-        routes: ScheduledMessageRoutes.all)
+        routes: ScheduledMessageRoutes.all, pages: ScheduledMessageAdminPages.all)
 }
 
 enum ScheduledMessageRoutes {

@@ -13,7 +13,7 @@ extension Plugin {
             taskHandlers: [WebhookDelivery(options: options)],
             migrations: WebhookMigrations.all,
             routes: WebhookRoutes.all(options: options),
-            eventSubscribers: [WebhookFanOut()])
+            eventSubscribers: [WebhookFanOut()], pages: WebhookAdminPages.all(options: options))
     }
 }
 
