@@ -189,6 +189,17 @@ static inline int integrator_amqp_declare(amqp_connection_state_t conn, amqp_cha
     return status;
 }
 
+/* Drops the ready messages of `queue` (those delivered and not yet acknowledged stay), writing how many to
+   message_count. Like a passive declaration, a missing queue closes the channel with reply code 404. */
+static inline int integrator_amqp_purge(amqp_connection_state_t conn, amqp_channel_t channel, const char *queue,
+                                        uint32_t *message_count, uint16_t *reply_code, char *error, size_t error_len) {
+    amqp_queue_purge_ok_t *ok = amqp_queue_purge(conn, channel, amqp_cstring_bytes(queue));
+    int status = integrator_amqp_check(amqp_get_rpc_reply(conn), "queue.purge", reply_code, error, error_len);
+    if (status == 0 && ok && message_count) *message_count = ok->message_count;
+    if (status == INTEGRATOR_AMQP_CHANNEL_CLOSED) integrator_amqp_close_ok(conn, channel);
+    return status;
+}
+
 /* Publishes a persistent JSON message to `routing_key` on the default exchange, mandatory: a message no queue takes
    comes back as basic.return (before its confirm) instead of vanishing. expiration (milliseconds as text) and
    message_id may be NULL. Returns 0 when written to the socket; the confirm arrives later. */

@@ -18,7 +18,7 @@ struct Integrator: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, ServeCommand.self, WorkerCommand.self, MigrateCommand.self, UsersCommand.self, TokensCommand.self,
             PluginsCommand.self, BenchCommand.self, RunCommand.self, BeatCommand.self, ScheduleCommand.self, SchedulesCommand.self,
-            StatusCommand.self, TasksCommand.self, BackupCommand.self,
+            StatusCommand.self, TasksCommand.self, QueuesCommand.self, BackupCommand.self,
         ]
     )
 }

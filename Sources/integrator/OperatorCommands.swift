@@ -1,4 +1,5 @@
-// Commands for operators of a fleet: `integrator status`, `integrator tasks retry|revoke`, `integrator backup`.
+// Commands for operators of a fleet: `integrator status`, `integrator tasks retry|revoke`, `integrator queues purge`,
+// `integrator backup`.
 import ArgumentParser
 import Foundation
 import IntegratorCore
@@ -135,6 +136,43 @@ struct TasksCommand: AsyncParsableCommand {
                 try await withRuntime(try options.settings()) { runtime in
                     try await runtime.tasks.revoke(id: id)
                     printNow("Task \(id) revoked.")
+                }
+            }
+        }
+    }
+}
+
+struct QueuesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queues", abstract: "Act on a whole queue.", subcommands: [PurgeCommand.self])
+
+    struct PurgeCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "purge",
+            abstract: "Drop every task of a queue that has not started.",
+            discussion: """
+                Waiting messages (ready, delayed, retries not yet due, and those still in the outbox) leave the broker, \
+                and their runs are marked revoked, so a copy a worker receives later is skipped. Tasks running now and \
+                dead letters stay. Without --yes it only says what it would drop.
+                """)
+
+        @Argument(help: "The queue's name.") var queue: String
+        @Flag(help: "Really drop the tasks.") var yes = false
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let (queue, confirmed) = (self.queue, yes)
+            try await reportingErrors {
+                try await withRuntime(try options.settings()) { runtime in
+                    guard confirmed else {
+                        let stats = try await runtime.tasks.queue(named: queue)
+                        let waiting = stats.map { "\($0.ready) ready and \($0.delayed) delayed" } ?? "no"
+                        FileHandle.standardError.write(
+                            Data("integrator: queue '\(queue)' holds \(waiting) tasks; run again with --yes to drop every task of it that has not started\n".utf8))
+                        throw ExitCode(2)
+                    }
+                    let purge = try await runtime.tasks.purge(queue: queue)
+                    printNow("Queue \(purge.queue) purged: \(purge.messages) messages dropped, \(purge.revoked) runs revoked.")
                 }
             }
         }

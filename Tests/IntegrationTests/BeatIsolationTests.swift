@@ -73,6 +73,7 @@ final class SwitchableBroker: Broker {
     func release(_ deliveries: [Delivery]) async throws {}
     func extendLeases(workerID: String, leaseUntil: Date) async throws {}
     func stats() async throws -> [QueueStats] { [] }
+    func purge(queue: String) async throws -> Int? { nil }
 }
 
 @Suite("Beat isolates failures")

@@ -1,5 +1,5 @@
-// `integrator status`, `integrator tasks retry|revoke` and `integrator backup` as an operator runs them, against the
-// test's database (SQLite or PostgreSQL) and, for status, both brokers.
+// `integrator status`, `integrator tasks retry|revoke`, `integrator queues purge` and `integrator backup` as an operator
+// runs them, against the test's database (SQLite or PostgreSQL) and, for status and purge, both brokers.
 import Foundation
 @testable import IntegratorCore
 import Testing
@@ -93,6 +93,96 @@ struct OperatorCommandsTests {
 
             let missing = try CLITests.run(["tasks", "revoke", "no-such-task"], environment: environment, in: directory)
             #expect(missing.status != 0 && missing.stderr.contains("no-such-task"), "\(missing.stderr)")
+        }
+    }
+
+    /// Four waiting tasks on a fresh queue, one more whose retry waits on a timer, and a plugin's future timer on the
+    /// same queue, which is not a waiting task and must survive.
+    static func fillQueue(_ app: TestApp, _ queue: String, publish: (TaskMessage) async throws -> Void) async throws -> [TaskMessage] {
+        let now = Date()
+        let waiting = (0..<4).map { TaskMessage(name: "core.noop", arguments: ["i": .number(Double($0))], queue: queue, enqueuedAt: now) }
+        for message in waiting {
+            try await app.runtime.runs.recordQueued(message, at: now)
+            try await publish(message)
+        }
+        let retrying = TaskMessage(name: "core.noop", arguments: [:], queue: queue, attempt: 2, enqueuedAt: now)
+        try await app.runtime.runs.recordQueued(retrying, at: now)
+        try await app.runtime.database.withSQL { sql in
+            try await sql.raw("UPDATE task_runs SET state = 'retrying' WHERE id = \(bind: retrying.id)").run()
+        }
+        try await app.runtime.environment.timers.upsert(DurableTimer(id: "retry-\(queue)", dueAt: now + 3600, message: retrying), at: now)
+        let future = TaskMessage(name: "core.noop", arguments: [:], queue: queue, enqueuedAt: now)
+        try await app.runtime.environment.timers.upsert(DurableTimer(id: "future-\(queue)", dueAt: now + 3600, message: future), at: now)
+        return waiting + [retrying]
+    }
+
+    /// Checks what purging `queue` through the command did: asked first, then every waiting run revoked and its
+    /// messages gone, the unrelated timer kept; an unknown queue is named.
+    static func purgeThroughCommand(
+        _ app: TestApp, broker: String, queue: String, waiting: [TaskMessage], expectedMessages: Int, in directory: URL
+    ) async throws {
+        let environment = Self.environment(app, broker: broker)
+        let asked = try CLITests.run(["queues", "purge", queue], environment: environment, in: directory)
+        #expect(asked.status == 2 && asked.stderr.contains("4 ready") && asked.stderr.contains("--yes"), "\(asked.stderr)")
+        let untouched = try await app.runtime.runs.find(id: waiting[0].id)?.state
+        #expect(untouched == .queued, "without --yes nothing changes")
+
+        let purged = try CLITests.run(["queues", "purge", queue, "--yes"], environment: environment, in: directory)
+        #expect(purged.status == 0, "\(purged.stderr)")
+        #expect(purged.stdout.contains("\(expectedMessages) messages dropped, 5 runs revoked"), "\(purged.stdout)")
+        for message in waiting {
+            let state = try await app.runtime.runs.find(id: message.id)?.state
+            #expect(state == .revoked)
+        }
+        let timers = try await app.runtime.database.withSQL { sql in
+            try await sql.raw("SELECT id FROM timers WHERE queue = \(bind: queue)").all().map { try $0.decode(column: "id", as: String.self) }
+        }
+        #expect(timers == ["future-\(queue)"], "the retry's timer is gone, the plugin's future timer stays")
+
+        let unknown = try CLITests.run(["queues", "purge", "no-such-queue", "--yes"], environment: environment, in: directory)
+        #expect(unknown.status != 0 && unknown.stderr.contains("no queue named 'no-such-queue'"), "\(unknown.stderr)")
+    }
+
+    @Test("queues purge on the SQL queue: asks first, drops waiting tasks and retry timers, keeps the task a worker holds")
+    func purgeOnSQL() async throws {
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await TestApp.run(realClock: true) { app in
+            let broker = app.runtime.broker
+            let queue = "purge-\(UUID().uuidString.prefix(8).lowercased())"
+            // A worker holds a task of the queue: it is running, so it stays.
+            let held = TaskMessage(name: "core.noop", arguments: [:], queue: queue, enqueuedAt: Date())
+            try await app.runtime.runs.recordQueued(held, at: Date())
+            try await broker.publish(held)
+            let holds = try await broker.claim(queues: [queue], limit: 1, workerID: "holder", leaseUntil: Date() + 600)
+            #expect(holds.map(\.message.id) == [held.id])
+            let waiting = try await Self.fillQueue(app, queue) { try await broker.publish($0) }
+
+            try await Self.purgeThroughCommand(app, broker: "sql", queue: queue, waiting: waiting, expectedMessages: 4, in: directory)
+            let heldState = try await app.runtime.runs.find(id: held.id)?.state
+            #expect(heldState == .queued, "the task a worker holds is not revoked")
+            let stats = try await broker.stats().first { $0.queue == queue }
+            #expect(stats?.ready == 0 && stats?.inFlight == 1, "\(String(describing: stats))")
+            #expect(try await broker.claim(queues: [queue], limit: 10, workerID: "other", leaseUntil: Date() + 600).isEmpty)
+            try await broker.acknowledge(holds)
+        }
+    }
+
+    @Test("queues purge on RabbitMQ: the queue is emptied and every waiting run revoked")
+    func purgeOnRabbitMQ() async throws {
+        let url = try RabbitMQTests.url()
+        let directory = try CLITests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await TestApp.run(realClock: true) { app in
+            let broker = try RabbitMQBroker(url: url, runs: app.runtime.runs, logger: TestDatabase.logger)
+            defer { broker.shutdown() }
+            let queue = "purge-\(UUID().uuidString.prefix(8).lowercased())"
+            let waiting = try await Self.fillQueue(app, queue) { try await broker.publish($0) }
+            let before = try await broker.stats().first { $0.queue == queue }
+            #expect(before?.ready == 4)
+            try await Self.purgeThroughCommand(app, broker: url.reveal(), queue: queue, waiting: waiting, expectedMessages: 4, in: directory)
+            let after = try await broker.stats().first { $0.queue == queue }
+            #expect(after?.ready == 0, "\(String(describing: after))")
         }
     }
 

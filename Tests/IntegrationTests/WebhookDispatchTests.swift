@@ -69,6 +69,31 @@ struct WebhookDispatchTests {
         }
     }
 
+    @Test("fetched records fan out to configured tenants only: an owned tenant (no URL of its own) gets none of them")
+    func ownedTenantsGetNoRecordEvents() async throws {
+        let receiver = WebhookReceiver()
+        try await receiver.run { baseURL in
+            try await TestApp.run(extraPlugins: [Self.dispatcher], realClock: true) { app in
+                try await WebhooksTests.configure(app, "records", url: "\(baseURL)/records", ["enabled_events": ["demo.*"]])
+                let made = try await app.call(.post, "/dispatch", body: ["id": "evt-owned", "url": .string("\(baseURL)/owned"), "body": ["n": 1]])
+                #expect(made.status == .accepted)
+                let integration = try await FetchPipelineTests.integration(app, ["name": "shop", "provider": "demo", "config": ["records": 3]])
+                try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 4)) { _ in
+                    let summary = try await FetchPipelineTests.fetch(app, integration)
+                    #expect(summary.records.new == 3)
+                    #expect(try await receiver.waitForHits(path: "/records", count: 3))
+                    #expect(try await WebhooksTests.drained(app))
+                }
+                let owned = try await app.runtime.database.withSQL { sql in
+                    try await sql.raw("SELECT event_type FROM webhooks_events WHERE tenant_id = \(bind: Self.tenantID)").all()
+                        .map { try $0.decode(column: "event_type", as: String.self) }
+                }
+                #expect(owned == ["test.dispatched"], "only what its plugin dispatched")
+                #expect(receiver.hits(path: "/owned").count == 1)
+            }
+        }
+    }
+
     @Test("a tenant configured through the API is not taken over by a plugin of the same id")
     func configuredTenantIsNotTakenOver() async throws {
         try await TestApp.run(extraPlugins: [Self.dispatcher]) { app in

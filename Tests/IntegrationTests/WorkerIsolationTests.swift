@@ -251,4 +251,5 @@ final class LeasesFailBroker: Broker {
     func deadLetter(_ delivery: Delivery, reason: String) async throws {}
     func release(_ deliveries: [Delivery]) async throws {}
     func stats() async throws -> [QueueStats] { [] }
+    func purge(queue: String) async throws -> Int? { nil }
 }

@@ -97,6 +97,7 @@ final class AMQPConnection: Sendable {
         case declare(AMQPQueueSpec, AMQPReply<Void>)
         /// Messages ready in a queue; `nil` when the queue does not exist.
         case count(String, AMQPReply<Int?>)
+        case purge(String, AMQPReply<Int?>)
         case consume(queues: [String], prefetch: Int, AMQPReply<Void>)
         case ack(generation: Int, tags: [UInt64])
         case nack(generation: Int, tag: UInt64, requeue: Bool)
@@ -177,6 +178,12 @@ final class AMQPConnection: Sendable {
     func count(_ queue: String, deadline: ContinuousClock.Instant) async throws -> Int? {
         let reply = AMQPReply<Int?>(deadline: deadline)
         return try await reply.wait { enqueue(.count(queue, reply)) }
+    }
+
+    /// Drops the ready messages of `queue`, returning how many, or `nil` when there is no such queue.
+    func purge(_ queue: String, deadline: ContinuousClock.Instant) async throws -> Int? {
+        let reply = AMQPReply<Int?>(deadline: deadline)
+        return try await reply.wait { enqueue(.purge(queue, reply)) }
     }
 
     /// Starts consuming; kept across reconnections.

@@ -218,18 +218,36 @@ struct AMQPConnectionLoop {
     }
 
     /// Messages ready in `queue`, or `nil` when it does not exist.
+    /// Ready messages of `queue` (a passive declaration), or `nil` when there is no such queue.
     private mutating func countNow(_ queue: String) throws -> Int? {
+        try onDeclareChannel(queue, doing: "inspect") { handle, messages, replyCode, error, capacity in
+            integrator_amqp_declare(handle, amqp_channel_t(INTEGRATOR_AMQP_DECLARE_CHANNEL), queue, 1, 0, nil, messages, replyCode, error, capacity)
+        }
+    }
+
+    /// Drops the ready messages of `queue`, returning how many, or `nil` when there is no such queue.
+    private mutating func purgeNow(_ queue: String) throws -> Int? {
+        try onDeclareChannel(queue, doing: "purge") { handle, messages, replyCode, error, capacity in
+            integrator_amqp_purge(handle, amqp_channel_t(INTEGRATOR_AMQP_DECLARE_CHANNEL), queue, messages, replyCode, error, capacity)
+        }
+    }
+
+    /// Runs a queue method on the declaration channel, where a refusal closes only that channel: a missing queue is
+    /// `nil`, another refusal an error naming the queue.
+    private mutating func onDeclareChannel(
+        _ queue: String, doing action: String,
+        _ call: (amqp_connection_state_t, UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<CChar>, Int) -> Int32
+    ) throws -> Int? {
         try openDeclareChannel()
         guard let handle else { throw AMQPError(message: "not connected to RabbitMQ") }
         var messages: UInt32 = 0
         var replyCode: UInt16 = 0
-        let status = integrator_amqp_declare(
-            handle, amqp_channel_t(INTEGRATOR_AMQP_DECLARE_CHANNEL), queue, 1, 0, nil, &messages, &replyCode, &errorBuffer,
-            errorBuffer.count)
+        let capacity = errorBuffer.count
+        let status = errorBuffer.withUnsafeMutableBufferPointer { error in call(handle, &messages, &replyCode, error.baseAddress!, capacity) }
         if status == INTEGRATOR_AMQP_CHANNEL_CLOSED {
             declareChannelOpen = false
             if replyCode == 404 { return nil }
-            throw AMQPError(.declarationRefused, queue: queue, message: "RabbitMQ refused to inspect queue '\(queue)': \(lastError)")
+            throw AMQPError(.declarationRefused, queue: queue, message: "RabbitMQ refused to \(action) queue '\(queue)': \(lastError)")
         }
         try check(status)
         return Int(messages)
@@ -278,10 +296,10 @@ struct AMQPConnectionLoop {
                     reply.fail(error)
                     throw error
                 }
-            case .count(let queue, let reply):
+            case .count(let queue, let reply), .purge(let queue, let reply):
                 if reply.isSettled { return }
                 do {
-                    reply.succeed(try countNow(queue))
+                    if case .purge = command { reply.succeed(try purgeNow(queue)) } else { reply.succeed(try countNow(queue)) }
                 } catch let error as AMQPError where error.kind == .declarationRefused {
                     reply.fail(error)
                 } catch {
@@ -542,7 +560,7 @@ struct AMQPConnectionLoop {
         switch command {
         case .publish(let outgoing): outgoing.reply.fail(error)
         case .declare(_, let reply): reply.fail(error)
-        case .count(_, let reply): reply.fail(error)
+        case .count(_, let reply), .purge(_, let reply): reply.fail(error)
         case .consume(_, _, let reply): reply.fail(error)
         case .ack, .nack: break
         }
@@ -571,7 +589,7 @@ extension AMQPConnection.Command {
     /// Calls RabbitMQ must read and answer; a blocked connection holds them back.
     var waitsForServer: Bool {
         switch self {
-        case .publish, .declare, .count, .consume: true
+        case .publish, .declare, .count, .purge, .consume: true
         case .ack, .nack: false
         }
     }
@@ -580,7 +598,7 @@ extension AMQPConnection.Command {
         switch self {
         case .publish(let outgoing): outgoing.reply.deadline
         case .declare(_, let reply): reply.deadline
-        case .count(_, let reply): reply.deadline
+        case .count(_, let reply), .purge(_, let reply): reply.deadline
         case .consume(_, _, let reply): reply.deadline
         case .ack, .nack: nil
         }
@@ -590,7 +608,7 @@ extension AMQPConnection.Command {
         switch self {
         case .publish(let outgoing): outgoing.queue
         case .declare(let spec, _): spec.name
-        case .count(let queue, _): queue
+        case .count(let queue, _), .purge(let queue, _): queue
         case .consume, .ack, .nack: nil
         }
     }

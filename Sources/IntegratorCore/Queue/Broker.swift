@@ -24,11 +24,20 @@ public protocol Broker: Sendable {
     func extendLeases(workerID: String, leaseUntil: Date) async throws
     /// Per-queue counts.
     func stats() async throws -> [QueueStats]
+    /// One queue's counts, or `nil` when there is no such queue.
+    func stats(of queue: String) async throws -> QueueStats?
+    /// Drops the messages of `queue` that no worker holds, ready or waiting for a retry (dead letters stay), returning
+    /// how many, or `nil` when the broker has no such queue. Their task runs are the caller's to settle.
+    func purge(queue: String) async throws -> Int?
 }
 
 extension Broker {
     public func acknowledge(_ deliveries: [Delivery]) async throws {
         for delivery in deliveries { try await acknowledge(delivery) }
+    }
+
+    public func stats(of queue: String) async throws -> QueueStats? {
+        try await stats().first { $0.queue == queue }
     }
 }
 
@@ -46,6 +55,8 @@ protocol InDatabaseBroker: Broker {
     func acknowledgeStatements(_ deliveries: [Delivery]) -> [SQLQueryString]
     /// Acknowledges inside the caller's transaction.
     func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws
+    /// Deletes the messages of `queue` that no worker holds inside the caller's transaction, returning their task ids.
+    func removeWaiting(queue: String, at now: Date, _ sql: any SQLDatabase) async throws -> [String]
 }
 
 extension Broker {

@@ -278,13 +278,34 @@ public final class RabbitMQBroker: BrokerService {
         let deadline = ContinuousClock.now + publishTimeout
         var result: [QueueStats] = []
         for queue in names.sorted() {
-            guard let ready = try await inspector.count(queue, deadline: deadline) else { continue }
-            let dead = try await inspector.count("\(queue).dead", deadline: deadline) ?? 0
-            let delayed = try await inspector.count("\(queue).delay", deadline: deadline) ?? 0
-            let inFlight = workers.reduce(0) { $0 + ($1.busyByQueue[queue] ?? 0) }
-            result.append(QueueStats(queue: queue, ready: ready, inFlight: inFlight, dead: dead, delayed: delayed))
+            if let stats = try await Self.stats(of: queue, inspector: inspector, workers: workers, deadline: deadline) { result.append(stats) }
         }
         return result
+    }
+
+    /// Any queue RabbitMQ has, including one this process never declared.
+    public func stats(of queue: String) async throws -> QueueStats? {
+        let workers = try await runs.liveWorkers(since: clock.now().addingTimeInterval(-30))
+        return try await Self.stats(of: queue, inspector: try inspectorConnection(), workers: workers, deadline: .now + publishTimeout)
+    }
+
+    private static func stats(
+        of queue: String, inspector: AMQPConnection, workers: [WorkerInfo], deadline: ContinuousClock.Instant
+    ) async throws -> QueueStats? {
+        guard let ready = try await inspector.count(queue, deadline: deadline) else { return nil }
+        let dead = try await inspector.count("\(queue).dead", deadline: deadline) ?? 0
+        let delayed = try await inspector.count("\(queue).delay", deadline: deadline) ?? 0
+        let inFlight = workers.reduce(0) { $0 + ($1.busyByQueue[queue] ?? 0) }
+        return QueueStats(queue: queue, ready: ready, inFlight: inFlight, dead: dead, delayed: delayed)
+    }
+
+    /// Purges the queue and its delay queue (retries waiting there). Messages delivered to a worker and not yet
+    /// acknowledged stay: RabbitMQ purges only ready ones.
+    public func purge(queue: String) async throws -> Int? {
+        let inspector = try inspectorConnection()
+        let deadline = ContinuousClock.now + publishTimeout
+        guard let ready = try await inspector.purge(queue, deadline: deadline) else { return nil }
+        return ready + (try await inspector.purge("\(queue).delay", deadline: deadline) ?? 0)
     }
 
     // MARK: Message bodies

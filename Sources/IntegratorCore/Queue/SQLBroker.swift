@@ -210,6 +210,22 @@ public struct SQLBroker: InDatabaseBroker {
         }
     }
 
+    public func purge(queue: String) async throws -> Int? {
+        let removed = try await database.withTransaction { transaction in
+            try await removeWaiting(queue: queue, at: clock.now(), transaction.sql)
+        }
+        return removed.count
+    }
+
+    func removeWaiting(queue: String, at now: Date, _ sql: any SQLDatabase) async throws -> [String] {
+        try await sql.raw(
+            """
+            DELETE FROM task_queue WHERE queue = \(bind: queue) AND dead = \(bind: false)
+              AND (lease_until IS NULL OR lease_until < \(bind: now)) RETURNING task_id
+            """
+        ).all().map { try $0.decode(column: "task_id", as: String.self) }
+    }
+
     public func stats() async throws -> [QueueStats] {
         let now = clock.now()
         return try await database.withSQL { sql in

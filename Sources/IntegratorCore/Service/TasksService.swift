@@ -175,6 +175,46 @@ public struct TasksService: Sendable {
         }
     }
 
+    /// Drops every task of `queue` that has not started: its waiting messages (ready, delayed, retries, outbox) leave
+    /// the broker and its runs are marked revoked, so a copy a worker meets later is skipped. Tasks running now, and
+    /// dead letters, stay.
+    public func purge(queue name: String) async throws -> QueuePurge {
+        let now = clock.now()
+        let runs = self.runs
+        let purge: QueuePurge
+        if let queue {
+            purge = try await database.withTransaction { transaction in
+                let removed = try await queue.removeWaiting(queue: name, at: now, transaction.sql)
+                let pending = try await runs.removePendingMessages(queue: name, transaction)
+                let revoked = try await runs.markRevoked(taskIDs: removed + pending, at: now, transaction)
+                return QueuePurge(queue: name, messages: removed.count, revoked: revoked)
+            }
+            if purge.messages == 0, purge.revoked == 0, try await broker.stats(of: name) == nil {
+                throw try await unknownQueue(name)
+            }
+        } else {
+            // Runs first: a message published while the broker purges is then skipped by the worker that gets it.
+            let revoked = try await database.withTransaction { transaction in
+                let waiting = try await runs.waitingRunIDs(queue: name, transaction)
+                _ = try await runs.removePendingMessages(queue: name, transaction)
+                return try await runs.markRevoked(taskIDs: waiting, at: now, transaction)
+            }
+            let messages = try await broker.purge(queue: name)
+            if messages == nil, revoked == 0 { throw try await unknownQueue(name) }
+            purge = QueuePurge(queue: name, messages: messages ?? 0, revoked: revoked)
+        }
+        return purge
+    }
+
+    private func unknownQueue(_ name: String) async throws -> ServiceError {
+        let known = try await broker.stats().map(\.queue).sorted()
+        let list = known.isEmpty ? "there are none yet" : "known queues: " + known.joined(separator: ", ")
+        return ServiceError(.notFound, "no queue named '\(name)' (\(list))")
+    }
+
+    /// One queue's counts from the broker, or `nil` when it has no such queue.
+    public func queue(named name: String) async throws -> QueueStats? { try await broker.stats(of: name) }
+
     /// Per-queue counts from the broker.
     public func queues() async throws -> [QueueStats] { try await broker.stats() }
 
@@ -182,4 +222,13 @@ public struct TasksService: Sendable {
     public func workers() async throws -> [WorkerInfo] {
         try await runs.liveWorkers(since: clock.now().addingTimeInterval(-30))
     }
+}
+
+/// What purging a queue dropped.
+public struct QueuePurge: Sendable, Equatable {
+    public let queue: String
+    /// Messages removed from the broker.
+    public let messages: Int
+    /// Runs marked revoked.
+    public let revoked: Int
 }

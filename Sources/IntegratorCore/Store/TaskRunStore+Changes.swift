@@ -40,4 +40,42 @@ extension TaskRunStore {
         try await transaction.sql.update("task_runs").set("state", to: TaskState.revoked.rawValue).set("finished_at", to: now)
             .set("updated_at", to: now).where("id", .equal, taskID).run()
     }
+
+    /// The ids of `queue`'s runs that have not started.
+    func waitingRunIDs(queue: String, _ transaction: StoreTransaction) async throws -> [String] {
+        try await transaction.sql.raw(
+            "SELECT id FROM task_runs WHERE queue = \(bind: queue) AND state IN (\(binds: Self.waitingStates))"
+        ).all().map { try $0.decode(column: "id", as: String.self) }
+    }
+
+    /// Removes what would still publish `queue`'s tasks: the retry timers of its runs that have not started and its
+    /// outbox rows. Other timers (a plugin's future messages, say) stay. Returns the task ids removed.
+    func removePendingMessages(queue: String, _ transaction: StoreTransaction) async throws -> [String] {
+        let sql = transaction.sql
+        let timers = try await sql.raw(
+            """
+            DELETE FROM timers WHERE queue = \(bind: queue) AND task_id IN (
+                SELECT id FROM task_runs WHERE queue = \(bind: queue) AND state IN (\(binds: Self.waitingStates)))
+            RETURNING task_id
+            """
+        ).all()
+        let outbox = try await sql.raw("DELETE FROM task_outbox WHERE queue = \(bind: queue) RETURNING task_id").all()
+        return try (timers + outbox).map { try $0.decode(column: "task_id", as: String.self) }
+    }
+
+    /// Marks revoked those of `taskIDs` whose runs have not started, returning how many it marked.
+    func markRevoked(taskIDs: [String], at now: Date, _ transaction: StoreTransaction) async throws -> Int {
+        var marked = 0
+        for chunk in Array(Set(taskIDs)).sorted().chunks(of: 500) {
+            marked += try await transaction.sql.raw(
+                """
+                UPDATE task_runs SET state = \(bind: TaskState.revoked.rawValue), finished_at = \(bind: now), updated_at = \(bind: now)
+                WHERE id IN (\(binds: Array(chunk))) AND state IN (\(binds: Self.waitingStates)) RETURNING id
+                """
+            ).all().count
+        }
+        return marked
+    }
+
+    private static let waitingStates = [TaskState.queued.rawValue, TaskState.retrying.rawValue]
 }

@@ -32,9 +32,12 @@ struct WebhookStore: Sendable {
         return try rows.map(tenant)
     }
 
-    /// The active tenants' ids and patterns: all a fan-out needs to choose recipients, without opening secrets.
+    /// The active tenants' ids and patterns: all a fan-out needs to choose recipients, without opening secrets. A
+    /// tenant a plugin owns is left out: it has no URL of its own and delivers only what its plugin dispatches.
     func activeSubscriptions(_ sql: any SQLDatabase) async throws -> [(tenantID: String, patterns: [String])] {
-        try await sql.raw("SELECT tenant_id, enabled_events FROM webhooks_tenants WHERE active = \(bind: true) ORDER BY tenant_id").all()
+        try await sql.raw(
+            "SELECT tenant_id, enabled_events FROM webhooks_tenants WHERE active = \(bind: true) AND owner IS NULL ORDER BY tenant_id"
+        ).all()
             .map { row in
                 (try row.decode(column: "tenant_id", as: String.self), try Self.strings(row, "enabled_events"))
             }
