@@ -22,6 +22,9 @@ public struct Settings: Sendable {
     public var logFormat: LogFormat
     /// Private, loopback and other guarded ranges that outbound HTTP may reach anyway. Default none.
     public var outboundAllowedRanges: [IPAddressRange]
+    /// Where the API docs pages load Swagger UI's and Redoc's files from: `nil` for their public CDN, else a URL or an
+    /// absolute path holding `swagger-ui-bundle.js`, `swagger-ui.css` and `redoc.standalone.js`.
+    public var docsAssetsURL: String? = nil
     /// A bearer token that `/metrics` requires (besides the API token); `INTEGRATOR_METRICS_TOKEN`.
     public var metricsToken: Secret? = nil
     /// Where `worker` and `beat` serve `/metrics`; `INTEGRATOR_METRICS_HOST`, default `127.0.0.1`.
@@ -123,6 +126,14 @@ public struct Settings: Sendable {
             }
         }
         try readMetricsSettings(value)
+        if let text = value("INTEGRATOR_DOCS_ASSETS_URL") {
+            guard let url = APIDocsPages.assetsBase(text) else {
+                throw ConfigurationError(
+                    variable: "INTEGRATOR_DOCS_ASSETS_URL",
+                    expected: "an http(s) URL or an absolute path (/docs-assets) without quotes, spaces or angle brackets", got: text)
+            }
+            docsAssetsURL = url
+        }
         if let text = value("LOG_FORMAT") {
             guard let format = LogFormat(rawValue: text.lowercased()) else {
                 throw ConfigurationError(variable: "LOG_FORMAT", expected: "text or json", got: text)

@@ -27,13 +27,18 @@ public enum APIServer {
         router.add(middleware: RequestLogMiddleware())
         router.add(middleware: HTTPMetricsMiddleware())
         router.add(middleware: ErrorMiddleware())
+        let allowedMethods = AllowedMethods()
+        router.add(middleware: MethodNotAllowedMiddleware(allowed: allowedMethods))
         let routes = Routes(runtime: runtime)
-        routes.addHealth(to: router)
+        // Every route below is registered with its OpenAPI declaration, recorded here for GET /api/v1/schema.
+        let catalog = RouteCatalog()
+        let root = DocumentedRoutes(router, catalog: catalog)
+        routes.addHealth(to: root)
         MetricsEndpoint(access: MetricsAccess(settings: runtime.settings, host: runtime.settings.httpHost), tasks: runtime.tasks, logger: runtime.logger)
             .add(to: router)
-        let authGroup = router.group("api/v1/auth")
-        routes.addAuth(to: authGroup)
-        let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(users: runtime.users))
+        root.document(.get, "metrics", access: .open, .metrics)
+        routes.addAuth(to: root.group("api/v1/auth"))
+        let api = root.group("api/v1").authenticated(by: runtime.users)
         routes.addSession(to: api)
         routes.addPlugins(to: api)
         routes.addCredentials(to: api.group("credentials"))
@@ -42,20 +47,23 @@ public enum APIServer {
         routes.addTasks(to: api)
         routes.addRecords(to: api)
         routes.addSchedules(to: api.group("schedules"))
-        addPluginRoutes(runtime, router: router)
+        addPluginRoutes(runtime, router: router, catalog: catalog)
         // HTML pages under /admin (and the redirect of /), outside the JSON API and its OpenAPI document.
         AdminUI.add(to: router, runtime)
+        routes.addDocumentation(to: root)
+        allowedMethods.load(from: router)
         return router
     }
 
     /// Mounts every plugin route at its absolute path. Routes that need a role pass the same authentication as the
     /// engine's own; open ones reach their handler with no principal.
-    static func addPluginRoutes(_ runtime: Runtime, router: Router<APIRequestContext>) {
+    static func addPluginRoutes(_ runtime: Runtime, router: Router<APIRequestContext>, catalog: RouteCatalog) {
         let authenticated = router.group().add(middleware: AuthenticationMiddleware(users: runtime.users))
         let environment = runtime.environment
         for (pluginID, route) in runtime.registry.routes {
             let handler = route.handler
             let path = RouterPath(stringLiteral: route.path)
+            catalog.add(CatalogedRoute(method: route.method, path: path.description, access: route.access, operation: route.doc, pluginID: pluginID))
             let respond: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
                 var context = context
                 context.logger[metadataKey: "plugin"] = "\(pluginID)"

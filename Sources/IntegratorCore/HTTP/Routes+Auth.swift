@@ -2,8 +2,8 @@
 import Hummingbird
 
 extension Routes {
-    func addAuth(to group: RouterGroup<APIRequestContext>) {
-        group.post("token") { request, _ in
+    func addAuth(to group: DocumentedRoutes) {
+        group.post("token", access: .open, .login) { request, _ in
             var input = try InputObject(try await readJSON(request))
             let username = input.string("username", required: true, length: 1...64)
             let password = input.string("password", required: true, length: 1...1000)
@@ -15,7 +15,7 @@ extension Routes {
             }
             return render(tokens)
         }
-        group.post("refresh") { request, _ in
+        group.post("refresh", access: .open, .refresh) { request, _ in
             var input = try InputObject(try await readJSON(request))
             let refreshToken = input.string("refresh_token", required: true, length: 1...4096)
             try input.finish()
@@ -36,8 +36,8 @@ extension Routes {
     }
 
     /// `GET /api/v1/me`: who the token belongs to.
-    func addSession(to group: RouterGroup<APIRequestContext>) {
-        group.get("me") { _, context in
+    func addSession(to group: DocumentedRoutes) {
+        group.get("me", access: .role(.viewer), .me) { _, context in
             let principal = try context.require(.viewer)
             var body: [String: JSONValue] = ["name": .string(principal.name), "role": .string(principal.role.rawValue)]
             if case .user(let id, _) = principal.kind { body["id"] = .string(id) }

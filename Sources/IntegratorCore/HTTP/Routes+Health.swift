@@ -2,11 +2,11 @@
 import Hummingbird
 
 extension Routes {
-    func addHealth(to router: Router<APIRequestContext>) {
-        router.get("health") { _, _ in
+    func addHealth(to router: DocumentedRoutes) {
+        router.get("health", access: .open, .health) { _, _ in
             await healthResponse(checkMigrations: false)
         }
-        router.get("ready") { _, _ in
+        router.get("ready", access: .open, .ready) { _, _ in
             await healthResponse(checkMigrations: true)
         }
     }

@@ -3,26 +3,23 @@ import Foundation
 import Hummingbird
 
 extension Routes {
-    func addRecords(to api: RouterGroup<APIRequestContext>) {
+    func addRecords(to api: DocumentedRoutes) {
         let integrations = api.group("integrations")
-        integrations.post(":id/run") { request, context in
-            _ = try context.require(.operator)
+        integrations.post(":id/run", access: .role(.operator), .runIntegration) { request, context in
             try checkParameters(request, allowed: [])
             let message = try await runtime.fetches.enqueue(integrationID: try context.parameters.require("id"))
             context.logger.info("fetch enqueued", metadata: ["integration.id": "\(message.integrationID ?? "")", "task.id": "\(message.id)"])
             let (run, attempts) = try await runtime.tasks.get(id: message.id)
             return Self.render(run, attempts: attempts).response(status: .accepted)
         }
-        integrations.get(":id/records") { request, context in
-            _ = try context.require(.viewer)
+        integrations.get(":id/records", access: .role(.viewer), .listRecords) { request, context in
             var issues = unknownParameters(request, allowed: ["stream", "updated_since", "limit", "cursor"])
             let filter = RecordFilter(stream: query(request, "stream"), updatedSince: queryDate(request, "updated_since", issues: &issues))
             let page = try pageRequest(request, issues: issues)
             let records = try await runtime.records.list(integrationID: try context.parameters.require("id"), filter, page: page)
             return list(records, render: Self.render)
         }
-        integrations.get(":id/state") { request, context in
-            _ = try context.require(.viewer)
+        integrations.get(":id/state", access: .role(.viewer), .fetchState) { request, context in
             try checkParameters(request, allowed: [])
             let id = try context.parameters.require("id")
             let cursors = try await runtime.records.state(integrationID: id)
@@ -33,21 +30,18 @@ extension Routes {
                 }),
             ]).response()
         }
-        integrations.delete(":id/state") { request, context in
-            _ = try context.require(.operator)
+        integrations.delete(":id/state", access: .role(.operator), .resetFetchState) { request, context in
             try checkParameters(request, allowed: ["stream"])
             let id = try context.parameters.require("id")
             let reset = try await runtime.records.resetState(integrationID: id, stream: query(request, "stream"))
             context.logger.info("fetch state reset", metadata: ["integration.id": "\(id)", "fetch.streams_reset": "\(reset)"])
             return Response(status: .noContent)
         }
-        api.get("records/:id") { request, context in
-            _ = try context.require(.viewer)
+        api.get("records/:id", access: .role(.viewer), .getRecord) { request, context in
             try checkParameters(request, allowed: [])
             return Self.render(try await runtime.records.get(id: try context.parameters.require("id"))).response()
         }
-        api.get("events") { request, context in
-            _ = try context.require(.viewer)
+        api.get("events", access: .role(.viewer), .listEvents) { request, context in
             var issues = unknownParameters(request, allowed: ["type", "integration", "since", "limit", "cursor"])
             let integration = query(request, "integration")
             if let integration, !Identifier.isWellFormed(integration) {

@@ -3,41 +3,34 @@ import Foundation
 import Hummingbird
 
 extension Routes {
-    func addSchedules(to group: RouterGroup<APIRequestContext>) {
-        group.get { request, context in
-            _ = try context.require(.viewer)
+    func addSchedules(to group: DocumentedRoutes) {
+        group.get(access: .role(.viewer), .listSchedules) { request, context in
             let page = try await runtime.schedules.list(
                 enabled: try queryBool(request, "enabled"), integrationID: query(request, "integration"),
                 page: try pageRequest(request))
             return list(page, render: Self.render)
         }
-        group.post { request, context in
-            _ = try context.require(.operator)
+        group.post(access: .role(.operator), .createSchedule) { request, context in
             let schedule = try await runtime.schedules.create(try await readJSON(request))
             context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
             return Self.render(schedule).response(status: .created)
         }
-        group.get(":id") { _, context in
-            _ = try context.require(.viewer)
+        group.get(":id", access: .role(.viewer), .getSchedule) { _, context in
             return Self.render(try await runtime.schedules.get(id: try context.parameters.require("id"))).response()
         }
-        group.patch(":id") { request, context in
-            _ = try context.require(.operator)
+        group.patch(":id", access: .role(.operator), .updateSchedule) { request, context in
             let schedule = try await runtime.schedules.update(id: try context.parameters.require("id"), try await readJSON(request))
             return Self.render(schedule).response()
         }
-        group.delete(":id") { _, context in
-            _ = try context.require(.operator)
+        group.delete(":id", access: .role(.operator), .deleteSchedule) { _, context in
             try await runtime.schedules.delete(id: try context.parameters.require("id"))
             return Response(status: .noContent)
         }
-        group.post(":id/run") { _, context in
-            _ = try context.require(.operator)
+        group.post(":id/run", access: .role(.operator), .runSchedule) { _, context in
             let message = try await runtime.schedules.runNow(id: try context.parameters.require("id"))
             return JSONValue.object(["task_id": .string(message.id)]).response(status: .accepted)
         }
-        group.get(":id/preview") { request, context in
-            _ = try context.require(.viewer)
+        group.get(":id/preview", access: .role(.viewer), .previewSchedule) { request, context in
             var count = 10
             if let text = query(request, "count") {
                 guard let value = Int(text), SchedulesService.previewCounts.contains(value) else {

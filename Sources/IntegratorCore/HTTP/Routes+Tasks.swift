@@ -3,35 +3,29 @@ import Foundation
 import Hummingbird
 
 extension Routes {
-    func addTasks(to api: RouterGroup<APIRequestContext>) {
+    func addTasks(to api: DocumentedRoutes) {
         let group = api.group("tasks")
-        group.get { request, context in
-            _ = try context.require(.viewer)
+        group.get(access: .role(.viewer), .listTasks) { request, context in
             return list(try await runtime.tasks.list(try taskFilter(request), page: try pageRequest(request)), render: { Self.render($0) })
         }
-        group.post { request, context in
-            _ = try context.require(.operator)
+        group.post(access: .role(.operator), .enqueueTask) { request, context in
             let message = try await runtime.tasks.enqueue(try await readJSON(request))
             let (run, attempts) = try await runtime.tasks.get(id: message.id)
             return Self.render(run, attempts: attempts).response(status: .accepted)
         }
-        group.get(":id") { _, context in
-            _ = try context.require(.viewer)
+        group.get(":id", access: .role(.viewer), .getTask) { _, context in
             let (run, attempts) = try await runtime.tasks.get(id: try context.parameters.require("id"))
             return Self.render(run, attempts: attempts).response()
         }
-        group.post(":id/retry") { _, context in
-            _ = try context.require(.operator)
+        group.post(":id/retry", access: .role(.operator), .retryTask) { _, context in
             let run = try await runtime.tasks.retry(id: try context.parameters.require("id"))
             return Self.render(run).response(status: .accepted)
         }
-        group.delete(":id") { _, context in
-            _ = try context.require(.operator)
+        group.delete(":id", access: .role(.operator), .revokeTask) { _, context in
             try await runtime.tasks.revoke(id: try context.parameters.require("id"))
             return Response(status: .noContent)
         }
-        api.get("queues") { _, context in
-            _ = try context.require(.viewer)
+        api.get("queues", access: .role(.viewer), .listQueues) { _, context in
             let items = try await runtime.tasks.queues().map { stats -> JSONValue in
                 .object([
                     "queue": .string(stats.queue), "ready": .number(Double(stats.ready)), "in_flight": .number(Double(stats.inFlight)),
@@ -40,8 +34,7 @@ extension Routes {
             }
             return JSONValue.object(["items": .array(items)]).response()
         }
-        api.get("workers") { _, context in
-            _ = try context.require(.viewer)
+        api.get("workers", access: .role(.viewer), .listWorkers) { _, context in
             let items = try await runtime.tasks.workers().map { worker -> JSONValue in
                 .object([
                     "id": .string(worker.id), "host": .string(worker.host), "queues": .array(worker.queues.map(JSONValue.string)),

@@ -131,7 +131,9 @@ public final class IntegratorMetrics: Sendable {
         let timer = lateness.get(kind) {
             Metrics.Timer(label: MetricCatalog.beatLateness.name, dimensions: [("kind", $0.rawValue)], factory: factory)
         }
-        for due in dueTimes { timer.recordNanoseconds(Int64(max(0, firedAt.timeIntervalSince(due)) * 1e9)) }
+        // A timer may be due centuries ago (a message scheduled for year 26); its lateness in nanoseconds must still fit
+        // an Int64, so it is capped at a year.
+        for due in dueTimes { timer.recordNanoseconds(Int64(min(max(0, firedAt.timeIntervalSince(due)), 31_536_000) * 1e9)) }
     }
 
     /// A beat of this process won (`true`) or lost the leader lease.

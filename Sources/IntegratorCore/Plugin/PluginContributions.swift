@@ -24,12 +24,15 @@ public struct PluginRoute: Sendable {
     public var method: HTTPRequest.Method
     public var path: String
     public var access: RouteAccess
+    /// What the route takes and answers, for the OpenAPI document (`GET /api/v1/schema`).
+    public var doc: APIOperation?
     public var handler: Handler
 
-    public init(_ method: HTTPRequest.Method, _ path: String, access: RouteAccess, handler: @escaping Handler) {
+    public init(_ method: HTTPRequest.Method, _ path: String, access: RouteAccess, doc: APIOperation? = nil, handler: @escaping Handler) {
         self.method = method
         self.path = path
         self.access = access
+        self.doc = doc
         self.handler = handler
     }
 }

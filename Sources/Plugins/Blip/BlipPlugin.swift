@@ -14,11 +14,11 @@ extension Plugin {
 
 enum BlipRoutes {
     static let all: [PluginRoute] = [
-        PluginRoute(.post, "/api/v1/notifications", access: .role(.operator)) { request, _, environment in
+        PluginRoute(.post, "/api/v1/notifications", access: .role(.operator), doc: .blipCreate) { request, _, environment in
             let created = try await BlipService(environment: environment).create(try await environment.readJSON(request))
             return created.json.response(status: created.duplicate ? .ok : .created)
         },
-        PluginRoute(.post, "/api/v1/notifications/bulk", access: .role(.operator)) { request, _, environment in
+        PluginRoute(.post, "/api/v1/notifications/bulk", access: .role(.operator), doc: .blipCreateBulk) { request, _, environment in
             var input = try InputObject(try await environment.readJSON(request))
             let items = input.raw("notifications")
             try input.finish()
@@ -28,17 +28,17 @@ enum BlipRoutes {
             let created = try await BlipService(environment: environment).create(contentsOf: items)
             return JSONValue.object(["items": .array(created.map(\.json))]).response(status: .created)
         },
-        PluginRoute(.get, "/api/v1/notifications", access: .role(.viewer)) { request, _, environment in
+        PluginRoute(.get, "/api/v1/notifications", access: .role(.viewer), doc: .blipList) { request, _, environment in
             let query = request.uri.queryParameters
             let page = try await BlipService(environment: environment).notifications(
                 status: query["status"].map(String.init), phone: query["phone"].map(String.init), page: try environment.pageRequest(request))
             return environment.listResponse(page) { $0 }
         },
-        PluginRoute(.get, "/api/v1/notifications/{id}", access: .role(.viewer)) { _, context, environment in
+        PluginRoute(.get, "/api/v1/notifications/{id}", access: .role(.viewer), doc: .blipGet) { _, context, environment in
             try await BlipService(environment: environment).notification(try context.parameters.require("id")).response()
         },
         // Open: BLiP calls it with no Integrator token; the credentials' status secret authenticates it.
-        PluginRoute(.post, "/api/v1/blip/status", access: .open) { request, _, environment in
+        PluginRoute(.post, "/api/v1/blip/status", access: .open, doc: .blipStatus) { request, _, environment in
             let query = request.uri.queryParameters
             let secret = request.headers.first { $0.name.canonicalName == "x-blip-secret" }?.value ?? query["secret"].map(String.init)
             let answer = try await BlipService(environment: environment).receiveStatus(

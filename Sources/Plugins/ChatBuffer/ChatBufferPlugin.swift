@@ -22,19 +22,19 @@ enum ChatBufferRoutes {
         @Sendable func service(_ environment: PluginEnvironment) -> ChatBufferService { ChatBufferService(environment: environment, options: options) }
         return [
             // The seed's endpoint had no authentication; INTEGRATOR_CHAT_BUFFER_PUBLIC=true opens ours the same way.
-            PluginRoute(.post, "/api/message", access: options.isPublic ? .open : .role(.operator)) { request, _, environment in
+            PluginRoute(.post, "/api/message", access: options.isPublic ? .open : .role(.operator), doc: .chatBufferMessage) { request, _, environment in
                 try await service(environment).accept(try await environment.readJSON(request)).json.response()
             },
             // Users such as `5511…@s.whatsapp.net` arrive percent-encoded in the path.
-            PluginRoute(.get, "/api/v1/chat-buffer/buffers/{user}", access: .role(.viewer)) { _, context, environment in
+            PluginRoute(.get, "/api/v1/chat-buffer/buffers/{user}", access: .role(.viewer), doc: .chatBufferBuffer) { _, context, environment in
                 let raw = try context.parameters.require("user")
                 return try await service(environment).buffer(userKey: raw.removingPercentEncoding ?? raw).response()
             },
             // Admin: the URL decides where every user's messages, tokens included, are sent.
-            PluginRoute(.get, "/api/v1/chat-buffer/config", access: .role(.admin)) { _, _, environment in
+            PluginRoute(.get, "/api/v1/chat-buffer/config", access: .role(.admin), doc: .chatBufferConfig) { _, _, environment in
                 try await service(environment).configuration().response()
             },
-            PluginRoute(.put, "/api/v1/chat-buffer/config", access: .role(.admin)) { request, _, environment in
+            PluginRoute(.put, "/api/v1/chat-buffer/config", access: .role(.admin), doc: .chatBufferConfigure) { request, _, environment in
                 try await service(environment).configure(try await environment.readJSON(request)).response()
             },
         ]

@@ -17,39 +17,39 @@ extension Plugin {
 
 enum ScheduledMessageRoutes {
     static let all: [PluginRoute] = [
-        PluginRoute(.post, "/messages", access: .role(.operator)) { request, _, environment in
+        PluginRoute(.post, "/messages", access: .role(.operator), doc: .scheduledMessageUpsert) { request, _, environment in
             let message = try await service(environment).upsert(try await environment.readJSON(request))
             return JSONValue.object(["status": "scheduled", "messageId": .string(message.id)]).response()
         },
-        PluginRoute(.get, "/messages", access: .role(.viewer)) { _, _, environment in
+        PluginRoute(.get, "/messages", access: .role(.viewer), doc: .scheduledMessageList) { _, _, environment in
             try await longList(environment, filter: nil, itemsKey: "scheduledJobs", render: \.jobJSON)
         },
-        PluginRoute(.get, "/messages/search", access: .role(.viewer)) { request, _, environment in
+        PluginRoute(.get, "/messages/search", access: .role(.viewer), doc: .scheduledMessageSearch) { request, _, environment in
             try await longList(environment, filter: try filter(request), itemsKey: "messages", render: \.searchJSON)
         },
         // The seed accepts the trailing slash too; the router ignores it. POST is its fallback for proxies that block DELETE.
-        PluginRoute(.delete, "/messages/bulk", access: .role(.operator)) { request, _, environment in
+        PluginRoute(.delete, "/messages/bulk", access: .role(.operator), doc: .scheduledMessageBulkDelete) { request, _, environment in
             try await bulkDelete(request, environment)
         },
-        PluginRoute(.post, "/messages/bulk", access: .role(.operator)) { request, _, environment in
+        PluginRoute(.post, "/messages/bulk", access: .role(.operator), doc: .scheduledMessageBulkDeleteByPost) { request, _, environment in
             try await bulkDelete(request, environment)
         },
-        PluginRoute(.get, "/messages/{message_id}", access: .role(.viewer)) { _, context, environment in
+        PluginRoute(.get, "/messages/{message_id}", access: .role(.viewer), doc: .scheduledMessageGet) { _, context, environment in
             try await service(environment).message(try messageID(context)).json.response()
         },
-        PluginRoute(.delete, "/messages/{message_id}", access: .role(.operator)) { _, context, environment in
+        PluginRoute(.delete, "/messages/{message_id}", access: .role(.operator), doc: .scheduledMessageDelete) { _, context, environment in
             let id = try messageID(context)
             try await service(environment).delete(id)
             return JSONValue.object(["status": "deleted", "messageId": .string(id)]).response()
         },
         // Beyond the seed: fire a pending message now ("promote").
-        PluginRoute(.post, "/messages/{message_id}/run", access: .role(.operator)) { _, context, environment in
+        PluginRoute(.post, "/messages/{message_id}/run", access: .role(.operator), doc: .scheduledMessageRun) { _, context, environment in
             let id = try messageID(context)
             let eventID = try await service(environment).runNow(id)
             return JSONValue.object(["status": "fired", "messageId": .string(id), "eventId": .string(eventID)]).response(status: .accepted)
         },
         // Beyond the seed: the webhook events that delivered messages with this id, once they fired.
-        PluginRoute(.get, "/messages/{message_id}/deliveries", access: .role(.viewer)) { _, context, environment in
+        PluginRoute(.get, "/messages/{message_id}/deliveries", access: .role(.viewer), doc: .scheduledMessageDeliveries) { _, context, environment in
             try await service(environment).firings(of: try messageID(context)).response()
         },
     ]

@@ -21,27 +21,27 @@ enum WebhookRoutes {
     static func all(options: WebhooksOptions) -> [PluginRoute] {
         @Sendable func service(_ environment: PluginEnvironment) -> WebhooksService { WebhooksService(environment: environment, options: options) }
         return [
-            PluginRoute(.post, "/api/v1/webhooks/configure", access: .role(.admin)) { request, _, environment in
+            PluginRoute(.post, "/api/v1/webhooks/configure", access: .role(.admin), doc: .webhooksConfigure) { request, _, environment in
                 try await service(environment).configure(try await environment.readJSON(request)).response()
             },
-            PluginRoute(.get, "/api/v1/webhooks/configs", access: .role(.viewer)) { request, _, environment in
+            PluginRoute(.get, "/api/v1/webhooks/configs", access: .role(.viewer), doc: .webhooksConfigs) { request, _, environment in
                 let page = try await service(environment).tenants(page: try environment.pageRequest(request))
                 return environment.listResponse(page) { $0 }
             },
-            PluginRoute(.delete, "/api/v1/webhooks/config/{tenant_id}", access: .role(.admin)) { _, context, environment in
+            PluginRoute(.delete, "/api/v1/webhooks/config/{tenant_id}", access: .role(.admin), doc: .webhooksDeleteTenant) { _, context, environment in
                 try await service(environment).deleteTenant(try context.parameters.require("tenant_id"))
                 return Response(status: .noContent)
             },
             // Like Svix's endpoint secret: receivers of an owned tenant's deliveries need the key to verify them.
-            PluginRoute(.get, "/api/v1/webhooks/config/{tenant_id}/secret", access: .role(.admin)) { _, context, environment in
+            PluginRoute(.get, "/api/v1/webhooks/config/{tenant_id}/secret", access: .role(.admin), doc: .webhooksTenantSecret) { _, context, environment in
                 try await service(environment).signingSecret(try context.parameters.require("tenant_id")).response()
             },
-            PluginRoute(.post, "/api/v1/webhooks/send", access: .role(.operator)) { request, _, environment in
+            PluginRoute(.post, "/api/v1/webhooks/send", access: .role(.operator), doc: .webhooksSend) { request, _, environment in
                 let key = request.header("Idempotency-Key")
                 let result = try await service(environment).send(try await environment.readJSON(request), idempotencyKey: key)
                 return result.json.response(status: result.duplicate ? .ok : .accepted)
             },
-            PluginRoute(.post, "/api/v1/webhooks/send/batch", access: .role(.operator)) { request, _, environment in
+            PluginRoute(.post, "/api/v1/webhooks/send/batch", access: .role(.operator), doc: .webhooksSendBatch) { request, _, environment in
                 var input = try InputObject(try await environment.readJSON(request))
                 let events = input.raw("events")
                 try input.finish()
@@ -51,28 +51,28 @@ enum WebhookRoutes {
                 let results = try await service(environment).send(contentsOf: items)
                 return JSONValue.object(["results": .array(results.map(\.json))]).response(status: .accepted)
             },
-            PluginRoute(.get, "/api/v1/webhooks/events/{event_id}", access: .role(.viewer)) { _, context, environment in
+            PluginRoute(.get, "/api/v1/webhooks/events/{event_id}", access: .role(.viewer), doc: .webhooksEvent) { _, context, environment in
                 try await service(environment).event(try context.parameters.require("event_id")).response()
             },
-            PluginRoute(.get, "/api/v1/webhooks/metrics/{tenant_id}", access: .role(.viewer)) { _, context, environment in
+            PluginRoute(.get, "/api/v1/webhooks/metrics/{tenant_id}", access: .role(.viewer), doc: .webhooksMetrics) { _, context, environment in
                 try await service(environment).metrics(tenantID: try context.parameters.require("tenant_id")).response()
             },
-            PluginRoute(.get, "/api/v1/webhooks/dead-letter", access: .role(.viewer)) { request, _, environment in
+            PluginRoute(.get, "/api/v1/webhooks/dead-letter", access: .role(.viewer), doc: .webhooksDeadLetters) { request, _, environment in
                 guard let tenantID = request.uri.queryParameters["tenant_id"], !tenantID.isEmpty else {
                     throw ValidationFailure([FieldIssue(field: "tenant_id", message: "is required (?tenant_id=…)")])
                 }
                 let page = try await service(environment).deadLetters(tenantID: String(tenantID), page: try environment.pageRequest(request))
                 return environment.listResponse(page) { $0 }
             },
-            PluginRoute(.post, "/api/v1/webhooks/retry/{event_id}", access: .role(.operator)) { _, context, environment in
+            PluginRoute(.post, "/api/v1/webhooks/retry/{event_id}", access: .role(.operator), doc: .webhooksRetry) { _, context, environment in
                 try await service(environment).redrive(eventID: try context.parameters.require("event_id")).response(status: .accepted)
             },
-            PluginRoute(.post, "/api/v1/webhooks/dead-letter/redrive", access: .role(.operator)) { request, _, environment in
+            PluginRoute(.post, "/api/v1/webhooks/dead-letter/redrive", access: .role(.operator), doc: .webhooksRedrive) { request, _, environment in
                 let count = try await service(environment).redrive(try await environment.readJSON(request))
                 return JSONValue.object(["redriven": .number(Double(count))]).response(status: .accepted)
             },
             // Open: a receiver calls it with what it got, and a signature check reveals nothing without the secret.
-            PluginRoute(.post, "/api/v1/webhooks/receive", access: .open) { request, _, environment in
+            PluginRoute(.post, "/api/v1/webhooks/receive", access: .open, doc: .webhooksReceive) { request, _, environment in
                 var request = request
                 let tenantID = request.header("X-Tenant-ID") ?? request.uri.queryParameters["tenant_id"].map(String.init)
                 guard let tenantID, !tenantID.isEmpty else {
