@@ -1,4 +1,4 @@
-.PHONY: dev test build deploy-check
+.PHONY: dev test build deploy-check fleet
 
 # Build and run everything in one process on the embedded defaults.
 dev:
@@ -14,3 +14,7 @@ build:
 # The deployment recipes against a release binary built as the Dockerfile builds it (static Swift runtime).
 deploy-check:
 	bash scripts/deploy-check.sh
+
+# A fleet on this machine (PostgreSQL, RabbitMQ, serve, two beats, three workers) until Ctrl-C.
+fleet:
+	bash scripts/fleet.sh

@@ -74,6 +74,10 @@ for member in "${FLEET_MEMBERS[@]}"; do
         status=1
     fi
 done
+if [ "$status" != 0 ]; then
+    pg_dump "$FLEET_DATABASE_URL" > "$FLEET_DIR/database.sql" 2>/dev/null || true
+    echo "for a post-mortem: logs and a dump of the database are in $FLEET_DIR" >&2
+fi
 echo "kills: $kills, RabbitMQ restarted: $rabbit_restarted, PostgreSQL restarted: $postgres_restarted" >&2
 [ "$rabbit_restarted" = 1 ] && [ "$postgres_restarted" = 1 ] || { echo "CHAOS RUN INCOMPLETE: a restart did not happen" >&2; status=1; }
 exit $status

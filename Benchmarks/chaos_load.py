@@ -257,7 +257,8 @@ def main():
         problems.append(f"{len(missing)} webhook sends never delivered, e.g. {sorted(missing)[:3]}")
     payload_ids = {}
     for webhook_id, body, _ in hooks:
-        payload_ids.setdefault(body.get("n") if isinstance(body, dict) else None, set()).add(webhook_id)
+        payload = body.get("payload") if isinstance(body, dict) else None
+        payload_ids.setdefault(payload.get("n") if isinstance(payload, dict) else None, set()).add(webhook_id)
     doubled = [n for n, ids in payload_ids.items() if len(ids) > 1]
     if doubled:
         problems.append(f"{len(doubled)} webhook payloads arrived under two webhook-ids")
