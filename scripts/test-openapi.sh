@@ -76,7 +76,7 @@ status=0
 (cd "$work" && "$venv/bin/schemathesis" --no-color run "$base/api/v1/schema" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method \
-    --phases examples,coverage,fuzzing \
+    --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
     --workers 2 \
     --request-timeout 30 \

@@ -25,4 +25,7 @@ echo "== tests on SQLite ==" >&2
 INTEGRATOR_TEST_DATABASE=sqlite swift test --skip-build || status=1
 echo "== tests on PostgreSQL ==" >&2
 INTEGRATOR_TEST_DATABASE=postgres swift test --skip-build || status=1
+echo "== admin web UI in headless Chromium ==" >&2 && bash scripts/test-browser.sh || status=1
+echo "== OpenAPI document: openapi-spec-validator and schemathesis against integrator dev ==" >&2
+scripts/test-openapi.sh "$(swift build --show-bin-path)/integrator" || status=1
 exit $status

@@ -74,6 +74,11 @@ struct OpenAPITests {
                 }
             }
             #expect(document["paths"]?["/api/v1/users"]?["post"]?["x-required-role"] == "admin")
+            let created = document["paths"]?["/api/v1/credentials"]?["post"]?["responses"]?["201"]?["links"]
+            #expect(created?["get_api_v1_credentials_id"] == ["operationId": "get_api_v1_credentials_id", "parameters": ["path.id": "$response.body#/id"]])
+            #expect(created?["post_api_v1_credentials_id_test"] != nil, "links reach the operations below the resource too")
+            let operationIDs = (document["paths"]?.objectValue ?? [:]).values.flatMap { ($0.objectValue ?? [:]).values.compactMap { $0["operationId"]?.stringValue } }
+            #expect(Set(operationIDs).count == operationIDs.count, "operation ids are unique")
             #expect(document["paths"]?["/api/v1/webhooks/receive"]?["post"]?["security"] == [])
         }
     }

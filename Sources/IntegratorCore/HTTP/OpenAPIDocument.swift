@@ -12,7 +12,7 @@ public enum OpenAPIDocument {
     public static func make(routes: [CatalogedRoute], registry: PluginRegistry) -> JSONValue {
         var paths: [String: [String: JSONValue]] = [:]
         for route in routes {
-            paths[route.path, default: [:]][route.method.rawValue.lowercased()] = operation(route)
+            paths[route.path, default: [:]][route.method.rawValue.lowercased()] = operation(route, among: routes)
         }
         var tags = Set(routes.compactMap { $0.operation?.tag })
         tags.formUnion(routes.filter { $0.operation == nil }.compactMap(\.pluginID))
@@ -43,7 +43,7 @@ public enum OpenAPIDocument {
     }
 
     /// The operation object of one route.
-    static func operation(_ route: CatalogedRoute) -> JSONValue {
+    static func operation(_ route: CatalogedRoute, among routes: [CatalogedRoute]) -> JSONValue {
         let declared = route.operation ?? undocumented(route)
         var object: [String: JSONValue] = [
             "operationId": .string(operationID(route)),
@@ -79,12 +79,36 @@ public enum OpenAPIDocument {
         }
 
         var responses: [String: JSONValue] = [:]
-        for response in declared.responses { responses[String(response.status)] = render(response) }
+        let links = links(declared.links, among: routes)
+        for response in declared.responses {
+            var rendered = render(response)
+            if (200..<300).contains(response.status), response.schema != nil, !links.isEmpty, case .object(var object) = rendered {
+                object["links"] = .object(links)
+                rendered = .object(object)
+            }
+            responses[String(response.status)] = rendered
+        }
         for status in errorStatuses(route, declared, hasPathParameters: !pathNames.isEmpty) where responses[String(status)] == nil {
             responses[String(status)] = errorResponse(status)
         }
         object["responses"] = .object(responses)
         return .object(object)
+    }
+
+    /// One OpenAPI link per operation at or below each link's path that takes its parameter.
+    static func links(_ declared: [APILink], among routes: [CatalogedRoute]) -> [String: JSONValue] {
+        var links: [String: JSONValue] = [:]
+        for link in declared {
+            for target in routes where target.path == link.path || target.path.hasPrefix(link.path + "/") {
+                guard pathParameterNames(target.path).contains(link.parameter) else { continue }
+                let id = operationID(target)
+                links[id] = [
+                    "operationId": .string(id),
+                    "parameters": ["path.\(link.parameter)": .string("$response.body#\(link.pointer)")],
+                ]
+            }
+        }
+        return links
     }
 
     /// The errors a route answers by its shape, plus those it declares.

@@ -62,7 +62,7 @@ extension APIOperation {
     static let createCredentials = APIOperation(
         "Create credentials", tag: "credentials", description: "Secret fields are encrypted at rest and never shown again.",
         body: APIRequestBody(one("CredentialsInput")), responses: [.created("The credentials, secrets masked.", one("Credentials"))],
-        errors: [409])
+        errors: [409], links: [.id(under: "/api/v1/credentials")])
     static let getCredentials = APIOperation("One credentials", tag: "credentials", responses: [.ok("The credentials.", one("Credentials"))])
     static let updateCredentials = APIOperation(
         "Change credentials", tag: "credentials", body: APIRequestBody(one("CredentialsPatch")),
@@ -85,7 +85,7 @@ extension APIOperation {
     static let createIntegration = APIOperation(
         "Create an integration", tag: "integrations", body: APIRequestBody(one("IntegrationInput")),
         responses: [.created("The integration, with its provider's suggested schedule if it has one.", one("CreatedIntegration"))],
-        errors: [409])
+        errors: [409], links: [.id(under: "/api/v1/integrations")])
     static let getIntegration = APIOperation("One integration", tag: "integrations", responses: [.ok("The integration.", one("Integration"))])
     static let updateIntegration = APIOperation(
         "Change an integration", tag: "integrations", body: APIRequestBody(one("IntegrationPatch")),
@@ -97,7 +97,7 @@ extension APIOperation {
 
     static let runIntegration = APIOperation(
         "Fetch now", tag: "records", description: "Enqueues one fetch of the integration.",
-        responses: [.accepted("The enqueued task.", one("TaskRun"))], errors: [400, 409, 503])
+        responses: [.accepted("The enqueued task.", one("TaskRun"))], errors: [400, 409, 503], links: [.id(under: "/api/v1/tasks")])
     static let listRecords = APIOperation(
         "Records an integration fetched", tag: "records",
         parameters: [
@@ -124,7 +124,7 @@ extension APIOperation {
         "List users", tag: "users", parameters: [.query("role", "Only users with this role.", schema: OpenAPIComponents.role)] + APIParameter.paging,
         responses: [.ok("A page of users.", page("User"))])
     static let createUser = APIOperation(
-        "Create a user", tag: "users", body: APIRequestBody(one("UserInput")), responses: [.created("The user.", one("User"))], errors: [409])
+        "Create a user", tag: "users", body: APIRequestBody(one("UserInput")), responses: [.created("The user.", one("User"))], errors: [409], links: [.id(under: "/api/v1/users")])
     static let getUser = APIOperation("One user", tag: "users", responses: [.ok("The user.", one("User"))])
     static let updateUser = APIOperation(
         "Change a user's role or password", tag: "users", body: APIRequestBody(one("UserPatch")),
@@ -145,11 +145,11 @@ extension APIOperation {
         responses: [.ok("A page of runs.", page("TaskRun"))])
     static let enqueueTask = APIOperation(
         "Enqueue a task", tag: "tasks", body: APIRequestBody(one("TaskInput")),
-        responses: [.accepted("The run, queued.", one("TaskRun"))], errors: [503])
+        responses: [.accepted("The run, queued.", one("TaskRun"))], errors: [503], links: [.id(under: "/api/v1/tasks")])
     static let getTask = APIOperation("One run with its attempts", tag: "tasks", responses: [.ok("The run.", one("TaskRun"))])
     static let retryTask = APIOperation(
         "Run a failed or dead task again", tag: "tasks", responses: [.accepted("The run, queued again.", one("TaskRun"))],
-        errors: [409, 503])
+        errors: [409, 503], links: [.id(under: "/api/v1/tasks")])
     static let revokeTask = APIOperation(
         "Revoke a task that has not started", tag: "tasks", responses: [.noContent("Revoked.")], errors: [409, 503])
     static let listQueues = APIOperation(
@@ -167,14 +167,14 @@ extension APIOperation {
         responses: [.ok("A page of schedules.", page("Schedule"))])
     static let createSchedule = APIOperation(
         "Create a schedule", tag: "schedules", body: APIRequestBody(one("ScheduleInput")),
-        responses: [.created("The schedule.", one("Schedule"))], errors: [409])
+        responses: [.created("The schedule.", one("Schedule"))], errors: [409], links: [.id(under: "/api/v1/schedules")])
     static let getSchedule = APIOperation("One schedule", tag: "schedules", responses: [.ok("The schedule.", one("Schedule"))])
     static let updateSchedule = APIOperation(
         "Change a schedule", tag: "schedules", body: APIRequestBody(one("ScheduleInput")),
         responses: [.ok("The schedule.", one("Schedule"))], errors: [409])
     static let deleteSchedule = APIOperation("Delete a schedule", tag: "schedules", responses: [.noContent("Deleted.")])
     static let runSchedule = APIOperation(
-        "Fire a schedule now", tag: "schedules", responses: [.accepted("The enqueued task.", one("TaskAccepted"))], errors: [409, 503])
+        "Fire a schedule now", tag: "schedules", responses: [.accepted("The enqueued task.", one("TaskAccepted"))], errors: [409, 503], links: [APILink("/api/v1/tasks/{id}", parameter: "id", from: "/task_id")])
     static let previewSchedule = APIOperation(
         "The schedule's next fire times", tag: "schedules",
         parameters: [.query("count", "How many times.", schema: S.integer(SchedulesService.previewCounts))],

@@ -16,10 +16,12 @@ public struct APIOperation: Sendable {
     public var responses: [APIResponse]
     /// Error statuses this operation answers besides those implied by its access, body and parameters, such as 409.
     public var errors: [Int]
+    /// Where the resource a success answer names lives, so clients and fuzzers can follow it (OpenAPI links).
+    public var links: [APILink]
 
     public init(
         _ summary: String, tag: String, description: String? = nil, parameters: [APIParameter] = [],
-        body: APIRequestBody? = nil, responses: [APIResponse], errors: [Int] = []
+        body: APIRequestBody? = nil, responses: [APIResponse], errors: [Int] = [], links: [APILink] = []
     ) {
         self.summary = summary
         self.description = description
@@ -28,7 +30,27 @@ public struct APIOperation: Sendable {
         self.requestBody = body
         self.responses = responses
         self.errors = errors
+        self.links = links
     }
+}
+
+/// A value of a success answer that names a resource: every operation at `path` or below it takes it as the path
+/// parameter `parameter`.
+public struct APILink: Sendable {
+    public var path: String
+    public var parameter: String
+    /// A JSON pointer into the answer's body, such as `/id`.
+    public var pointer: String
+
+    /// The answer's `pointer` is the `{parameter}` of `path` (for example `/api/v1/credentials/{id}`).
+    public init(_ path: String, parameter: String, from pointer: String) {
+        self.path = path
+        self.parameter = parameter
+        self.pointer = pointer
+    }
+
+    /// The answer's `id` names the resource at `collection/{id}`.
+    public static func id(under collection: String) -> APILink { APILink("\(collection)/{id}", parameter: "id", from: "/id") }
 }
 
 /// A path, query or header parameter.

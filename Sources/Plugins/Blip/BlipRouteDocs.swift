@@ -23,7 +23,7 @@ extension APIOperation {
 
     static let blipCreate = APIOperation(
         "Queue a WhatsApp template notification", tag: tag, body: APIRequestBody(notificationInput),
-        responses: [.created("Queued.", notification), .ok("A duplicate of an earlier notification (same external_id): that one.", notification)])
+        responses: [.created("Queued.", notification), .ok("A duplicate of an earlier notification (same external_id): that one.", notification)], links: [.id(under: "/api/v1/notifications")])
     static let blipCreateBulk = APIOperation(
         "Queue many notifications (all or none)", tag: tag,
         body: APIRequestBody(

@@ -25,7 +25,7 @@ extension APIOperation {
                     "success": S.boolean, "message": S.string, "user": ["anyOf": [S.string, S.number]], "buffered": S.integer,
                     "flush_at": S.dateTime,
                 ]))
-        ], errors: [503])
+        ], errors: [503], links: [APILink("/api/v1/chat-buffer/buffers/{user}", parameter: "user", from: "/user")])
     static let chatBufferBuffer = APIOperation(
         "A user's buffer that has not been flushed yet", tag: tag,
         parameters: [.path("user", "The user, percent-encoded.", schema: S.string(minLength: 1))],

@@ -63,7 +63,7 @@ extension APIOperation {
                             ["auth_type": S.string(oneOf: ["Bearer", "ApiKey", "Basic"]), "token": S.string, "header_name": S.string],
                             closed: true)),
                 ], required: ["tenant_id", "base_url"], closed: true)),
-        responses: [.ok("The configuration, secrets masked.", webhookTenant)], errors: [409])
+        responses: [.ok("The configuration, secrets masked.", webhookTenant)], errors: [409], links: [APILink("/api/v1/webhooks/config/{tenant_id}", parameter: "tenant_id", from: "/tenant_id"), APILink("/api/v1/webhooks/metrics/{tenant_id}", parameter: "tenant_id", from: "/tenant_id")])
     static let webhooksConfigs = APIOperation(
         "List tenants' configurations", tag: tag, parameters: APIParameter.paging,
         responses: [.ok("A page of configurations.", S.page(of: webhookTenant))])
@@ -77,7 +77,7 @@ extension APIOperation {
         parameters: [.header("Idempotency-Key", "Sends with the same key within the window are one event.", schema: S.string(minLength: 1, maxLength: 200))],
         body: APIRequestBody(sendBody),
         responses: [.accepted("Stored and enqueued.", sendResult), .ok("A duplicate of an earlier send: that event.", sendResult)],
-        errors: [404, 409, 503])
+        errors: [404, 409, 503], links: [APILink("/api/v1/webhooks/events/{event_id}", parameter: "event_id", from: "/event_id"), APILink("/api/v1/webhooks/retry/{event_id}", parameter: "event_id", from: "/event_id")])
     static let webhooksSendBatch = APIOperation(
         "Send many events", tag: tag, body: APIRequestBody(S.object(["events": S.array(sendBody)], required: ["events"], closed: true)),
         responses: [
