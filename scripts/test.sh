@@ -19,6 +19,7 @@ swift build --build-tests
 echo "== deployment recipes ==" >&2
 ensure_packages python3-yaml systemd
 python3 scripts/check_deploy.py "$(swift build --show-bin-path)/integrator"
+ensure_packages prometheus  # the metrics tests let Debian's Prometheus scrape real integrator processes
 
 status=0
 echo "== tests on SQLite ==" >&2

@@ -238,6 +238,11 @@ struct MetricsTests {
             let scraped = try Self.exposition(metrics)
             #expect(scraped.value("integrator_beat_fire_lateness_seconds_bucket", ["kind": "timer", "le": "0.5"]) == 0, "a second late")
             #expect((scraped.value("integrator_beat_fire_lateness_seconds_sum", ["kind": "timer"]) ?? 0) >= 3)
+            // A fire centuries late (a message scheduled for year 26) is recorded, capped, in the last bucket.
+            metrics.beatFired(.schedule, dueTimes: [Date(timeIntervalSince1970: -61_300_000_000)], firedAt: Date())
+            let ancient = try Self.exposition(metrics)
+            #expect(ancient.value("integrator_beat_fire_lateness_seconds_bucket", ["kind": "schedule", "le": "60.0"]) == 0)
+            #expect(ancient.value("integrator_beat_fire_lateness_seconds_bucket", ["kind": "schedule", "le": "+Inf"]) == 1)
             beating.cancel()
             _ = try? await beating.value
             #expect(try Self.exposition(metrics).value("integrator_beat_leader") == 0, "leadership ended with the beat")
@@ -272,6 +277,22 @@ struct MetricsTests {
                 #expect(after.labelValues.isDisjoint(with: ids))
             }
         }
+    }
+
+    @Test("the Grafana dashboard charts only metrics of the catalog, and every metric of the catalog")
+    func dashboard() throws {
+        let queries = try MetricsPrometheusTests.dashboardQueries()
+        #expect(queries.count >= 15)
+        let pattern = try Regex("integrator_[a-z_]+")
+        var charted: Set<String> = []
+        for query in queries {
+            for match in query.matches(of: pattern) {
+                var name = String(query[match.range])
+                for suffix in ["_bucket", "_count", "_sum"] where name.hasSuffix(suffix) { name = String(name.dropLast(suffix.count)) }
+                charted.insert(name)
+            }
+        }
+        #expect(charted == Set(MetricCatalog.all.map(\.name)))
     }
 
     @Test("a worker's metrics listener serves /metrics and nothing else")

@@ -49,6 +49,12 @@ public final class IntegratorMetrics: Sendable {
         if first { MetricsSystem.bootstrap(shared.factory) }
     }
 
+    /// `seconds` as the nanoseconds a histogram records: never negative (clocks of two hosts), and at most a year, so
+    /// that a timer due centuries ago (a message scheduled for year 26) still fits an Int64.
+    static func nanoseconds(_ seconds: TimeInterval) -> Int64 {
+        Int64(min(max(0, seconds), 31_536_000) * 1e9)
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
 
@@ -69,7 +75,7 @@ public final class IntegratorMetrics: Sendable {
                 duration: Metrics.Timer(label: MetricCatalog.taskDuration.name, dimensions: labels, factory: factory))
         }
         metrics.count.increment()
-        if let ran { metrics.duration.recordNanoseconds(Int64(max(0, ran) * 1e9)) }
+        if let ran { metrics.duration.recordNanoseconds(Self.nanoseconds(ran)) }
         if outcome == .retrying {
             retries.get(task) { Metrics.Counter(label: MetricCatalog.taskRetries.name, dimensions: [("task", $0)], factory: factory) }
                 .increment()
@@ -131,9 +137,7 @@ public final class IntegratorMetrics: Sendable {
         let timer = lateness.get(kind) {
             Metrics.Timer(label: MetricCatalog.beatLateness.name, dimensions: [("kind", $0.rawValue)], factory: factory)
         }
-        // A timer may be due centuries ago (a message scheduled for year 26); its lateness in nanoseconds must still fit
-        // an Int64, so it is capped at a year.
-        for due in dueTimes { timer.recordNanoseconds(Int64(min(max(0, firedAt.timeIntervalSince(due)), 31_536_000) * 1e9)) }
+        for due in dueTimes { timer.recordNanoseconds(Self.nanoseconds(firedAt.timeIntervalSince(due))) }
     }
 
     /// A beat of this process won (`true`) or lost the leader lease.
@@ -154,7 +158,7 @@ public final class IntegratorMetrics: Sendable {
             )
         }
         metrics.count.increment()
-        metrics.duration.recordNanoseconds(Int64(max(0, seconds) * 1e9))
+        metrics.duration.recordNanoseconds(Self.nanoseconds(seconds))
     }
 
     // MARK: HTTP
