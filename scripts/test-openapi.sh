@@ -72,8 +72,17 @@ status=0
 # headers, body schema), and wrong methods (405 with Allow). The acceptance checks (positive_data_acceptance,
 # negative_data_rejection) are left out: they judge the generator's guesses about validation the schema cannot
 # express (an id that names no row, a cron expression), not the document's answers.
+# The stateful phase follows the document's links (create, then read, change and delete what was created); it gets
+# more scenarios than the other phases' per-operation cases, as each scenario is a whole sequence.
+cat >"$work/schemathesis.toml" <<TOML
+[phases.stateful]
+max-steps = 8
+
+[phases.stateful.generation]
+max-examples = $((max_examples * 6))
+TOML
 # From the temporary folder, where schemathesis keeps its example database.
-(cd "$work" && "$venv/bin/schemathesis" --no-color run "$base/api/v1/schema" \
+(cd "$work" && "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$base/api/v1/schema" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method \
     --phases examples,coverage,fuzzing,stateful \

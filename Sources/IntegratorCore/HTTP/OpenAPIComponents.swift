@@ -15,8 +15,15 @@ enum OpenAPIComponents {
         for provider in registry.providers {
             schemas[configName(provider.id)] = provider.configFields.jsonSchema(title: "\(provider.name): config")
         }
+        schemas["CredentialsTypeID"] = S.string(oneOf: registry.credentialsTypes.map(\.id))
+        schemas["ProviderID"] = S.string(oneOf: registry.providers.map(\.id))
         schemas["CredentialsInput"] = credentialsInput(registry)
         schemas["IntegrationInput"] = integrationInput(registry)
+        let taskName = S.string(oneOf: registry.taskNames, description: "A task of an installed plugin (GET /api/v1/plugins).")
+        schemas["TaskInput"] = S.object(
+            ["task": taskName, "args": S.any, "queue": queueName, "priority": S.integer(IntegrationsService.priorities)],
+            required: ["task"], closed: true)
+        schemas["ScheduleInput"] = scheduleInput(task: taskName)
         return schemas
     }
 
@@ -31,9 +38,15 @@ enum OpenAPIComponents {
                 [
                     "name": S.string(minLength: 1, maxLength: 200), "type": ["const": .string(type.id)],
                     "public": S.ref(publicFieldsName(type.id)), "secret": S.ref(secretFieldsName(type.id)),
-                ], required: ["name", "type"], closed: true, description: type.name)
+                ], required: Set(["name", "type"] + requiredParts(["public": type.publicFields, "secret": type.secretFields])), closed: true,
+                description: type.name)
         }
         return ["oneOf": .array(variants), "description": "Credentials of one of the installed types (GET /api/v1/credential-types)."]
+    }
+
+    /// The parts whose fields include one that is required and has no default.
+    static func requiredParts(_ parts: [String: FieldSet]) -> [String] {
+        parts.filter { $0.value.fields.contains { $0.isRequired && $0.defaultValue == nil } }.map(\.key)
     }
 
     /// `POST /api/v1/integrations`: one shape per provider, told apart by `provider`.
@@ -46,9 +59,44 @@ enum OpenAPIComponents {
                     "config": S.ref(configName(provider.id)), "active": S.boolean,
                     "queue": queueName, "priority": S.integer(IntegrationsService.priorities),
                     "max_attempts": S.nullable(S.integer(IntegrationsService.attempts)),
-                ], required: ["name", "provider"], closed: true, description: provider.name)
+                ], required: Set(["name", "provider"] + requiredParts(["config": provider.configFields])), closed: true,
+                description: provider.name)
         }
         return ["oneOf": .array(variants), "description": "An integration of one of the installed providers (GET /api/v1/providers)."]
+    }
+
+    /// `POST /api/v1/schedules`: a name, a task or an integration, and exactly one timing.
+    static func scheduleInput(task: JSONValue) -> JSONValue {
+        let timings = ["interval", "crontab", "clocked"]
+        let variants: [JSONValue] = timings.map { timing in
+            var fields = scheduleFields(task: task)
+            for other in timings where other != timing { fields[other] = nil }
+            return S.object(fields, required: ["name", timing], closed: true, description: "Timed by `\(timing)`.")
+        }
+        return [
+            "oneOf": .array(variants),
+            "description": "`task` (with `args`) or `integration` says what runs; `interval`, `crontab` or `clocked` says when.",
+        ]
+    }
+
+    static func scheduleFields(task: JSONValue) -> [String: JSONValue] {
+        [
+            "name": S.string(minLength: 1, maxLength: 200), "task": task, "args": S.anyObject,
+            "integration": S.string(description: "Runs a fetch of this integration instead of `task`."),
+            "interval": S.object(["every": S.integer(SchedulesService.longestInterval)], required: ["every"], closed: true),
+            "crontab": S.object(
+                [
+                    "expression": S.string(minLength: 1, maxLength: 200, examples: ["*/5 * * * *"]),
+                    "timezone": S.string(format: "time-zone", examples: ["UTC", "America/Sao_Paulo"]),
+                ],
+                required: ["expression"], closed: true),
+            "clocked": S.object(["at": S.dateTime], required: ["at"], closed: true),
+            "enabled": S.boolean, "one_off": S.boolean, "start_time": S.nullable(S.dateTime), "expires": S.nullable(S.dateTime),
+            "queue": queueName, "priority": S.integer(IntegrationsService.priorities),
+            "misfire": S.string(oneOf: MisfirePolicy.allCases.map(\.rawValue)),
+            "misfire_grace_seconds": S.integer(SchedulesService.graceSeconds),
+            "overlap": S.string(oneOf: OverlapPolicy.allCases.map(\.rawValue)),
+        ]
     }
 
     static let queueName = S.string(minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9_.-]+$")
@@ -123,11 +171,6 @@ enum OpenAPIComponents {
                         "error": S.nullable(S.string),
                     ])),
             ], optional: ["attempts"]),
-        "TaskInput": S.object(
-            [
-                "task": S.string(minLength: 1, maxLength: 200, description: "A task name of GET /api/v1/plugins, such as core.noop."),
-                "args": S.any, "queue": queueName, "priority": S.integer(IntegrationsService.priorities),
-            ], required: ["task"], closed: true),
         "Queue": S.record(["queue": S.string, "ready": S.integer, "in_flight": S.integer, "dead": S.integer, "delayed": S.integer]),
         "Worker": S.record([
             "id": S.string, "host": S.string, "queues": S.array(S.string), "concurrency": S.integer, "busy": S.integer,
@@ -157,23 +200,9 @@ enum OpenAPIComponents {
                 "crontab": S.record(["expression": S.string, "timezone": S.string]),
                 "clocked": S.record(["at": S.dateTime]),
             ], optional: ["interval", "crontab", "clocked"]),
-        "ScheduleInput": S.object(
-            [
-                "name": S.string(minLength: 1, maxLength: 200),
-                "task": S.string(minLength: 1, maxLength: 200), "args": S.anyObject,
-                "integration": S.string(description: "Runs a fetch of this integration instead of `task`."),
-                "interval": S.object(["every": S.integer(SchedulesService.longestInterval)], required: ["every"], closed: true),
-                "crontab": S.object(
-                    ["expression": S.string(minLength: 1, maxLength: 200), "timezone": S.string(format: "time-zone")],
-                    required: ["expression"], closed: true),
-                "clocked": S.object(["at": S.dateTime], required: ["at"], closed: true),
-                "enabled": S.boolean, "one_off": S.boolean, "start_time": S.nullable(S.dateTime), "expires": S.nullable(S.dateTime),
-                "queue": queueName, "priority": S.integer(IntegrationsService.priorities),
-                "misfire": S.string(oneOf: MisfirePolicy.allCases.map(\.rawValue)),
-                "misfire_grace_seconds": S.integer(SchedulesService.graceSeconds),
-                "overlap": S.string(oneOf: OverlapPolicy.allCases.map(\.rawValue)),
-            ], closed: true,
-            description: "`name`, `task` or `integration`, and one of `interval`, `crontab` or `clocked` are required when creating."),
+        "SchedulePatch": S.object(
+            scheduleFields(task: S.string(minLength: 1, maxLength: 200)), closed: true,
+            description: "Fields to change; giving one of `interval`, `crontab` or `clocked` replaces the timing."),
         "SchedulePreview": S.record(["timezone": S.string, "times": S.array(S.string)]),
         "TaskAccepted": S.record(["task_id": S.string]),
         "Plugin": S.record([

@@ -48,10 +48,13 @@ extension APIOperation {
         "Credentials types, with their fields as JSON Schema", tag: "plugins",
         responses: [.ok("Every credentials type.", S.items(one("CredentialsType")))])
     static let getCredentialType = APIOperation(
-        "One credentials type", tag: "plugins", responses: [.ok("The type.", one("CredentialsType"))])
+        "One credentials type", tag: "plugins", parameters: [.path("id", "The type's id.", schema: one("CredentialsTypeID"))],
+        responses: [.ok("The type.", one("CredentialsType"))])
     static let listProviders = APIOperation(
         "Providers, with their config as JSON Schema", tag: "plugins", responses: [.ok("Every provider.", S.items(one("Provider")))])
-    static let getProvider = APIOperation("One provider", tag: "plugins", responses: [.ok("The provider.", one("Provider"))])
+    static let getProvider = APIOperation(
+        "One provider", tag: "plugins", parameters: [.path("id", "The provider's id.", schema: one("ProviderID"))],
+        responses: [.ok("The provider.", one("Provider"))])
 
     // MARK: Credentials
 
@@ -170,7 +173,7 @@ extension APIOperation {
         responses: [.created("The schedule.", one("Schedule"))], errors: [409], links: [.id(under: "/api/v1/schedules")])
     static let getSchedule = APIOperation("One schedule", tag: "schedules", responses: [.ok("The schedule.", one("Schedule"))])
     static let updateSchedule = APIOperation(
-        "Change a schedule", tag: "schedules", body: APIRequestBody(one("ScheduleInput")),
+        "Change a schedule", tag: "schedules", body: APIRequestBody(one("SchedulePatch")),
         responses: [.ok("The schedule.", one("Schedule"))], errors: [409])
     static let deleteSchedule = APIOperation("Delete a schedule", tag: "schedules", responses: [.noContent("Deleted.")])
     static let runSchedule = APIOperation(

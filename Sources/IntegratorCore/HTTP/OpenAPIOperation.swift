@@ -146,7 +146,7 @@ public enum OpenAPISchema {
 
     public static func string(
         minLength: Int? = nil, maxLength: Int? = nil, format: String? = nil, pattern: String? = nil, oneOf choices: [String]? = nil,
-        description: String? = nil
+        description: String? = nil, examples: [String] = []
     ) -> JSONValue {
         var schema: [String: JSONValue] = ["type": "string"]
         if let minLength { schema["minLength"] = .number(Double(minLength)) }
@@ -155,7 +155,15 @@ public enum OpenAPISchema {
         if let pattern { schema["pattern"] = .string(pattern) }
         if let choices { schema["enum"] = .array(choices.map(JSONValue.string)) }
         if let description { schema["description"] = .string(description) }
+        if !examples.isEmpty { schema["examples"] = .array(examples.map(JSONValue.string)) }
         return .object(schema)
+    }
+
+    /// An absolute `http` or `https` URL with a host, as the plugins that post to URLs accept them.
+    public static func httpURL(maxLength: Int) -> JSONValue {
+        string(
+            maxLength: maxLength, format: "uri", pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+([/?#]\\S*)?$",
+            examples: ["https://hooks.example.com/integrator"])
     }
 
     public static func integer(_ range: ClosedRange<Int>) -> JSONValue {

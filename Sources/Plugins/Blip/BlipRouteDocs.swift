@@ -14,7 +14,10 @@ extension APIOperation {
     ], optional: ["duplicate"])
     private static let notificationInput = S.object(
         [
-            "phone": S.string(minLength: 1, maxLength: 40), "template": S.string(minLength: 1, maxLength: 512),
+            "phone": S.string(
+                minLength: 1, maxLength: 40, description: "A Brazilian number, in any usual writing.",
+                examples: ["+55 11 98765-4321", "(21) 3456-7890"]),
+            "template": S.string(minLength: 1, maxLength: 512),
             "namespace": S.string(minLength: 1, maxLength: 200), "language": S.string(minLength: 2, maxLength: 20),
             "parameters": ["type": "array", "items": S.string, "maxItems": .number(Double(BlipService.maxParameters))],
             "integration": S.string(minLength: 1, maxLength: 100),

@@ -39,6 +39,6 @@ extension APIOperation {
     static let chatBufferConfigure = APIOperation(
         "Set or remove the webhook URL", tag: tag,
         body: APIRequestBody(
-            S.object(["webhook_url": S.nullable(S.string(maxLength: 2048, format: "uri"))], required: ["webhook_url"], closed: true)),
+            S.object(["webhook_url": S.nullable(S.httpURL(maxLength: 2048))], required: ["webhook_url"], closed: true)),
         responses: [.ok("The configuration.", configuration)])
 }

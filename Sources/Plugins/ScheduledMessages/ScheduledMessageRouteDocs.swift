@@ -19,7 +19,7 @@ extension APIOperation {
             S.object(
                 [
                     "id": S.string(minLength: 1, maxLength: 512), "scheduleTo": S.string(format: "date-time", description: "ISO 8601."),
-                    "payload": S.any, "webhookUrl": S.string(maxLength: 2048, format: "uri"),
+                    "payload": S.any, "webhookUrl": S.httpURL(maxLength: 2048),
                 ], required: ["id", "scheduleTo", "payload", "webhookUrl"])),
         responses: [.ok("Scheduled.", S.record(["status": S.string(oneOf: ["scheduled"]), "messageId": S.string]))], errors: [503], links: [APILink("/messages/{message_id}", parameter: "message_id", from: "/messageId")])
     static let scheduledMessageList = APIOperation(

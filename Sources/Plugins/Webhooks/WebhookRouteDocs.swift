@@ -36,7 +36,7 @@ extension APIOperation {
     static let sendBody = S.object(
         [
             "tenant_id": S.string(minLength: 1), "event_type": S.string(minLength: 1, maxLength: 200), "payload": S.any,
-            "target_url": S.string(maxLength: 2000, format: "uri"), "custom_headers": headers,
+            "target_url": S.httpURL(maxLength: 2000), "custom_headers": headers,
             "severity": S.string(oneOf: WebhookSeverity.allCases.map(\.rawValue)), "context": S.anyObject,
             "event_id": S.string(description: "An idempotency key when no Idempotency-Key header is sent."),
         ], required: ["tenant_id", "event_type", "payload"], closed: true)
@@ -46,7 +46,7 @@ extension APIOperation {
         body: APIRequestBody(
             S.object(
                 [
-                    "tenant_id": S.string(minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9._:-]+$"), "base_url": S.string(maxLength: 2000, format: "uri"),
+                    "tenant_id": S.string(minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9._:-]+$"), "base_url": S.httpURL(maxLength: 2000),
                     "secret_key": S.string(minLength: 1, maxLength: 500, description: "Required when the tenant is new."),
                     "default_headers": headers,
                     "retry_policy": S.object(
