@@ -67,7 +67,7 @@ struct MetricsPrometheusTests {
         }
     }
 
-    @Test("Prometheus scrapes integrator dev and a worker's --metrics-port (with a metrics token); its query counts every completed task")
+    @Test("Prometheus scrapes integrator dev, a worker's and a beat's --metrics-port; its query counts every completed task")
     func scrapeDevAndWorker() async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.prometheus) else {
             Issue.record("\(Self.prometheus) is missing: install Debian's prometheus package (scripts/test.sh does)")
@@ -79,6 +79,7 @@ struct MetricsPrometheusTests {
             let apiToken = "prometheus-test-api-token-0001"
             let metricsToken = "prometheus-test-metrics-token-01"
             let (devPort, workerMetricsPort, prometheusPort) = (try FreePort.make(), try FreePort.make(), try FreePort.make())
+            let beatMetricsPort = try FreePort.make()
             let shared = [
                 "INTEGRATOR_DATABASE_URL": CLITests.url(for: location), "INTEGRATOR_SECRET_KEY": SecretKeyRing.generateEncodedKey(),
                 "INTEGRATOR_API_TOKEN": apiToken, "LOG_LEVEL": "warning",
@@ -101,6 +102,11 @@ struct MetricsPrometheusTests {
             let workerUp = try await eventually(120) { await Self.get(workerMetrics, token: metricsToken)?.status == 200 }
             try #require(workerUp, "the worker's metrics listener did not start")
             #expect(await Self.get(workerMetrics)?.status == 401, "a metrics token, once set, is required even on loopback")
+            // A second beat, standing by while dev's leads.
+            let beat = try Self.start(
+                ["beat", "--metrics-port", "\(beatMetricsPort)"], environment: shared, log: directory.appendingPathComponent("beat.log"),
+                in: directory)
+            defer { Self.stop(beat) }
 
             let config = directory.appendingPathComponent("prometheus.yml")
             try """
@@ -116,6 +122,9 @@ struct MetricsPrometheusTests {
                       credentials: "\(metricsToken)"
                     static_configs:
                       - targets: ["127.0.0.1:\(workerMetricsPort)"]
+                  - job_name: integrator-beat
+                    static_configs:
+                      - targets: ["127.0.0.1:\(beatMetricsPort)"]
 
                 """.write(to: config, atomically: true, encoding: .utf8)
             let prometheusLog = directory.appendingPathComponent("prometheus.log")
@@ -142,17 +151,23 @@ struct MetricsPrometheusTests {
                 }
             }
 
-            let bothUp = try await eventually(120) {
-                await Self.query(prometheusPort, "sum(up{job=~\"integrator-dev|integrator-worker\"})") == 2
+            let allUp = try await eventually(120) {
+                await Self.query(prometheusPort, "sum(up{job=~\"integrator-dev|integrator-worker|integrator-beat\"})") == 3
             }
             let prometheusOutput = String(decoding: (try? Data(contentsOf: prometheusLog)) ?? Data(), as: UTF8.self)
-            #expect(bothUp, "Prometheus scrapes both processes: \(prometheusOutput.suffix(2000))")
+            #expect(allUp, "Prometheus scrapes the three processes: \(prometheusOutput.suffix(2000))")
             let completed = "sum(integrator_tasks_total{task=\"core.noop\",outcome=\"succeeded\"})"
             let counted = try await eventually(120) { await Self.query(prometheusPort, completed) == Double(onDev + onWorker) }
             let total = await Self.query(prometheusPort, completed)
             #expect(counted, "\(completed) = \(String(describing: total))")
             #expect(await Self.query(prometheusPort, "sum(integrator_tasks_total{job=\"integrator-dev\",outcome=\"succeeded\"})") == Double(onDev))
             #expect(await Self.query(prometheusPort, "sum(integrator_tasks_total{job=\"integrator-worker\",outcome=\"succeeded\"})") == Double(onWorker))
+            let oneLeader = try await eventually(60) {
+                let leaders = await Self.query(prometheusPort, "sum(integrator_beat_leader)")
+                let standby = await Self.query(prometheusPort, "sum(integrator_beat_leader{job=\"integrator-beat\"})")
+                return leaders == 1 && standby == 0
+            }
+            #expect(oneLeader, "one of the two beats leads")
             // dev serves the API: its requests and the queue gauges come from there.
             let posts = "sum(integrator_http_requests_total{job=\"integrator-dev\",route=\"/api/v1/tasks\",method=\"POST\",status=\"202\"})"
             #expect(await Self.query(prometheusPort, posts) == Double(onDev + onWorker))
@@ -172,12 +187,12 @@ struct MetricsPrometheusTests {
                 #expect(status == 200, "\(expression)")
             }
 
-            for process in [worker, dev] {
+            for process in [beat, worker, dev] {
                 process.terminate()
                 process.waitUntilExit()
                 #expect(process.terminationStatus == 0)
             }
-            for log in ["dev.log", "worker.log"] {
+            for log in ["dev.log", "worker.log", "beat.log"] {
                 let text = try String(contentsOf: directory.appendingPathComponent(log), encoding: .utf8)
                 #expect(!text.contains(metricsToken) && !text.contains(apiToken), "\(log) holds no token")
             }

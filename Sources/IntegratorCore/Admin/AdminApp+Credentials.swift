@@ -28,12 +28,9 @@ extension AdminApp {
         }
         view("credentials/new", on: router, role: .admin) { request in
             guard let typeID = request.query["type"] else {
-                return AdminPage(title: "New credentials", sections: [.form(AdminForm(
-                    action: "credentials/new",
-                    fields: [AdminField(
-                        "type", label: "Type", kind: .select, options: runtime.registry.credentialsTypes.map { ($0.id, "\($0.name) (\($0.id))") },
-                        isRequired: true)],
-                    submitLabel: "Next", isQuery: true))])
+                return Self.choicePage(
+                    "New credentials", path: "credentials/new", field: "type", label: "Type",
+                    options: runtime.registry.credentialsTypes.map { ($0.id, "\($0.name) (\($0.id))") })
             }
             guard let type = runtime.registry.credentialsType(typeID) else {
                 throw ServiceError(.notFound, "no credentials type '\(typeID)'")
@@ -138,6 +135,13 @@ extension AdminApp {
         return AdminPage(title: view.name, sections: [
             .details(details), .buttons(buttons), .form(form, heading: "Edit"),
         ])
+    }
+
+    /// The first step of a form that depends on a choice (a credentials type, a provider): pick it, then see the form.
+    static func choicePage(_ title: String, path: String, field: String, label: String, options: [(value: String, label: String)]) -> AdminPage {
+        AdminPage(title: title, sections: [.form(AdminForm(
+            action: path, fields: [AdminField(field, label: label, kind: .select, options: options, isRequired: true)],
+            submitLabel: "Next", isQuery: true))])
     }
 
     /// Issues whose field no input shows, as sentences for the top of the form.

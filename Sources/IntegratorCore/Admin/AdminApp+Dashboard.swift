@@ -90,8 +90,9 @@ enum AdminChart {
     static func perMinute(_ minutes: [MinuteCounts], now: Date) -> String {
         let width = 900.0, height = 220.0, left = 44.0, bottom = 24.0, top = 10.0
         let plotHeight = height - bottom - top
-        let peak = max(1, minutes.map { $0.succeeded + $0.failed }.max() ?? 1)
-        let scale = niceCeiling(peak)
+        let peak = max(4, minutes.map { $0.succeeded + $0.failed }.max() ?? 0)
+        // Four gridline steps of a round size, so every label is a whole, round number.
+        let scale = niceCeiling(Int((Double(peak) / 4).rounded(.up))) * 4
         let slot = (width - left - 6) / Double(max(1, minutes.count))
         var parts: [String] = [
             "<div class=\"chart\"><svg viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"Tasks finished per minute over the last hour\" xmlns=\"http://www.w3.org/2000/svg\">"
@@ -119,7 +120,8 @@ enum AdminChart {
         for minutesAgo in stride(from: 60, through: 0, by: -10) {
             let x = left + Double(minutes.count - minutesAgo) * slot
             let label = minutesAgo == 0 ? "now" : "-\(minutesAgo) min"
-            parts.append("<text x=\"\(format(x))\" y=\"\(format(height - 6))\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6475\">\(label)</text>")
+            let anchor = minutesAgo == 0 ? "end" : "middle"
+            parts.append("<text x=\"\(format(x))\" y=\"\(format(height - 6))\" font-size=\"11\" text-anchor=\"\(anchor)\" fill=\"#5b6475\">\(label)</text>")
         }
         parts.append("<rect x=\"\(format(width - 230))\" y=\"2\" width=\"10\" height=\"10\" fill=\"#3a9d5d\"/><text x=\"\(format(width - 216))\" y=\"11\" font-size=\"11\" fill=\"#1d2330\">succeeded</text>")
         parts.append("<rect x=\"\(format(width - 140))\" y=\"2\" width=\"10\" height=\"10\" fill=\"#c8372d\"/><text x=\"\(format(width - 126))\" y=\"11\" font-size=\"11\" fill=\"#1d2330\">failed or dead</text>")

@@ -35,12 +35,9 @@ extension AdminApp {
         }
         view("integrations/new", on: router, role: .admin) { request in
             guard let providerID = request.query["provider"] else {
-                return AdminPage(title: "New integration", sections: [.form(AdminForm(
-                    action: "integrations/new",
-                    fields: [AdminField(
-                        "provider", label: "Provider", kind: .select,
-                        options: runtime.registry.providers.map { ($0.id, "\($0.name) (\($0.id))") }, isRequired: true)],
-                    submitLabel: "Next", isQuery: true))])
+                return Self.choicePage(
+                    "New integration", path: "integrations/new", field: "provider", label: "Provider",
+                    options: runtime.registry.providers.map { ($0.id, "\($0.name) (\($0.id))") })
             }
             guard let provider = runtime.registry.provider(providerID) else { throw ServiceError(.notFound, "no provider '\(providerID)'") }
             return try await integrationForm(provider: provider, existing: nil, posted: nil, issues: [])

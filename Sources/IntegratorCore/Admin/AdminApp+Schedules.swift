@@ -279,8 +279,9 @@ extension AdminApp {
             ]))
             sections.append(.links([AdminLink("Runs of this schedule", link: "tasks?schedule=\(existing.id)")]))
         }
-        sections.append(.form(form, heading: existing == nil ? nil : "Edit"))
+        // Above the form, so it stays in sight while the timing is typed.
         sections.append(.trustedHTML(previewHTML, heading: "Preview"))
+        sections.append(.form(form, heading: existing == nil ? nil : "Edit"))
         return AdminPage(title: existing?.name ?? "New schedule", sections: sections)
     }
 

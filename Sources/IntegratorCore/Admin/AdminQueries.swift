@@ -29,8 +29,9 @@ struct AdminQueries: Sendable {
         return try await database.withSQL { sql in
             var query = SQLQueryString("SELECT * FROM task_runs WHERE 1 = 1")
             if !filter.states.isEmpty {
-                // On SQLite the state index would make it sort every matching run; walking the primary key newest first
-                // and skipping the others stops after one page.
+                // States, tasks and queues have few values, each shared by many runs: on SQLite their indexes would make
+                // it sort every matching run, while walking the primary key newest first stops after one page. (`+`
+                // keeps SQLite off an index; integration and schedule ids are selective and keep theirs.)
                 query.appendLiteral(sqlite ? " AND +state IN (" : " AND state IN (")
                 for (index, state) in filter.states.enumerated() {
                     if index > 0 { query.appendLiteral(", ") }
@@ -38,7 +39,10 @@ struct AdminQueries: Sendable {
                 }
                 query.appendLiteral(")")
             }
-            if let task = filter.task { query.appendInterpolation(unsafeRaw: " AND task_name = "); query.appendInterpolation(bind: task) }
+            if let task = filter.task {
+                query.appendInterpolation(unsafeRaw: sqlite ? " AND +task_name = " : " AND task_name = ")
+                query.appendInterpolation(bind: task)
+            }
             if let queue = filter.queue { query.appendInterpolation(unsafeRaw: " AND queue = "); query.appendInterpolation(bind: queue) }
             if let id = filter.integrationID {
                 query.appendInterpolation(unsafeRaw: " AND integration_id = ")
