@@ -14,7 +14,7 @@ import Darwin
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self, FetchBench.self, BeatBench.self, WebhooksBench.self, ScheduledMessagesBench.self, BlipBench.self, ChatBufferBench.self])
+        commandName: "bench", abstract: "Measure the engine on this machine.", subcommands: [QueueBench.self, FetchBench.self, BeatBench.self, WebhooksBench.self, ScheduledMessagesBench.self, BlipBench.self, ChatBufferBench.self, AdminBench.self])
 
     /// Benchmarks store no secrets, so without INTEGRATOR_SECRET_KEY they run on a throwaway key; returns it (encoded)
     /// when one was made, for child processes that must share it.
