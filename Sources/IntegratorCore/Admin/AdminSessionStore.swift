@@ -88,7 +88,9 @@ struct AdminSessionStore: Sendable {
                 expiresAt: try row.decode(column: "expires_at", as: Date.self))
             return (session, try row.decode(column: "created_at", as: Date.self))
         }
-        guard var (session, createdAt) = found else { return nil }
+        guard let found else { return nil }
+        var session = found.0
+        let createdAt = found.1
         if now.timeIntervalSince(session.lastSeen) >= 60 {
             session.lastSeen = now
             session.expiresAt = min(now.addingTimeInterval(idleLifetime), createdAt.addingTimeInterval(absoluteLifetime))
