@@ -50,6 +50,9 @@ struct AdminTests {
             #expect(dashboard.status == .ok)
             #expect(dashboard.html.contains("<h1>Dashboard</h1>"))
             #expect(dashboard.html.contains("admin (admin)"))
+            // No beat runs in the test app: the dashboard says so loudly, and draws its chart on the server.
+            #expect(dashboard.html.contains("class=\"warning\" role=\"alert\">Beat missing: no beat has led ever"))
+            #expect(dashboard.html.contains("<svg viewBox="))
 
             let logout = try await browser.post("/admin/logout", [])
             #expect(logout.status == .seeOther)
@@ -298,6 +301,35 @@ struct AdminTests {
             for path in ["/admin/scheduled-messages", "/admin/chat-buffer", "/admin/notifications", "/admin/plugins/webhooks"] {
                 #expect(try await browser.get(path).status == .ok, "\(path)")
             }
+        }
+    }
+
+    @Test("an integration made through the provider's generated form; a bad number is marked at its field and changes nothing")
+    func integrationForm() async throws {
+        try await TestApp.run { app in
+            let browser = AdminBrowser(app)
+            try await browser.logIn("admin", TestApp.adminPassword)
+            let form = try await browser.get("/admin/integrations/new?provider=demo")
+            for name in ["config.records", "config.stream", "config.change_fraction", "config.page_size"] {
+                #expect(form.html.contains("name=\"\(name)\""), "the form has \(name)")
+            }
+            #expect(form.html.contains("How many records each run yields. Default: 100."))
+            let bad = try await browser.post(
+                "/admin/integrations/new", [("provider", "demo"), ("name", "first"), ("config.records", "lots"), ("active", "true")])
+            #expect(bad.status == .unprocessableContent)
+            #expect(bad.html.contains("class=\"field invalid\""))
+            #expect(bad.html.contains("value=\"lots\""), "what was typed is shown again")
+            #expect(try await app.runtime.integrations.list(IntegrationFilter(), page: PageRequest()).items.isEmpty)
+            let good = try await browser.post(
+                "/admin/integrations/new", [("provider", "demo"), ("name", "first"), ("config.records", "25"), ("active", "true")])
+            #expect(good.status == .seeOther)
+            let created = try #require(try await app.runtime.integrations.list(IntegrationFilter(), page: PageRequest()).items.first)
+            #expect(created.config["records"] == 25)
+            #expect(created.config["stream"] == "items", "blank fields take their defaults")
+            #expect(created.active)
+            let run = try await browser.post("/admin/integrations/\(created.id)/run", [])
+            #expect(run.status == .seeOther)
+            #expect(run.location?.hasPrefix("/admin/tasks/") == true)
         }
     }
 
