@@ -144,39 +144,27 @@ public final class Database: Service, Sendable {
     }
 
     /// Leases a pooled connection, giving up after ``acquireTimeout`` if none could be had (the pool itself
-    /// would keep retrying for about a minute, leaving API callers hanging on a dead server).
+    /// would keep retrying for about a minute, leaving API callers hanging on a dead server). The lease is waited for
+    /// outside the caller's task: after the server dropped connections (a restart), a lease request can stay
+    /// unanswered and ignore cancellation, and a caller structured around it would then wait forever.
     private func withConnection<T: Sendable>(
         _ client: PostgresClient, _ body: @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
-        let leased = LeaseFlag()
-        return try await withoutActuallyEscaping(body) { body in
-            try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask {
-                    try await client.withConnection { connection in
-                        leased.set()
-                        return try await body(connection.sql(queryLogLevel: .trace, logger: self.logger))
-                    }
+        let lease = ConnectionLease()
+        Task {
+            do {
+                try await client.withConnection { connection in
+                    // A lease that comes after the caller gave up goes straight back to the pool.
+                    guard lease.hand(connection) else { return }
+                    await lease.waitUntilReturned()
                 }
-                group.addTask {
-                    try await Task.sleep(for: self.acquireTimeout)
-                    if leased.isSet { return nil }
-                    throw StoreError(code: .unavailable, message: "the database is unavailable (no connection within \(self.acquireTimeout))")
-                }
-                do {
-                    while let result = try await group.next() {
-                        if let value = result {
-                            group.cancelAll()
-                            return value
-                        }
-                    }
-                } catch {
-                    group.cancelAll()
-                    if leased.isSet || error is StoreError { throw error }
-                    throw StoreError(code: .unavailable, message: "the database is unavailable")
-                }
-                throw StoreError(code: .unavailable, message: "the database is unavailable")
+            } catch {
+                lease.fail(error)
             }
         }
+        let connection = try await lease.connection(within: acquireTimeout)
+        defer { lease.giveBack() }
+        return try await body(connection.sql(queryLogLevel: .trace, logger: logger))
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
@@ -254,8 +242,119 @@ func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable 
 }
 
 /// Set once a connection has been leased, read by the acquisition timer.
-private final class LeaseFlag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
+/// One connection lease, handed from the task that holds it to the caller that uses it, and back.
+private final class ConnectionLease: Sendable {
+    private enum Phase {
+        /// Neither the connection nor the caller is there yet.
+        case idle
+        case waiting(CheckedContinuation<PostgresConnection, any Error>)
+        /// Leased before the caller started waiting.
+        case ready(PostgresConnection)
+        case taken
+        case abandoned(any Error)
+    }
+
+    private struct State {
+        var phase = Phase.idle
+        var returned = false
+        var holder: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// The leased connection; throws ``StoreError`` `unavailable` when none comes within `timeout`, and
+    /// `CancellationError` when the caller is cancelled first.
+    func connection(within timeout: Duration) async throws -> PostgresConnection {
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.abandon(StoreError(code: .unavailable, message: "the database is unavailable (no connection within \(timeout))"))
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let outcome = state.withLock { state -> Result<PostgresConnection, any Error>? in
+                    switch state.phase {
+                    case .idle:
+                        state.phase = .waiting(continuation)
+                        return nil
+                    case .ready(let connection):
+                        state.phase = .taken
+                        return .success(connection)
+                    case .abandoned(let error):
+                        return .failure(error)
+                    case .waiting, .taken:
+                        return .failure(StoreError(code: .unavailable, message: "a connection lease was awaited twice"))
+                    }
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: {
+            abandon(CancellationError())
+        }
+    }
+
+    /// Gives the caller its connection; `false` when the caller no longer wants it.
+    func hand(_ connection: PostgresConnection) -> Bool {
+        let (wanted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<PostgresConnection, any Error>?) in
+            switch state.phase {
+            case .idle:
+                state.phase = .ready(connection)
+                return (true, nil)
+            case .waiting(let continuation):
+                state.phase = .taken
+                return (true, continuation)
+            case .ready, .taken, .abandoned:
+                return (false, nil)
+            }
+        }
+        waiter?.resume(returning: connection)
+        return wanted
+    }
+
+    /// The lease could not be had at all.
+    func fail(_ error: any Error) {
+        abandon(error as? StoreError ?? StoreError(code: .unavailable, message: "the database is unavailable"))
+    }
+
+    /// The caller gives up: a waiting caller gets `error`, and a connection leased but not yet taken goes back.
+    private func abandon(_ error: any Error) {
+        let (waiter, leasedUnused) = state.withLock { state -> (CheckedContinuation<PostgresConnection, any Error>?, Bool) in
+            switch state.phase {
+            case .idle:
+                state.phase = .abandoned(error)
+                return (nil, false)
+            case .waiting(let continuation):
+                state.phase = .abandoned(error)
+                return (continuation, false)
+            case .ready:
+                state.phase = .abandoned(error)
+                return (nil, true)
+            case .taken, .abandoned:
+                return (nil, false)
+            }
+        }
+        waiter?.resume(throwing: error)
+        if leasedUnused { giveBack() }
+    }
+
+    /// Held by the leasing task until the caller is done with the connection.
+    func waitUntilReturned() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.returned { return true }
+                state.holder = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    func giveBack() {
+        let holder = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.returned = true
+            defer { state.holder = nil }
+            return state.holder
+        }
+        holder?.resume()
+    }
 }

@@ -512,13 +512,35 @@ public final class Worker: Service {
             }
             // A task that finished its work despite the shutdown's cancellation keeps its outcome.
         }
+        // The database may be away for a moment (a restart, a failover). The task has run, so its outcome is recorded
+        // once the database is back instead of the task running again. Only when that keeps failing, or the worker
+        // stops, does the message go back to the broker (on RabbitMQ nothing else would ever hand it back: it has no
+        // lease that runs out).
+        var pause = Self.firstSettlePause
+        for attempt in 1...Self.settleAttempts {
+            do {
+                try await settle(delivery, handler: task.handler, outcome: outcome, startedAt: startedAt)
+                return
+            } catch {
+                guard attempt < Self.settleAttempts, (try? await Task.sleep(for: pause)) != nil else {
+                    logger(for: message).error(
+                        "could not record task outcome; its message goes back to the queue to run again", metadata: ["error": "\(error)"])
+                    break
+                }
+                logger(for: message).warning("could not record task outcome; trying again", metadata: ["error": "\(error)"])
+                pause = min(pause * 2, .seconds(8))
+            }
+        }
         do {
-            try await settle(delivery, handler: task.handler, outcome: outcome, startedAt: startedAt)
+            try await Self.completing { try await self.broker.release([delivery]) }
         } catch {
-            // Recording failed (database down): leave the message leased; it is delivered again when the lease ends.
-            logger(for: message).error("could not record task outcome; it will be delivered again", metadata: ["error": "\(error)"])
+            logger(for: message).error("could not hand the message back either; it is delivered again when its lease ends", metadata: ["error": "\(error)"])
         }
     }
+
+    /// How often an outcome is written before its message goes back to the broker (about 15 s in all).
+    static let settleAttempts = 6
+    static let firstSettlePause: Duration = .milliseconds(500)
 
     /// Runs bookkeeping that must finish even if the worker is being cancelled, or a recorded outcome could be
     /// left with its message still leased. The unstructured task does not inherit cancellation; its value is
