@@ -69,11 +69,12 @@ python3 -c "import urllib.request, sys; sys.stdout.write(urllib.request.urlopen(
 echo "== schemathesis over every operation ==" >&2
 status=0
 # No operation is excluded. Checks: server errors; answers that break the document (status code, content type,
-# headers, body schema); wrong methods (405 with Allow); operations that answer without the token they document
-# (ignored_auth); and a deleted resource that can still be read (use_after_free). Left out: the acceptance checks
-# (positive_data_acceptance, negative_data_rejection), which judge the generator's guesses about validation a schema
-# cannot express (an id that names no row, a cron expression), and ensure_resource_availability, which expects a
-# created resource to stay readable: a scheduled message due now fires at once and is gone, as the Scheduler API did.
+# headers, body schema); wrong methods (405 with Allow); and operations that answer without the token they document
+# (ignored_auth). Left out: the acceptance checks (positive_data_acceptance, negative_data_rejection), which judge the
+# generator's guesses about validation a schema cannot express (an id that names no row, a cron expression); and the
+# checks that read DELETE as "gone for good" and POST as "there to stay" (use_after_free,
+# ensure_resource_availability): DELETE /api/v1/tasks/{id} revokes a run that stays readable, DELETE …/state resets
+# cursors, a message's deliveries outlive it, and a message due now fires at once and is gone.
 # The stateful phase follows the document's links (create, then read, change and delete what was created); it gets
 # more scenarios than the other phases' per-operation cases, as each scenario is a whole sequence.
 cat >"$work/schemathesis.toml" <<TOML
@@ -83,13 +84,15 @@ max-steps = 8
 [phases.stateful.generation]
 max-examples = $((max_examples * 6))
 TOML
-# From the temporary folder, where schemathesis keeps its example database.
+# From the temporary folder, where schemathesis keeps its example database. One worker: with two, Python 3.11's ast
+# module (which Hypothesis calls from each worker thread) now and then fails with "AST constructor recursion depth
+# mismatch", a fault of the tool, not of the API.
 (cd "$work" && "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$base/api/v1/schema" \
     --header "Authorization: Bearer $token" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,ignored_auth,use_after_free \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,ignored_auth \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 30 \
     --suppress-health-check all) \
     || status=$?

@@ -33,13 +33,18 @@ struct OpenAPITests {
     func documentMatchesRouter() async throws {
         try await TestApp.run { app in
             let document = try await Self.document(app)
-            let routed = Set(APIServer.makeRouter(app.runtime).routes.map { "\($0.method) \($0.path)" }.filter { route in
-                Self.isAPI(String(route.split(separator: " ")[1]))
-            })
+            let routed = Set(
+                APIServer.makeRouter(app.runtime).routes.map { "\($0.method) \($0.path)" }.filter { route in
+                    Self.isAPI(String(route.split(separator: " ")[1]))
+                })
             let documented = Self.operations(document)
-            #expect(routed.subtracting(documented).isEmpty, "routes missing from the document: \(routed.subtracting(documented).sorted())")
+            #expect(
+                routed.subtracting(documented).isEmpty,
+                "routes missing from the document: \(routed.subtracting(documented).sorted())")
             #expect(documented.subtracting(routed).isEmpty, "documented but not routed: \(documented.subtracting(routed).sorted())")
-            for path in ["/health", "/api/v1/credentials/{id}", "/messages/{message_id}/run", "/api/message", "/api/v1/webhooks/send"] {
+            for path in [
+                "/health", "/api/v1/credentials/{id}", "/messages/{message_id}/run", "/api/message", "/api/v1/webhooks/send",
+            ] {
                 #expect(document["paths"]?[path] != nil, "\(path) is documented")
             }
             #expect(routed.count > 60, "the built-in plugins' routes are among them (\(routed.count))")
@@ -57,27 +62,39 @@ struct OpenAPITests {
                 for (method, operation) in item.objectValue ?? [:] {
                     let name = "\(method.uppercased()) \(path)"
                     #expect(operation["summary"]?.stringValue?.isEmpty == false, "\(name) has a summary")
-                    #expect(operation["description"]?.stringValue?.contains("does not document") == false, "\(name) is documented by its plugin")
+                    #expect(
+                        operation["description"]?.stringValue?.contains("does not document") == false,
+                        "\(name) is documented by its plugin")
                     #expect(operation["tags"]?.arrayValue?.count == 1, "\(name) has a tag")
                     let responses = operation["responses"]?.objectValue ?? [:]
                     #expect(responses.keys.contains { $0.hasPrefix("2") }, "\(name) documents a success")
                     if let role = operation["x-required-role"]?.stringValue {
                         #expect(operation["security"] == [["bearerAuth": []]], "\(name) needs a token")
-                        #expect(responses["401"]?["content"]?["application/json"]?["schema"] == ["$ref": "#/components/schemas/Error"], "\(name)")
+                        #expect(
+                            responses["401"]?["content"]?["application/json"]?["schema"] == ["$ref": "#/components/schemas/Error"],
+                            "\(name)")
                         #expect(Role(rawValue: role) != nil, "\(name): \(role)")
                     } else {
                         #expect(operation["security"] == [], "\(name) is open")
                     }
-                    let declared = Set(operation["parameters"]?.arrayValue?.filter { $0["in"] == "path" }.compactMap { $0["name"]?.stringValue } ?? [])
-                    let inPath = Set(path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) })
+                    let declared = Set(
+                        operation["parameters"]?.arrayValue?.filter { $0["in"] == "path" }.compactMap { $0["name"]?.stringValue }
+                            ?? [])
+                    let inPath = Set(
+                        path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) })
                     #expect(declared == inPath, "\(name) declares its path parameters")
                 }
             }
             #expect(document["paths"]?["/api/v1/users"]?["post"]?["x-required-role"] == "admin")
             let created = document["paths"]?["/api/v1/credentials"]?["post"]?["responses"]?["201"]?["links"]
-            #expect(created?["get_api_v1_credentials_id"] == ["operationId": "get_api_v1_credentials_id", "parameters": ["path.id": "$response.body#/id"]])
+            #expect(
+                created?["get_api_v1_credentials_id"] == [
+                    "operationId": "get_api_v1_credentials_id", "parameters": ["path.id": "$response.body#/id"],
+                ])
             #expect(created?["post_api_v1_credentials_id_test"] != nil, "links reach the operations below the resource too")
-            let operationIDs = (document["paths"]?.objectValue ?? [:]).values.flatMap { ($0.objectValue ?? [:]).values.compactMap { $0["operationId"]?.stringValue } }
+            let operationIDs = (document["paths"]?.objectValue ?? [:]).values.flatMap {
+                ($0.objectValue ?? [:]).values.compactMap { $0["operationId"]?.stringValue }
+            }
             #expect(Set(operationIDs).count == operationIDs.count, "operation ids are unique")
             #expect(document["paths"]?["/api/v1/webhooks/receive"]?["post"]?["security"] == [])
         }
@@ -94,8 +111,9 @@ struct OpenAPITests {
             let variants = schemas?["CredentialsInput"]?["oneOf"]?.arrayValue ?? []
             #expect(variants.compactMap { $0["properties"]?["type"]?["const"]?.stringValue }.sorted() == credentialsTypes.sorted())
             let body = try await app.call(.get, "/api/v1/schema")
-            #expect(body.json["paths"]?["/api/v1/credentials"]?["post"]?["requestBody"]?["content"]?["application/json"]?["schema"]
-                == ["$ref": "#/components/schemas/CredentialsInput"])
+            #expect(
+                body.json["paths"]?["/api/v1/credentials"]?["post"]?["requestBody"]?["content"]?["application/json"]?["schema"]
+                    == ["$ref": "#/components/schemas/CredentialsInput"])
         }
     }
 
@@ -134,13 +152,16 @@ struct OpenAPITests {
             let swagger = try await app.call(.get, "/api/v1/docs", token: "")
             #expect(swagger.status == .ok)
             #expect(swagger.headers[.contentType] == "text/html; charset=utf-8")
-            #expect(swagger.text.contains(#"<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>"#))
+            #expect(
+                swagger.text.contains(
+                    #"<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>"#))
             #expect(swagger.text.contains(#"href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css""#))
             #expect(swagger.text.contains(#"url: "/api/v1/schema""#))
             let redoc = try await app.call(.get, "/api/v1/redoc", token: "")
             #expect(redoc.status == .ok)
             #expect(redoc.text.contains(#"<redoc spec-url="/api/v1/schema"></redoc>"#))
-            #expect(redoc.text.contains(#"<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>"#))
+            #expect(
+                redoc.text.contains(#"<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>"#))
             #expect(!swagger.text.contains(TestApp.apiToken) && !redoc.text.contains(TestApp.apiToken))
         }
     }

@@ -38,10 +38,13 @@ enum OpenAPIComponents {
                 [
                     "name": S.string(minLength: 1, maxLength: 200), "type": ["const": .string(type.id)],
                     "public": S.ref(publicFieldsName(type.id)), "secret": S.ref(secretFieldsName(type.id)),
-                ], required: Set(["name", "type"] + requiredParts(["public": type.publicFields, "secret": type.secretFields])), closed: true,
+                ], required: Set(["name", "type"] + requiredParts(["public": type.publicFields, "secret": type.secretFields])),
+                closed: true,
                 description: type.name)
         }
-        return ["oneOf": .array(variants), "description": "Credentials of one of the installed types (GET /api/v1/credential-types)."]
+        return [
+            "oneOf": .array(variants), "description": "Credentials of one of the installed types (GET /api/v1/credential-types).",
+        ]
     }
 
     /// The parts whose fields include one that is required and has no default.
@@ -62,7 +65,9 @@ enum OpenAPIComponents {
                 ], required: Set(["name", "provider"] + requiredParts(["config": provider.configFields])), closed: true,
                 description: provider.name)
         }
-        return ["oneOf": .array(variants), "description": "An integration of one of the installed providers (GET /api/v1/providers)."]
+        return [
+            "oneOf": .array(variants), "description": "An integration of one of the installed providers (GET /api/v1/providers).",
+        ]
     }
 
     /// `POST /api/v1/schedules`: a name, a task or an integration, and exactly one timing.
@@ -124,11 +129,14 @@ enum OpenAPIComponents {
             ], optional: ["migrations", "beat", "warnings"]),
         "Credentials": S.record([
             "id": S.string, "name": S.string, "type": S.string, "public": S.anyObject,
-            "secret": ["type": "object", "additionalProperties": S.string(oneOf: [Secret.mask]), "description": "Secret fields, masked."],
+            "secret": [
+                "type": "object", "additionalProperties": S.string(oneOf: [Secret.mask]), "description": "Secret fields, masked.",
+            ],
             "created_at": S.dateTime, "updated_at": S.dateTime,
         ]),
         "CredentialsPatch": S.object(
-            ["name": S.string(minLength: 1, maxLength: 200), "type": S.string, "public": S.anyObject, "secret": S.anyObject], closed: true,
+            ["name": S.string(minLength: 1, maxLength: 200), "type": S.string, "public": S.anyObject, "secret": S.anyObject],
+            closed: true,
             description: "Fields to change; `public` and `secret` are merged into what is stored (null removes a field)."),
         "ConnectionTest": S.record(["ok": S.boolean, "message": S.string]),
         "Integration": S.record([
@@ -149,12 +157,16 @@ enum OpenAPIComponents {
         "IntegrationPatch": S.object(
             [
                 "name": S.string(minLength: 1, maxLength: 200), "provider": S.string, "credentials": S.nullable(S.string),
-                "config": S.anyObject, "active": S.boolean, "queue": queueName, "priority": S.integer(IntegrationsService.priorities),
+                "config": S.anyObject, "active": S.boolean, "queue": queueName,
+                "priority": S.integer(IntegrationsService.priorities),
                 "max_attempts": S.nullable(S.integer(IntegrationsService.attempts)),
             ], closed: true, description: "Fields to change; `config` is merged into the stored config."),
         "User": S.record(["id": S.string, "username": S.string, "role": role, "created_at": S.dateTime, "updated_at": S.dateTime]),
         "UserInput": S.object(
-            ["username": S.string(minLength: 1, maxLength: 64), "role": role, "password": S.string(minLength: 12, maxLength: 1000)],
+            [
+                "username": S.string(minLength: 1, maxLength: 64), "role": role,
+                "password": S.string(minLength: 12, maxLength: 1000),
+            ],
             required: ["username", "role", "password"], closed: true),
         "UserPatch": S.object(["role": role, "password": S.string(minLength: 12, maxLength: 1000)], closed: true),
         "TaskRun": S.record(
@@ -162,26 +174,31 @@ enum OpenAPIComponents {
                 "id": S.string, "task": S.string, "args": S.any, "queue": S.string, "priority": S.integer, "state": taskState,
                 "attempt": S.integer, "worker": S.nullable(S.string), "enqueued_at": S.nullable(S.dateTime),
                 "started_at": S.nullable(S.dateTime), "finished_at": S.nullable(S.dateTime), "duration_ms": S.nullable(S.number),
-                "error": S.nullable(S.string), "result": S.any, "integration": S.nullable(S.string), "schedule": S.nullable(S.string),
+                "error": S.nullable(S.string), "result": S.any, "integration": S.nullable(S.string),
+                "schedule": S.nullable(S.string),
                 "scheduled_for": S.nullable(S.dateTime),
                 "attempts": S.array(
                     S.record([
                         "attempt": S.integer, "state": S.string, "worker": S.nullable(S.string), "deliveries": S.integer,
-                        "started_at": S.nullable(S.dateTime), "finished_at": S.nullable(S.dateTime), "duration_ms": S.nullable(S.number),
+                        "started_at": S.nullable(S.dateTime), "finished_at": S.nullable(S.dateTime),
+                        "duration_ms": S.nullable(S.number),
                         "error": S.nullable(S.string),
                     ])),
             ], optional: ["attempts"]),
         "Queue": S.record(["queue": S.string, "ready": S.integer, "in_flight": S.integer, "dead": S.integer, "delayed": S.integer]),
         "Worker": S.record([
             "id": S.string, "host": S.string, "queues": S.array(S.string), "concurrency": S.integer, "busy": S.integer,
-            "busy_by_queue": ["type": "object", "additionalProperties": S.integer], "started_at": S.dateTime, "last_seen": S.dateTime,
+            "busy_by_queue": ["type": "object", "additionalProperties": S.integer], "started_at": S.dateTime,
+            "last_seen": S.dateTime,
         ]),
         "Record": S.record([
-            "id": S.string, "integration": S.string, "stream": S.string, "external_id": S.string, "data": S.any, "content_hash": S.string,
+            "id": S.string, "integration": S.string, "stream": S.string, "external_id": S.string, "data": S.any,
+            "content_hash": S.string,
             "first_seen_at": S.dateTime, "last_seen_at": S.dateTime, "updated_at": S.dateTime,
         ]),
         "Event": S.record([
-            "id": S.string, "type": S.string, "integration": S.string, "stream": S.string, "record_id": S.string, "external_id": S.string,
+            "id": S.string, "type": S.string, "integration": S.string, "stream": S.string, "record_id": S.string,
+            "external_id": S.string,
             "data": S.any, "created_at": S.dateTime,
         ]),
         "FetchState": S.record([
@@ -192,7 +209,8 @@ enum OpenAPIComponents {
             [
                 "id": S.string, "name": S.string, "task": S.string, "args": S.any, "integration": S.nullable(S.string),
                 "enabled": S.boolean, "one_off": S.boolean, "start_time": S.nullable(S.dateTime), "expires": S.nullable(S.dateTime),
-                "queue": S.string, "priority": S.integer, "misfire": S.string(oneOf: MisfirePolicy.allCases.map(\.rawValue)), "misfire_grace_seconds": S.integer,
+                "queue": S.string, "priority": S.integer, "misfire": S.string(oneOf: MisfirePolicy.allCases.map(\.rawValue)),
+                "misfire_grace_seconds": S.integer,
                 "overlap": S.string(oneOf: OverlapPolicy.allCases.map(\.rawValue)),
                 "next_run_at": S.nullable(S.dateTime), "last_run_at": S.nullable(S.dateTime), "total_run_count": S.integer,
                 "created_at": S.dateTime, "updated_at": S.dateTime,
@@ -213,7 +231,8 @@ enum OpenAPIComponents {
             "event_subscribers": S.array(S.string), "migrations": S.integer,
         ]),
         "CredentialsType": S.record([
-            "id": S.string, "name": S.string, "public_schema": S.anyObject, "secret_schema": S.anyObject, "connection_test": S.boolean,
+            "id": S.string, "name": S.string, "public_schema": S.anyObject, "secret_schema": S.anyObject,
+            "connection_test": S.boolean,
         ]),
         "Provider": S.record(
             [

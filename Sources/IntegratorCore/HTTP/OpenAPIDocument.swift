@@ -22,10 +22,10 @@ public enum OpenAPIDocument {
                 "title": "Integrator API",
                 "version": "v1",
                 "description": """
-                    Every route of the engine and of the installed plugins. Authenticate with `Authorization: Bearer <token>`: \
-                    an access token from `POST /api/v1/auth/token`, a personal API token, or `INTEGRATOR_API_TOKEN`. \
-                    Each operation says the role it needs (`x-required-role`). Errors share one shape, `Error`.
-                    """,
+                Every route of the engine and of the installed plugins. Authenticate with `Authorization: Bearer <token>`: \
+                an access token from `POST /api/v1/auth/token`, a personal API token, or `INTEGRATOR_API_TOKEN`. \
+                Each operation says the role it needs (`x-required-role`). Errors share one shape, `Error`.
+                """,
             ],
             "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
             "tags": .array(tags.sorted().map { ["name": .string($0)] }),
@@ -155,7 +155,8 @@ public enum OpenAPIDocument {
 
     static func render(_ parameter: APIParameter) -> JSONValue {
         [
-            "name": .string(parameter.name), "in": .string(parameter.location.rawValue), "description": .string(parameter.description),
+            "name": .string(parameter.name), "in": .string(parameter.location.rawValue),
+            "description": .string(parameter.description),
             "required": .bool(parameter.required), "schema": parameter.schema,
         ]
     }

@@ -15,7 +15,10 @@ extension APIOperation {
     static let ready = APIOperation(
         "Readiness: database reachable and migrations applied", tag: "health",
         description: "Stays 200 without a beat; `beat` and `warnings` say when none leads.",
-        responses: [.ok("Ready.", one("Readiness")), APIResponse(503, "Database unreachable or migrations pending.", schema: one("Readiness"))])
+        responses: [
+            .ok("Ready.", one("Readiness")),
+            APIResponse(503, "Database unreachable or migrations pending.", schema: one("Readiness")),
+        ])
 
     static let metrics = APIOperation(
         "Prometheus metrics", tag: "health",
@@ -36,7 +39,8 @@ extension APIOperation {
         responses: [.ok("An access token and a refresh token.", one("Tokens"))], errors: [401])
     static let refresh = APIOperation(
         "Trade a refresh token for new tokens", tag: "auth",
-        body: APIRequestBody(S.object(["refresh_token": S.string(minLength: 1, maxLength: 4096)], required: ["refresh_token"], closed: true)),
+        body: APIRequestBody(
+            S.object(["refresh_token": S.string(minLength: 1, maxLength: 4096)], required: ["refresh_token"], closed: true)),
         responses: [.ok("New tokens.", one("Tokens"))], errors: [401])
     static let me = APIOperation("Who the token belongs to", tag: "auth", responses: [.ok("The caller.", one("Me"))])
 
@@ -51,7 +55,8 @@ extension APIOperation {
         "One credentials type", tag: "plugins", parameters: [.path("id", "The type's id.", schema: one("CredentialsTypeID"))],
         responses: [.ok("The type.", one("CredentialsType"))])
     static let listProviders = APIOperation(
-        "Providers, with their config as JSON Schema", tag: "plugins", responses: [.ok("Every provider.", S.items(one("Provider")))])
+        "Providers, with their config as JSON Schema", tag: "plugins", responses: [.ok("Every provider.", S.items(one("Provider")))]
+    )
     static let getProvider = APIOperation(
         "One provider", tag: "plugins", parameters: [.path("id", "The provider's id.", schema: one("ProviderID"))],
         responses: [.ok("The provider.", one("Provider"))])
@@ -64,9 +69,11 @@ extension APIOperation {
         responses: [.ok("A page of credentials.", page("Credentials"))])
     static let createCredentials = APIOperation(
         "Create credentials", tag: "credentials", description: "Secret fields are encrypted at rest and never shown again.",
-        body: APIRequestBody(one("CredentialsInput")), responses: [.created("The credentials, secrets masked.", one("Credentials"))],
+        body: APIRequestBody(one("CredentialsInput")),
+        responses: [.created("The credentials, secrets masked.", one("Credentials"))],
         errors: [409], links: [.id(under: "/api/v1/credentials")])
-    static let getCredentials = APIOperation("One credentials", tag: "credentials", responses: [.ok("The credentials.", one("Credentials"))])
+    static let getCredentials = APIOperation(
+        "One credentials", tag: "credentials", responses: [.ok("The credentials.", one("Credentials"))])
     static let updateCredentials = APIOperation(
         "Change credentials", tag: "credentials", body: APIRequestBody(one("CredentialsPatch")),
         responses: [.ok("The credentials.", one("Credentials"))], errors: [409])
@@ -81,20 +88,24 @@ extension APIOperation {
     static let listIntegrations = APIOperation(
         "List integrations", tag: "integrations",
         parameters: [
-            .query("provider", "Only integrations of this provider."), .query("credentials", "Only integrations using these credentials."),
-            .query("active", "Only active (true) or inactive (false) ones.", schema: S.boolean), .query("queue", "Only those on this queue."),
+            .query("provider", "Only integrations of this provider."),
+            .query("credentials", "Only integrations using these credentials."),
+            .query("active", "Only active (true) or inactive (false) ones.", schema: S.boolean),
+            .query("queue", "Only those on this queue."),
         ] + APIParameter.paging,
         responses: [.ok("A page of integrations.", page("Integration"))])
     static let createIntegration = APIOperation(
         "Create an integration", tag: "integrations", body: APIRequestBody(one("IntegrationInput")),
         responses: [.created("The integration, with its provider's suggested schedule if it has one.", one("CreatedIntegration"))],
         errors: [409], links: [.id(under: "/api/v1/integrations")])
-    static let getIntegration = APIOperation("One integration", tag: "integrations", responses: [.ok("The integration.", one("Integration"))])
+    static let getIntegration = APIOperation(
+        "One integration", tag: "integrations", responses: [.ok("The integration.", one("Integration"))])
     static let updateIntegration = APIOperation(
         "Change an integration", tag: "integrations", body: APIRequestBody(one("IntegrationPatch")),
         responses: [.ok("The integration.", one("Integration"))], errors: [409])
     static let deleteIntegration = APIOperation(
-        "Delete an integration with its records and fetch state", tag: "integrations", responses: [.noContent("Deleted.")], errors: [409])
+        "Delete an integration with its records and fetch state", tag: "integrations", responses: [.noContent("Deleted.")],
+        errors: [409])
 
     // MARK: Records
 
@@ -104,7 +115,8 @@ extension APIOperation {
     static let listRecords = APIOperation(
         "Records an integration fetched", tag: "records",
         parameters: [
-            .query("stream", "Only this stream."), .query("updated_since", "Only records updated at or after this time.", schema: S.dateTime),
+            .query("stream", "Only this stream."),
+            .query("updated_since", "Only records updated at or after this time.", schema: S.dateTime),
         ] + APIParameter.paging,
         responses: [.ok("A page of records.", page("Record"))])
     static let fetchState = APIOperation(
@@ -116,7 +128,8 @@ extension APIOperation {
     static let listEvents = APIOperation(
         "Change events (records created or updated)", tag: "records",
         parameters: [
-            .query("type", "Only events of this type, such as `demo.items.created`."), .query("integration", "Only this integration's events."),
+            .query("type", "Only events of this type, such as `demo.items.created`."),
+            .query("integration", "Only this integration's events."),
             .query("since", "Only events at or after this time.", schema: S.dateTime),
         ] + APIParameter.paging,
         responses: [.ok("A page of events.", page("Event"))])
@@ -124,10 +137,12 @@ extension APIOperation {
     // MARK: Users
 
     static let listUsers = APIOperation(
-        "List users", tag: "users", parameters: [.query("role", "Only users with this role.", schema: OpenAPIComponents.role)] + APIParameter.paging,
+        "List users", tag: "users",
+        parameters: [.query("role", "Only users with this role.", schema: OpenAPIComponents.role)] + APIParameter.paging,
         responses: [.ok("A page of users.", page("User"))])
     static let createUser = APIOperation(
-        "Create a user", tag: "users", body: APIRequestBody(one("UserInput")), responses: [.created("The user.", one("User"))], errors: [409], links: [.id(under: "/api/v1/users")])
+        "Create a user", tag: "users", body: APIRequestBody(one("UserInput")), responses: [.created("The user.", one("User"))],
+        errors: [409], links: [.id(under: "/api/v1/users")])
     static let getUser = APIOperation("One user", tag: "users", responses: [.ok("The user.", one("User"))])
     static let updateUser = APIOperation(
         "Change a user's role or password", tag: "users", body: APIRequestBody(one("UserPatch")),
@@ -157,7 +172,8 @@ extension APIOperation {
         "Revoke a task that has not started", tag: "tasks", responses: [.noContent("Revoked.")], errors: [409, 503])
     static let listQueues = APIOperation(
         "Queue depths", tag: "tasks", responses: [.ok("Every queue.", S.items(one("Queue")))], errors: [503])
-    static let listWorkers = APIOperation("Live workers", tag: "tasks", responses: [.ok("Every live worker.", S.items(one("Worker")))])
+    static let listWorkers = APIOperation(
+        "Live workers", tag: "tasks", responses: [.ok("Every live worker.", S.items(one("Worker")))])
 
     // MARK: Schedules
 
@@ -177,7 +193,8 @@ extension APIOperation {
         responses: [.ok("The schedule.", one("Schedule"))], errors: [409])
     static let deleteSchedule = APIOperation("Delete a schedule", tag: "schedules", responses: [.noContent("Deleted.")])
     static let runSchedule = APIOperation(
-        "Fire a schedule now", tag: "schedules", responses: [.accepted("The enqueued task.", one("TaskAccepted"))], errors: [409, 503], links: [APILink("/api/v1/tasks/{id}", parameter: "id", from: "/task_id")])
+        "Fire a schedule now", tag: "schedules", responses: [.accepted("The enqueued task.", one("TaskAccepted"))],
+        errors: [409, 503], links: [APILink("/api/v1/tasks/{id}", parameter: "id", from: "/task_id")])
     static let previewSchedule = APIOperation(
         "The schedule's next fire times", tag: "schedules",
         parameters: [.query("count", "How many times.", schema: S.integer(SchedulesService.previewCounts))],

@@ -67,7 +67,9 @@ public struct APIParameter: Sendable {
     public var required: Bool
     public var schema: JSONValue
 
-    public init(_ name: String, in location: Location, description: String, required: Bool = false, schema: JSONValue = OpenAPISchema.string) {
+    public init(
+        _ name: String, in location: Location, description: String, required: Bool = false, schema: JSONValue = OpenAPISchema.string
+    ) {
         self.name = name
         self.location = location
         self.description = description
@@ -75,11 +77,15 @@ public struct APIParameter: Sendable {
         self.schema = schema
     }
 
-    public static func query(_ name: String, _ description: String, schema: JSONValue = OpenAPISchema.string, required: Bool = false) -> APIParameter {
+    public static func query(
+        _ name: String, _ description: String, schema: JSONValue = OpenAPISchema.string, required: Bool = false
+    ) -> APIParameter {
         APIParameter(name, in: .query, description: description, required: required, schema: schema)
     }
 
-    public static func header(_ name: String, _ description: String, schema: JSONValue = OpenAPISchema.string, required: Bool = false) -> APIParameter {
+    public static func header(
+        _ name: String, _ description: String, schema: JSONValue = OpenAPISchema.string, required: Bool = false
+    ) -> APIParameter {
         APIParameter(name, in: .header, description: description, required: required, schema: schema)
     }
 
@@ -119,7 +125,10 @@ public struct APIResponse: Sendable {
     /// Response headers by name, with their descriptions.
     public var headers: [String: String]
 
-    public init(_ status: Int, _ description: String, schema: JSONValue? = nil, contentType: String = "application/json", headers: [String: String] = [:]) {
+    public init(
+        _ status: Int, _ description: String, schema: JSONValue? = nil, contentType: String = "application/json",
+        headers: [String: String] = [:]
+    ) {
         self.status = status
         self.description = description
         self.schema = schema
@@ -127,9 +136,15 @@ public struct APIResponse: Sendable {
         self.headers = headers
     }
 
-    public static func ok(_ description: String, _ schema: JSONValue) -> APIResponse { APIResponse(200, description, schema: schema) }
-    public static func created(_ description: String, _ schema: JSONValue) -> APIResponse { APIResponse(201, description, schema: schema) }
-    public static func accepted(_ description: String, _ schema: JSONValue) -> APIResponse { APIResponse(202, description, schema: schema) }
+    public static func ok(_ description: String, _ schema: JSONValue) -> APIResponse {
+        APIResponse(200, description, schema: schema)
+    }
+    public static func created(_ description: String, _ schema: JSONValue) -> APIResponse {
+        APIResponse(201, description, schema: schema)
+    }
+    public static func accepted(_ description: String, _ schema: JSONValue) -> APIResponse {
+        APIResponse(202, description, schema: schema)
+    }
     public static func noContent(_ description: String) -> APIResponse { APIResponse(204, description) }
 }
 
@@ -186,7 +201,9 @@ public enum OpenAPISchema {
     public static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
 
     /// An object whose listed properties are always present (answers), others allowed.
-    public static func record(_ properties: [String: JSONValue], optional: Set<String> = [], description: String? = nil) -> JSONValue {
+    public static func record(_ properties: [String: JSONValue], optional: Set<String> = [], description: String? = nil)
+        -> JSONValue
+    {
         object(properties, required: Set(properties.keys).subtracting(optional), description: description)
     }
 

@@ -115,7 +115,8 @@ extension Routes {
     }
 
     private static func html(_ page: String) -> Response {
-        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
+        Response(
+            status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
     }
 }
 
@@ -123,7 +124,9 @@ extension APIOperation {
     static let schema = APIOperation(
         "The OpenAPI 3.1 document of this server", tag: "docs",
         description: "Every route of the engine and of the installed plugins, with the plugins' credentials and config schemas.",
-        responses: [.ok("The document.", OpenAPISchema.record(["openapi": OpenAPISchema.string, "paths": OpenAPISchema.anyObject]))])
+        responses: [
+            .ok("The document.", OpenAPISchema.record(["openapi": OpenAPISchema.string, "paths": OpenAPISchema.anyObject]))
+        ])
 
     static func docsPage(_ name: String) -> APIOperation {
         APIOperation(

@@ -50,7 +50,8 @@ struct DocumentedRoutes {
 
     /// The routes under `path`.
     func group(_ path: String) -> DocumentedRoutes {
-        DocumentedRoutes(group: group.group(RouterPath(path)), prefix: Self.join(prefix, path), catalog: catalog, authenticates: authenticates)
+        DocumentedRoutes(
+            group: group.group(RouterPath(path)), prefix: Self.join(prefix, path), catalog: catalog, authenticates: authenticates)
     }
 
     /// The same path, behind bearer-token authentication: routes added here need a role.
@@ -81,14 +82,17 @@ struct DocumentedRoutes {
     }
 
     /// Registers `handler` for `method` at `path` under this group, checking `access` before it runs.
-    func on(_ method: HTTPRequest.Method, _ path: String, access: RouteAccess, _ operation: APIOperation, use handler: @escaping Handler) {
+    func on(
+        _ method: HTTPRequest.Method, _ path: String, access: RouteAccess, _ operation: APIOperation, use handler: @escaping Handler
+    ) {
         let fullPath = Self.join(prefix, path)
         switch access {
         case .open:
             precondition(!authenticates, "\(method) \(fullPath) is open but registered behind authentication")
             group.on(RouterPath(path), method: method, use: handler)
         case .role(let role):
-            precondition(authenticates, "\(method) \(fullPath) needs the \(role.rawValue) role but is registered without authentication")
+            precondition(
+                authenticates, "\(method) \(fullPath) needs the \(role.rawValue) role but is registered without authentication")
             group.on(RouterPath(path), method: method) { request, context in
                 _ = try context.require(role)
                 return try await handler(request, context)
@@ -100,7 +104,9 @@ struct DocumentedRoutes {
     /// Records a route that another component registers itself (the metrics endpoint, which workers and beats serve
     /// on a router of their own), so the document lists it.
     func document(_ method: HTTPRequest.Method, _ path: String, access: RouteAccess, _ operation: APIOperation) {
-        catalog.add(CatalogedRoute(method: method, path: RouterPath(Self.join(prefix, path)).description, access: access, operation: operation))
+        catalog.add(
+            CatalogedRoute(
+                method: method, path: RouterPath(Self.join(prefix, path)).description, access: access, operation: operation))
     }
 
     private static func join(_ prefix: String, _ path: String) -> String {

@@ -4,14 +4,17 @@ import IntegratorCore
 extension APIOperation {
     private typealias S = OpenAPISchema
     private static let tag = "blip"
-    private static let notification = S.record([
-        "id": S.string, "integration": S.nullable(S.string), "external_id": S.nullable(S.string), "phone": S.string, "template": S.string,
-        "namespace": S.string, "language": S.string, "parameters": S.array(S.string),
-        "status": S.string(oneOf: BlipStatus.allCases.map(\.rawValue)), "message_id": S.string, "attempts": S.integer,
-        "last_error": S.nullable(S.string), "next_attempt_at": S.nullable(S.dateTime), "sent_at": S.nullable(S.dateTime),
-        "delivered_at": S.nullable(S.dateTime), "read_at": S.nullable(S.dateTime), "created_at": S.dateTime, "updated_at": S.dateTime,
-        "duplicate": S.boolean,
-    ], optional: ["duplicate"])
+    private static let notification = S.record(
+        [
+            "id": S.string, "integration": S.nullable(S.string), "external_id": S.nullable(S.string), "phone": S.string,
+            "template": S.string,
+            "namespace": S.string, "language": S.string, "parameters": S.array(S.string),
+            "status": S.string(oneOf: BlipStatus.allCases.map(\.rawValue)), "message_id": S.string, "attempts": S.integer,
+            "last_error": S.nullable(S.string), "next_attempt_at": S.nullable(S.dateTime), "sent_at": S.nullable(S.dateTime),
+            "delivered_at": S.nullable(S.dateTime), "read_at": S.nullable(S.dateTime), "created_at": S.dateTime,
+            "updated_at": S.dateTime,
+            "duplicate": S.boolean,
+        ], optional: ["duplicate"])
     private static let notificationInput = S.object(
         [
             "phone": S.string(
@@ -21,17 +24,26 @@ extension APIOperation {
             "namespace": S.string(minLength: 1, maxLength: 200), "language": S.string(minLength: 2, maxLength: 20),
             "parameters": ["type": "array", "items": S.string, "maxItems": .number(Double(BlipService.maxParameters))],
             "integration": S.string(minLength: 1, maxLength: 100),
-            "external_id": S.string(minLength: 1, maxLength: 200, description: "A second notification with the same id is a duplicate."),
+            "external_id": S.string(
+                minLength: 1, maxLength: 200, description: "A second notification with the same id is a duplicate."),
         ], required: ["phone", "template", "namespace"], closed: true)
 
     static let blipCreate = APIOperation(
         "Queue a WhatsApp template notification", tag: tag, body: APIRequestBody(notificationInput),
-        responses: [.created("Queued.", notification), .ok("A duplicate of an earlier notification (same external_id): that one.", notification)], links: [.id(under: "/api/v1/notifications")])
+        responses: [
+            .created("Queued.", notification),
+            .ok("A duplicate of an earlier notification (same external_id): that one.", notification),
+        ], links: [.id(under: "/api/v1/notifications")])
     static let blipCreateBulk = APIOperation(
         "Queue many notifications (all or none)", tag: tag,
         body: APIRequestBody(
             S.object(
-                ["notifications": ["type": "array", "items": notificationInput, "minItems": 1, "maxItems": .number(Double(BlipService.maxBulk))]],
+                [
+                    "notifications": [
+                        "type": "array", "items": notificationInput, "minItems": 1,
+                        "maxItems": .number(Double(BlipService.maxBulk)),
+                    ]
+                ],
                 required: ["notifications"], closed: true)),
         responses: [.created("Queued, in order.", S.items(notification))])
     static let blipList = APIOperation(
@@ -47,11 +59,15 @@ extension APIOperation {
         description: "Authenticated by the `blip` credentials' status secret (`X-Blip-Secret` or `?secret=`), not by a token.",
         parameters: [
             .query("credentials", "The id of the `blip` credentials whose status secret is sent."),
-            .header("X-Blip-Secret", "The credentials' status secret."), .query("secret", "The status secret, when the header cannot be set."),
+            .header("X-Blip-Secret", "The credentials' status secret."),
+            .query("secret", "The status secret, when the header cannot be set."),
         ],
         body: APIRequestBody(
             S.object(
-                ["id": S.string(minLength: 1, maxLength: 200), "event": S.string(oneOf: BlipService.events.sorted()), "reason": S.any],
+                [
+                    "id": S.string(minLength: 1, maxLength: 200), "event": S.string(oneOf: BlipService.events.sorted()),
+                    "reason": S.any,
+                ],
                 required: ["id", "event"])),
         responses: [
             .ok(

@@ -12,7 +12,8 @@ extension APIOperation {
 
     static let chatBufferMessage = APIOperation(
         "Buffer a user's message", tag: tag,
-        description: "The user's messages are posted together once the user has been quiet for `ttl` seconds (at most `max_wait` after the first).",
+        description:
+            "The user's messages are posted together once the user has been quiet for `ttl` seconds (at most `max_wait` after the first).",
         body: APIRequestBody(
             S.object(
                 [
@@ -32,7 +33,10 @@ extension APIOperation {
         responses: [
             .ok(
                 "The buffer (never its messages).",
-                S.record(["user": S.string, "buffered": S.integer, "first_message_at": S.dateTime, "flush_at": S.dateTime, "event_id": S.string]))
+                S.record([
+                    "user": S.string, "buffered": S.integer, "first_message_at": S.dateTime, "flush_at": S.dateTime,
+                    "event_id": S.string,
+                ]))
         ])
     static let chatBufferConfig = APIOperation(
         "Where flushes go", tag: tag, responses: [.ok("The webhook URL and where it came from.", configuration)])

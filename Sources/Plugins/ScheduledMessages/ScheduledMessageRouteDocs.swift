@@ -18,21 +18,28 @@ extension APIOperation {
         body: APIRequestBody(
             S.object(
                 [
-                    "id": S.string(minLength: 1, maxLength: 512), "scheduleTo": S.string(format: "date-time", description: "ISO 8601."),
+                    "id": S.string(minLength: 1, maxLength: 512),
+                    "scheduleTo": S.string(format: "date-time", description: "ISO 8601."),
                     "payload": S.any, "webhookUrl": S.httpURL(maxLength: 2048),
                 ], required: ["id", "scheduleTo", "payload", "webhookUrl"])),
-        responses: [.ok("Scheduled.", S.record(["status": S.string(oneOf: ["scheduled"]), "messageId": S.string]))], errors: [503], links: [APILink("/messages/{message_id}", parameter: "message_id", from: "/messageId")])
+        responses: [.ok("Scheduled.", S.record(["status": S.string(oneOf: ["scheduled"]), "messageId": S.string]))], errors: [503],
+        links: [APILink("/messages/{message_id}", parameter: "message_id", from: "/messageId")])
     static let scheduledMessageList = APIOperation(
         "Every pending message", tag: tag,
         responses: [
             .ok(
                 "The messages and how many.",
-                S.record(["scheduledJobs": S.array(S.record(["messageId": S.string, "nextRun": S.string, "job": S.string])), "count": S.integer]))
+                S.record([
+                    "scheduledJobs": S.array(S.record(["messageId": S.string, "nextRun": S.string, "job": S.string])),
+                    "count": S.integer,
+                ]))
         ])
     static let scheduledMessageSearch = APIOperation(
         "Pending messages whose id matches", tag: tag, parameters: filter,
         responses: [
-            .ok("The matches and how many.", S.record(["messages": S.array(S.record(["nextRun": S.string], optional: [])), "count": S.integer]))
+            .ok(
+                "The matches and how many.",
+                S.record(["messages": S.array(S.record(["nextRun": S.string], optional: [])), "count": S.integer]))
         ])
     static let scheduledMessageBulkDelete = APIOperation(
         "Delete pending messages whose id matches", tag: tag, parameters: filter, responses: [.ok("What was deleted.", deleted)])
@@ -58,7 +65,8 @@ extension APIOperation {
                     "messageId": S.string,
                     "deliveries": S.array(
                         S.record([
-                            "eventId": S.string, "scheduleTo": S.string, "webhookUrl": S.string, "firedAt": S.dateTime, "event": S.string,
+                            "eventId": S.string, "scheduleTo": S.string, "webhookUrl": S.string, "firedAt": S.dateTime,
+                            "event": S.string,
                             "state": S.nullable(S.string),
                         ])),
                 ]))

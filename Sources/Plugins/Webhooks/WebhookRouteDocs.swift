@@ -8,7 +8,8 @@ extension APIOperation {
     static let webhookTenant = S.record(
         [
             "tenant_id": S.string, "base_url": S.string, "secret_key": S.string(description: "Always masked."),
-            "previous_secret_expires_at": S.nullable(S.dateTime), "default_headers": ["type": "object", "additionalProperties": S.string],
+            "previous_secret_expires_at": S.nullable(S.dateTime),
+            "default_headers": ["type": "object", "additionalProperties": S.string],
             "retry_policy": webhookRetryPolicy, "timeout_seconds": S.integer, "enabled_events": S.array(S.string),
             "active": S.boolean, "disabled_reason": S.nullable(S.string),
             "auth_config": S.nullable(S.record(["auth_type": S.string, "token": S.string, "header_name": S.nullable(S.string)])),
@@ -26,7 +27,8 @@ extension APIOperation {
         "response_body": S.nullable(S.string), "error": S.nullable(S.string),
     ])
     private static let sendResult = S.record(
-        ["event_id": S.string, "deliveries": S.integer, "reason": S.string, "duplicate": S.boolean], optional: ["reason", "duplicate"])
+        ["event_id": S.string, "deliveries": S.integer, "reason": S.string, "duplicate": S.boolean],
+        optional: ["reason", "duplicate"])
     private static func range(_ range: ClosedRange<Double>) -> JSONValue {
         ["type": "number", "minimum": .number(range.lowerBound), "maximum": .number(range.upperBound)]
     }
@@ -46,7 +48,8 @@ extension APIOperation {
         body: APIRequestBody(
             S.object(
                 [
-                    "tenant_id": S.string(minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9._:-]+$"), "base_url": S.httpURL(maxLength: 2000),
+                    "tenant_id": S.string(minLength: 1, maxLength: 200, pattern: "^[A-Za-z0-9._:-]+$"),
+                    "base_url": S.httpURL(maxLength: 2000),
                     "secret_key": S.string(minLength: 1, maxLength: 500, description: "Required when the tenant is new."),
                     "default_headers": headers,
                     "retry_policy": S.object(
@@ -56,14 +59,22 @@ extension APIOperation {
                             "backoff_multiplier": range(WebhookConfiguration.backoffMultipliers),
                             "max_delay_seconds": range(WebhookConfiguration.delaySeconds), "jitter": S.boolean,
                         ], closed: true),
-                    "timeout_seconds": S.integer(WebhookConfiguration.timeoutSeconds), "enabled_events": S.array(S.string(minLength: 1, maxLength: 200)),
+                    "timeout_seconds": S.integer(WebhookConfiguration.timeoutSeconds),
+                    "enabled_events": S.array(S.string(minLength: 1, maxLength: 200)),
                     "active": S.boolean,
                     "auth_config": S.nullable(
                         S.object(
-                            ["auth_type": S.string(oneOf: ["Bearer", "ApiKey", "Basic"]), "token": S.string, "header_name": S.string],
+                            [
+                                "auth_type": S.string(oneOf: ["Bearer", "ApiKey", "Basic"]), "token": S.string,
+                                "header_name": S.string,
+                            ],
                             closed: true)),
                 ], required: ["tenant_id", "base_url"], closed: true)),
-        responses: [.ok("The configuration, secrets masked.", webhookTenant)], errors: [409], links: [APILink("/api/v1/webhooks/config/{tenant_id}", parameter: "tenant_id", from: "/tenant_id"), APILink("/api/v1/webhooks/metrics/{tenant_id}", parameter: "tenant_id", from: "/tenant_id")])
+        responses: [.ok("The configuration, secrets masked.", webhookTenant)], errors: [409],
+        links: [
+            APILink("/api/v1/webhooks/config/{tenant_id}", parameter: "tenant_id", from: "/tenant_id"),
+            APILink("/api/v1/webhooks/metrics/{tenant_id}", parameter: "tenant_id", from: "/tenant_id"),
+        ])
     static let webhooksConfigs = APIOperation(
         "List tenants' configurations", tag: tag, parameters: APIParameter.paging,
         responses: [.ok("A page of configurations.", S.page(of: webhookTenant))])
@@ -74,12 +85,21 @@ extension APIOperation {
         responses: [.ok("The secret.", S.record(["tenant_id": S.string, "secret_key": S.string]))])
     static let webhooksSend = APIOperation(
         "Send an event to a tenant", tag: tag,
-        parameters: [.header("Idempotency-Key", "Sends with the same key within the window are one event.", schema: S.string(minLength: 1, maxLength: 200))],
+        parameters: [
+            .header(
+                "Idempotency-Key", "Sends with the same key within the window are one event.",
+                schema: S.string(minLength: 1, maxLength: 200))
+        ],
         body: APIRequestBody(sendBody),
         responses: [.accepted("Stored and enqueued.", sendResult), .ok("A duplicate of an earlier send: that event.", sendResult)],
-        errors: [404, 409, 503], links: [APILink("/api/v1/webhooks/events/{event_id}", parameter: "event_id", from: "/event_id"), APILink("/api/v1/webhooks/retry/{event_id}", parameter: "event_id", from: "/event_id")])
+        errors: [404, 409, 503],
+        links: [
+            APILink("/api/v1/webhooks/events/{event_id}", parameter: "event_id", from: "/event_id"),
+            APILink("/api/v1/webhooks/retry/{event_id}", parameter: "event_id", from: "/event_id"),
+        ])
     static let webhooksSendBatch = APIOperation(
-        "Send many events", tag: tag, body: APIRequestBody(S.object(["events": S.array(sendBody)], required: ["events"], closed: true)),
+        "Send many events", tag: tag,
+        body: APIRequestBody(S.object(["events": S.array(sendBody)], required: ["events"], closed: true)),
         responses: [
             .accepted(
                 "One result per event, in order: a send result or an error.",
@@ -106,7 +126,8 @@ extension APIOperation {
             .ok(
                 "The figures.",
                 S.record([
-                    "total_events": S.integer, "successful_events": S.integer, "failed_events": S.integer, "pending_retries": S.integer,
+                    "total_events": S.integer, "successful_events": S.integer, "failed_events": S.integer,
+                    "pending_retries": S.integer,
                     "dead_letter_count": S.integer, "avg_response_time_ms": S.number, "last_updated": S.dateTime,
                 ]))
         ])
@@ -129,17 +150,22 @@ extension APIOperation {
         "Redrive a tenant's dead events", tag: tag,
         body: APIRequestBody(
             S.object(
-                ["tenant_id": S.string(minLength: 1), "since": S.string(format: "date-time", description: "Only events that died since.")],
+                [
+                    "tenant_id": S.string(minLength: 1),
+                    "since": S.string(format: "date-time", description: "Only events that died since."),
+                ],
                 required: ["tenant_id"], closed: true)),
         responses: [.accepted("How many were redriven.", S.record(["redriven": S.integer]))], errors: [404, 409, 503])
     static let webhooksReceive = APIOperation(
         "Verify a received webhook's signatures", tag: tag,
-        description: "Checks `X-Webhook-Signature`, or `webhook-id`, `webhook-timestamp` and `webhook-signature`, over the raw body.",
+        description:
+            "Checks `X-Webhook-Signature`, or `webhook-id`, `webhook-timestamp` and `webhook-signature`, over the raw body.",
         parameters: [
             .header("X-Tenant-ID", "The tenant whose secret signed the body (or `?tenant_id=`)."),
             .query("tenant_id", "The tenant, when X-Tenant-ID is not sent."),
             .header("X-Webhook-Signature", "`sha256=<hex>` over the body."), .header("webhook-id", "Standard Webhooks id."),
-            .header("webhook-timestamp", "Standard Webhooks timestamp."), .header("webhook-signature", "Standard Webhooks signatures."),
+            .header("webhook-timestamp", "Standard Webhooks timestamp."),
+            .header("webhook-signature", "Standard Webhooks signatures."),
         ],
         body: APIRequestBody(S.any, description: "The body exactly as received."),
         responses: [
