@@ -34,9 +34,10 @@ public enum APIServer {
         let catalog = RouteCatalog()
         let root = DocumentedRoutes(router, catalog: catalog)
         routes.addHealth(to: root)
-        MetricsEndpoint(access: MetricsAccess(settings: runtime.settings, host: runtime.settings.httpHost), tasks: runtime.tasks, logger: runtime.logger)
-            .add(to: router)
-        root.document(.get, "metrics", access: .open, .metrics)
+        let metrics = MetricsEndpoint(
+            access: MetricsAccess(settings: runtime.settings, host: runtime.settings.httpHost), tasks: runtime.tasks, logger: runtime.logger)
+        // Open to the router: MetricsAccess decides, by the bind address and the metrics token.
+        root.get("metrics", access: .open, .metrics) { request, _ in try await metrics.respond(request) }
         routes.addAuth(to: root.group("api/v1/auth"))
         let api = root.group("api/v1").authenticated(by: runtime.users)
         routes.addSession(to: api)

@@ -101,14 +101,6 @@ struct DocumentedRoutes {
         catalog.add(CatalogedRoute(method: method, path: RouterPath(fullPath).description, access: access, operation: operation))
     }
 
-    /// Records a route that another component registers itself (the metrics endpoint, which workers and beats serve
-    /// on a router of their own), so the document lists it.
-    func document(_ method: HTTPRequest.Method, _ path: String, access: RouteAccess, _ operation: APIOperation) {
-        catalog.add(
-            CatalogedRoute(
-                method: method, path: RouterPath(Self.join(prefix, path)).description, access: access, operation: operation))
-    }
-
     private static func join(_ prefix: String, _ path: String) -> String {
         path.isEmpty ? prefix : "\(prefix)/\(path)"
     }
