@@ -117,6 +117,23 @@ struct OpenAPITests {
         }
     }
 
+    @Test("a plugin route without a declaration is still in the document, marked undocumented, with its access")
+    func undocumentedPluginRoute() async throws {
+        let plugin = Plugin(
+            id: "bare", name: "Bare",
+            routes: [
+                PluginRoute(.get, "/bare/{thing}", access: .role(.operator)) { _, _, _ in JSONValue.object([:]).response() }
+            ])
+        try await TestApp.run(extraPlugins: [plugin]) { app in
+            let operation = try await Self.document(app)["paths"]?["/bare/{thing}"]?["get"]
+            #expect(operation?["x-plugin"] == "bare")
+            #expect(operation?["x-required-role"] == "operator")
+            #expect(operation?["description"]?.stringValue?.contains("does not document") == true, "\(operation ?? .null)")
+            #expect(operation?["parameters"]?.arrayValue?.first?["name"] == "thing")
+            #expect(operation?["responses"]?["403"] != nil)
+        }
+    }
+
     @Test("a wrong method on a known path is 405 with Allow, in the JSON error shape; an unknown path stays 404")
     func wrongMethod() async throws {
         try await TestApp.run { app in
