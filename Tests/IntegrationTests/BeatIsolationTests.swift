@@ -299,7 +299,8 @@ struct BeatIsolationTests {
                 let started = ContinuousClock.now
                 pass = try await beat.pass()
                 let took = ContinuousClock.now - started
-                #expect(took < deadline + .seconds(2), "the pass gave up at the publish deadline (took \(took))")
+                // A blocked publish would hold the pass forever; the margin is for a machine the whole suite shares.
+                #expect(took < deadline + .seconds(5), "the pass gave up at the publish deadline (took \(took))")
                 #expect(pass.timersFired == 1 && pass.failed == [.outbox])
             }
             // An enqueue staged for its caller to publish: the caller is not held past the deadline either.

@@ -49,7 +49,7 @@ struct WorkerIsolationTests {
             defer { hold.releaseAll() }
             let id = try await enqueueHeld(app, hold)
             // The default heartbeat interval (5 s) is longer than this lease: only beating at a third of the lease keeps it.
-            let options = WorkerOptions(queues: ["default"], concurrency: 2, lease: 1.5)
+            let options = WorkerOptions(queues: ["default"], concurrency: 2, lease: 3)
             let log = CapturedLog()
             let holder = worker(app, options, id: "holder", log: log)
             let poller = worker(app, options, id: "poller", log: log)
@@ -58,7 +58,7 @@ struct WorkerIsolationTests {
                 try await running(poller) {
                     // Three lease lengths while the poller asks for work every 200 ms at most: a lease that ran out
                     // even once would hand it the held task.
-                    try await Task.sleep(for: .seconds(4.5))
+                    try await Task.sleep(for: .seconds(9))
                     #expect(Executions.count(id) == 1)
                     let stillHeld = try await leaseHolder(app, taskID: id) == "holder"
                     #expect(stillHeld)
