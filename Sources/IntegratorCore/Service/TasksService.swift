@@ -167,7 +167,7 @@ public struct TasksService: Sendable {
             }
             let notStarted = ServiceError(
                 .conflict, "only tasks that have not started can be revoked; this one is \(run.state.rawValue)")
-            guard run.state == .queued || run.state == .retrying else { throw notStarted }
+            guard TaskState.waiting.contains(run.state) else { throw notStarted }
             let removed = try await runs.removePendingMessages(taskID: id, at: now, includingQueue: inDatabase, transaction)
             // On the SQL queue a queued task whose message is leased is running (its start may not be recorded yet).
             if inDatabase, !removed { throw notStarted }
@@ -195,9 +195,8 @@ public struct TasksService: Sendable {
         } else {
             // Runs first: a message published while the broker purges is then skipped by the worker that gets it.
             let revoked = try await database.withTransaction { transaction in
-                let waiting = try await runs.waitingRunIDs(queue: name, transaction)
                 _ = try await runs.removePendingMessages(queue: name, transaction)
-                return try await runs.markRevoked(taskIDs: waiting, at: now, transaction)
+                return try await runs.markRevoked(queue: name, at: now, transaction)
             }
             let messages = try await broker.purge(queue: name)
             if messages == nil, revoked == 0 { throw try await unknownQueue(name) }

@@ -41,11 +41,14 @@ extension TaskRunStore {
             .set("updated_at", to: now).where("id", .equal, taskID).run()
     }
 
-    /// The ids of `queue`'s runs that have not started.
-    func waitingRunIDs(queue: String, _ transaction: StoreTransaction) async throws -> [String] {
+    /// Marks revoked every run of `queue` that has not started, returning how many it marked.
+    func markRevoked(queue: String, at now: Date, _ transaction: StoreTransaction) async throws -> Int {
         try await transaction.sql.raw(
-            "SELECT id FROM task_runs WHERE queue = \(bind: queue) AND state IN (\(binds: Self.waitingStates))"
-        ).all().map { try $0.decode(column: "id", as: String.self) }
+            """
+            UPDATE task_runs SET state = \(bind: TaskState.revoked.rawValue), finished_at = \(bind: now), updated_at = \(bind: now)
+            WHERE queue = \(bind: queue) AND state IN (\(binds: Self.waitingStates)) RETURNING id
+            """
+        ).all().count
     }
 
     /// Removes what would still publish `queue`'s tasks: the retry timers of its runs that have not started and its
@@ -77,5 +80,5 @@ extension TaskRunStore {
         return marked
     }
 
-    private static let waitingStates = [TaskState.queued.rawValue, TaskState.retrying.rawValue]
+    private static let waitingStates = TaskState.waiting.map(\.rawValue)
 }

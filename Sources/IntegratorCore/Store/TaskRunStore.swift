@@ -8,6 +8,9 @@ public enum TaskState: String, Sendable, Codable, CaseIterable {
 
     /// States that end a task (until someone retries it by hand).
     public var isFinal: Bool { [.succeeded, .failed, .dead, .revoked].contains(self) }
+
+    /// States of a task that has not started: the ones it can be revoked from.
+    public static let waiting: [TaskState] = [.queued, .retrying]
 }
 
 /// One task's record.
