@@ -15,8 +15,8 @@ from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 SECRET = "browser-test-token-9f8e7d6c5b4a"
@@ -43,7 +43,8 @@ class Admin:
         options.binary_location = "/usr/bin/chromium"
         # The Debian driver, named explicitly: Selenium's own driver manager would try to download one.
         self.driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-        self.wait = WebDriverWait(self.driver, 30)
+        # While a page is being replaced, a script may fail with errors other than a stale element; the waits retry.
+        self.wait = WebDriverWait(self.driver, 30, ignored_exceptions=(WebDriverException,))
         self.shots = []
 
     def open(self, path):
@@ -66,11 +67,16 @@ class Admin:
         field.send_keys(value)
 
     def click_and_wait(self, element):
-        """Clicks something that loads a new page, and waits until the old one is gone."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        """Clicks something that loads a new page, and waits until the new one has loaded.
+
+        The old page is marked with a script variable, which the new one does not have. Watching the old page's
+        element instead (staleness_of) raced the navigation: Chromium sometimes answered a query about it with an
+        error other than "stale element" while the page was being replaced, and the test failed on a loaded machine.
+        """
+        self.driver.execute_script("window.integratorPageBeforeClick = true")
         element.click()
-        self.wait.until(expected_conditions.staleness_of(old))
-        self.wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+        self.wait.until(lambda d: d.execute_script(
+            "return window.integratorPageBeforeClick === undefined && document.readyState === 'complete'"))
 
     def submit(self, label):
         self.click_and_wait(self.driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
