@@ -28,7 +28,7 @@ public struct PluginEnvironment: Sendable {
     public let shared = SharedObjects()
 
     /// Runs `body` in a transaction; tasks enqueued and timers set through it commit with your own writes.
-    public func transaction<T: Sendable>(_ body: @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
         try await database.withTransaction(body)
     }
 

@@ -301,10 +301,10 @@ public final class Beat: Service, Sendable {
     func fireDueSchedules(at now: Date) async throws -> Int {
         let engine = database.engine
         let batch = try await database.transaction { sql in
-            try await commitWithoutWaitingForFlush(sql)
-            let due = try await schedules.lockDue(at: now, limit: options.batchSize, sql, engine: engine)
+            try await self.commitWithoutWaitingForFlush(sql)
+            let due = try await self.schedules.lockDue(at: now, limit: self.options.batchSize, sql, engine: engine)
             var batch = ScheduleBatch(looked: due.schedules.count + due.unreadable.count, unreadable: due.unreadable)
-            if !due.unreadable.isEmpty { try await schedules.setAside(due.unreadable, at: now, sql) }
+            if !due.unreadable.isEmpty { try await self.schedules.setAside(due.unreadable, at: now, sql) }
             guard !due.schedules.isEmpty else { return batch }
             let active = try await Self.activeTasks(due.schedules.compactMap(\.lastTaskID), sql)
             var plans: [(schedule: Schedule, plan: FirePlan, runs: [QueuedRun])] = []
@@ -313,13 +313,13 @@ public final class Beat: Service, Sendable {
                 plans.append((schedule, plan, plan.fireTimes.map { QueuedRun(message: schedule.message(at: now), scheduledFor: $0) }))
                 if plan.skippedAny { batch.misfired.append((schedule.name, schedule.nextRunAt)) }
             }
-            let recorded = try await dispatcher.stageFires(plans.flatMap { $0.runs }, at: now, sql)
+            let recorded = try await self.dispatcher.stageFires(plans.flatMap { $0.runs }, at: now, sql)
             batch.fired = recorded.count
             for (schedule, plan, runs) in plans {
                 let kept = runs.filter { recorded.contains($0.message.id) }
                 if kept.count < runs.count { batch.alreadyFired.append(schedule.name) }
                 batch.fireTimes += kept.compactMap(\.scheduledFor)
-                try await schedules.recordFire(
+                try await self.schedules.recordFire(
                     schedule, plan: plan, fired: kept.count, lastTaskID: kept.last?.message.id ?? schedule.lastTaskID, at: now, sql)
             }
             return batch
@@ -358,9 +358,9 @@ public final class Beat: Service, Sendable {
     private func fireTimerBatch(at now: Date) async throws -> Int {
         let engine = database.engine
         let due = try await database.transaction { sql in
-            try await commitWithoutWaitingForFlush(sql)
-            let due = try await timers.takeDue(at: now, limit: options.batchSize, sql, engine: engine)
-            try await dispatcher.stage(
+            try await self.commitWithoutWaitingForFlush(sql)
+            let due = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
+            try await self.dispatcher.stage(
                 due.map { timer in
                     var message = timer.message
                     message.enqueuedAt = now

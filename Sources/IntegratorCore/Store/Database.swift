@@ -121,7 +121,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs `body` with exclusive use of one connection.
-    public func withSQL<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func withSQL<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .postgres(let client):
@@ -148,7 +148,7 @@ public final class Database: Service, Sendable {
     /// outside the caller's task: after the server dropped connections (a restart), a lease request can stay
     /// unanswered and ignore cancellation, and a caller structured around it would then wait forever.
     private func withConnection<T: Sendable>(
-        _ client: PostgresClient, _ body: @Sendable (any SQLDatabase) async throws -> T
+        _ client: PostgresClient, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
         let lease = ConnectionLease()
         Task {
@@ -164,11 +164,34 @@ public final class Database: Service, Sendable {
         }
         let connection = try await lease.connection(within: acquireTimeout)
         defer { lease.giveBack() }
-        return try await body(connection.sql(queryLogLevel: .trace, logger: logger))
+        let sql = connection.sql(queryLogLevel: .trace, logger: logger)
+        // The body runs in a task of its own, so that the caller can walk away from it once the server has closed the
+        // connection: PostgresNIO 1.33 sometimes leaves a query that was running when its backend was terminated (a
+        // restart, a failover) waiting forever, and cancellation does not reach it. Walking away is safe only then:
+        // a closed connection is never handed out again.
+        let call = DetachedCall<T>()
+        let work = Task {
+            do { call.finish(.success(try await body(sql))) } catch { call.finish(.failure(error)) }
+        }
+        return try await withTaskCancellationHandler {
+            var closedChecks = 0
+            while true {
+                if let result = await call.result(within: .seconds(2), on: connection.eventLoop) { return try result.get() }
+                guard connection.isClosed else { continue }
+                // One more period for the query to fail on its own, with the server's error, as it normally does.
+                closedChecks += 1
+                if closedChecks > 1 {
+                    logger.error("a query on a connection the database closed never ended; abandoning it")
+                    throw StoreError(code: .unavailable, message: "the database closed the connection during a query")
+                }
+            }
+        } onCancel: {
+            work.cancel()
+        }
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
-    public func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await withSQL { sql in
             try await sql.raw(self.engine == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN").run()
             do {
@@ -356,5 +379,51 @@ private final class ConnectionLease: Sendable {
             return state.holder
         }
         holder?.resume()
+    }
+}
+
+/// The outcome of a database call running in a task of its own, awaited with a time limit.
+private final class DetachedCall<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<Result<T, any Error>?, Never>?
+        var timer: Scheduled<Void>?
+    }
+
+    private let state = Mutex(State())
+
+    func finish(_ result: Result<T, any Error>) {
+        let (waiter, timer) = state.withLock { state in
+            state.result = result
+            defer { state.waiter = nil; state.timer = nil }
+            return (state.waiter, state.timer)
+        }
+        timer?.cancel()
+        waiter?.resume(returning: result)
+    }
+
+    /// The outcome, or `nil` when the call has not ended within `limit`.
+    func result(within limit: TimeAmount, on eventLoop: any EventLoop) async -> Result<T, any Error>? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready); return }
+            let timer = eventLoop.scheduleTask(in: limit) {
+                let waiter = self.state.withLock { state in
+                    defer { state.waiter = nil; state.timer = nil }
+                    return state.waiter
+                }
+                waiter?.resume(returning: nil)
+            }
+            let finishedMeanwhile = state.withLock { state -> Bool in
+                if state.waiter == nil { return true }
+                state.timer = timer
+                return false
+            }
+            if finishedMeanwhile { timer.cancel() }
+        }
     }
 }

@@ -34,7 +34,7 @@ public struct ScheduleStore: Sendable {
     /// is saved. So an edit racing a fire cannot write back a `next_run_at` the beat has already moved past. The beat's
     /// own columns (`last_run_at`, `last_task_id`, `total_run_count`) are left alone. `nil` when there is no such row.
     /// - Parameter change: runs inside the transaction; it must not touch the database.
-    public func update(id: String, _ change: @Sendable (Schedule) throws -> Schedule) async throws -> Schedule? {
+    public func update(id: String, _ change: @escaping @Sendable (Schedule) throws -> Schedule) async throws -> Schedule? {
         let lock: SQLQueryString = database.engine == .postgres ? "FOR UPDATE" : ""
         return try await database.transaction { sql in
             guard let row = try await sql.raw("SELECT * FROM schedules WHERE id = \(bind: id) \(lock)").first() else { return nil }

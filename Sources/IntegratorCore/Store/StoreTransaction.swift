@@ -38,7 +38,7 @@ public final class StoreTransaction: Sendable {
 extension Database {
     /// Runs `body` in a transaction that plugins' and the engine's writers can join, then, once it committed, the
     /// actions they registered with ``StoreTransaction/afterCommit(_:)``. Rolled back when `body` throws.
-    public func withTransaction<T: Sendable>(_ body: @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+    public func withTransaction<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
         let engine = self.engine
         let (value, actions) = try await transaction { sql in
             let transaction = StoreTransaction(sql: sql, engine: engine)
