@@ -74,6 +74,11 @@ for member in "${FLEET_MEMBERS[@]}"; do
         status=1
     fi
 done
+# Every member shuts down on SIGTERM, in-flight tasks included, within the grace a supervisor gives it.
+if ! stop_members 30; then
+    echo "CHAOS RUN FAILED: a member did not shut down on SIGTERM (its log says what it was waiting for)" >&2
+    status=1
+fi
 if [ "$status" != 0 ]; then
     pg_dump "$FLEET_DATABASE_URL" > "$FLEET_DIR/database.sql" 2>/dev/null || true
     echo "for a post-mortem: logs and a dump of the database are in $FLEET_DIR" >&2

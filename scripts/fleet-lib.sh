@@ -72,10 +72,36 @@ kill_member() {
     wait "${FLEET_PIDS[$member]}" 2>/dev/null || true
 }
 
-stop_fleet() {
+# True while the process runs (an exited child not yet waited for is a zombie, which kill -0 still finds).
+member_alive() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [ "${state:0:1}" != Z ]
+}
+
+# SIGTERMs every member and gives them `grace` seconds (default 30) to shut down, as systemd's TimeoutStopSec would;
+# those still running then are SIGKILLed and named, and the status is non-zero.
+stop_members() {
+    local grace=${1:-30} member stuck=()
     for member in "${!FLEET_PIDS[@]}"; do kill -TERM "${FLEET_PIDS[$member]}" 2>/dev/null || true; done
-    for member in "${!FLEET_PIDS[@]}"; do wait "${FLEET_PIDS[$member]}" 2>/dev/null || true; done
+    local deadline=$(( $(date +%s) + grace ))
+    for member in "${!FLEET_PIDS[@]}"; do
+        while member_alive "${FLEET_PIDS[$member]}" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+        if member_alive "${FLEET_PIDS[$member]}"; then
+            stuck+=("$member")
+            kill -KILL "${FLEET_PIDS[$member]}" 2>/dev/null || true
+        fi
+        wait "${FLEET_PIDS[$member]}" 2>/dev/null || true
+    done
     FLEET_PIDS=()
+    if [ ${#stuck[@]} -gt 0 ]; then
+        echo "still running $grace s after SIGTERM, so SIGKILLed: ${stuck[*]}" >&2
+        return 1
+    fi
+}
+
+stop_fleet() {
+    stop_members 30 || true
     stop_rabbitmq
     stop_postgres
 }
