@@ -201,6 +201,15 @@ final class AMQPConnection: Sendable {
     func take(limit: Int, wait: Duration) async -> [AMQPDelivery] {
         let taken = takeNow(limit)
         if !taken.isEmpty || wait == .zero { return taken }
+        await waitForDeliveries(upTo: wait)
+        return takeNow(limit)
+    }
+
+    /// Returns once a delivery waits to be taken (at once if one does), or after `limit`; `true` when one waits. One
+    /// caller at a time: the worker that consumes through this connection.
+    @discardableResult
+    func waitForDeliveries(upTo limit: Duration) async -> Bool {
+        if state.withLock({ !$0.deliveries.isEmpty }) { return true }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -213,14 +222,14 @@ final class AMQPConnection: Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: wait)
+                try? await Task.sleep(for: limit)
                 self.wakeDeliveryWaiter()
             }
             await group.next()
             self.wakeDeliveryWaiter()
             group.cancelAll()
         }
-        return takeNow(limit)
+        return state.withLock { !$0.deliveries.isEmpty }
     }
 
     /// Hands taken messages back, first in line, for a caller that could not use them yet (they stay unacknowledged).

@@ -29,9 +29,23 @@ public protocol Broker: Sendable {
     /// Drops the messages of `queue` that no worker holds, ready or waiting for a retry (dead letters stay), returning
     /// how many, or `nil` when the broker has no such queue. Their task runs are the caller's to settle.
     func purge(queue: String) async throws -> Int?
+    /// A mark of the messages this broker has seen arrive, taken by an idle worker before it claims; see
+    /// ``waitForMessages(after:upTo:)``.
+    var arrivalMark: UInt64 { get }
+    /// Waits between two claims of an idle worker: until a message may have arrived since `mark`, or for `limit`.
+    /// `true` when news of a message ended the wait (the worker claims at once, and briskly for a while).
+    func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool
 }
 
 extension Broker {
+    public var arrivalMark: UInt64 { 0 }
+
+    /// Without news of arrivals, the wait is the worker's poll pause.
+    public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {
+        try? await Task.sleep(for: limit)
+        return false
+    }
+
     public func acknowledge(_ deliveries: [Delivery]) async throws {
         for delivery in deliveries { try await acknowledge(delivery) }
     }

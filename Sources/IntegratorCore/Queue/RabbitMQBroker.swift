@@ -167,6 +167,12 @@ public final class RabbitMQBroker: BrokerService {
 
     // MARK: Consuming
 
+    /// RabbitMQ pushes messages to the consumer as they come: an idle worker waits for the first one instead of
+    /// sleeping out its poll pause.
+    public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {
+        await consumer.waitForDeliveries(upTo: limit)
+    }
+
     public func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] {
         let current = consumedQueues.withLock { $0 }
         if current != queues.sorted() {

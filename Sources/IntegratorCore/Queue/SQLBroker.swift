@@ -10,6 +10,7 @@ public struct SQLBroker: InDatabaseBroker {
     let database: Database
     let clock: any TimeSource
     private let lastAnalyze = LastAnalyze()
+    private let arrivals = QueueArrivals()
 
     public init(database: Database, clock: any TimeSource = SystemTimeSource()) {
         self.database = database
@@ -33,6 +34,8 @@ public struct SQLBroker: InDatabaseBroker {
     /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
         guard !messages.isEmpty else { return [] }
+        // Before the rows commit: a worker woken early claims nothing, and then polls briskly until they are there.
+        arrivals.note()
         if database.engine == .postgres {
             let rows = TaskMessage.unnested(messages, extra: [("available_at", "\(bind: messages.map(availableAt))::timestamptz[]")])
             return [
@@ -59,6 +62,13 @@ public struct SQLBroker: InDatabaseBroker {
                 VALUES \(rows.joined(separator: ", "))
                 """
         }
+    }
+
+    public var arrivalMark: UInt64 { arrivals.mark }
+
+    /// Idle workers of this process are woken by messages this process inserts; those of other processes poll.
+    public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {
+        await arrivals.wait(after: mark, upTo: limit)
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseUntil: Date) async throws -> [Delivery] {
@@ -268,4 +278,98 @@ public struct DeliveryNotHeld: Error, CustomStringConvertible {
     /// How many of the messages were no longer held.
     public var count: Int
     public var description: String { "\(count) message(s) were claimed by another worker after their lease ran out" }
+}
+
+/// News of messages this process inserts, for its idle workers: each waits for news newer than the mark it took before
+/// its last claim, or for its poll pause, whichever comes first.
+final class QueueArrivals: Sendable {
+    private enum Waiter {
+        case registered
+        case waiting(CheckedContinuation<Bool, Never>)
+        case resolved(Bool)
+    }
+
+    private struct State {
+        var mark: UInt64 = 0
+        var nextID: UInt64 = 0
+        var waiters: [UInt64: Waiter] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    var mark: UInt64 { state.withLock { $0.mark } }
+
+    /// Messages were inserted: every waiting worker wakes.
+    func note() {
+        let woken = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.mark &+= 1
+            guard !state.waiters.isEmpty else { return [] }
+            var woken: [CheckedContinuation<Bool, Never>] = []
+            for (id, waiter) in state.waiters {
+                switch waiter {
+                case .waiting(let continuation):
+                    woken.append(continuation)
+                    state.waiters[id] = nil
+                case .registered:
+                    state.waiters[id] = .resolved(true)
+                case .resolved:
+                    break
+                }
+            }
+            return woken
+        }
+        for continuation in woken { continuation.resume(returning: true) }
+    }
+
+    /// `true` as soon as there is news after `mark` (at once if there is already), `false` after `limit` or when
+    /// cancelled.
+    func wait(after mark: UInt64, upTo limit: Duration) async -> Bool {
+        let id = state.withLock { state -> UInt64? in
+            guard state.mark == mark else { return nil }
+            state.nextID &+= 1
+            state.waiters[state.nextID] = .registered
+            return state.nextID
+        }
+        guard let id else { return true }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            self.resolve(id, false)
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let outcome = state.withLock { state -> Bool? in
+                    switch state.waiters[id] {
+                    case .registered:
+                        state.waiters[id] = .waiting(continuation)
+                        return nil
+                    case .resolved(let outcome):
+                        state.waiters[id] = nil
+                        return outcome
+                    case .waiting, nil:
+                        return false
+                    }
+                }
+                if let outcome { continuation.resume(returning: outcome) }
+            }
+        } onCancel: {
+            resolve(id, false)
+        }
+    }
+
+    private func resolve(_ id: UInt64, _ outcome: Bool) {
+        let continuation = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            switch state.waiters[id] {
+            case .registered:
+                state.waiters[id] = .resolved(outcome)
+                return nil
+            case .waiting(let continuation):
+                state.waiters[id] = nil
+                return continuation
+            case .resolved, nil:
+                return nil
+            }
+        }
+        continuation?.resume(returning: outcome)
+    }
 }

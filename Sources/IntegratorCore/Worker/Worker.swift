@@ -194,6 +194,7 @@ public final class Worker: Service {
                 continue
             }
             let deliveries: [Delivery]
+            let arrivals = broker.arrivalMark
             do {
                 deliveries = try await broker.claim(
                     queues: options.queues, limit: free, workerID: id, leaseUntil: clock.now().addingTimeInterval(options.lease))
@@ -215,11 +216,17 @@ public final class Worker: Service {
                 tasks.addTask { await self.start(deliveries) }
             }
             if deliveries.isEmpty {
-                try? await Task.sleep(for: idlePause)
-                // Under a steady trickle of tasks a claim often comes back empty between two of them; backing off at
-                // once let a task wait 20–40 ms for the next poll. The pause grows only after 100 ms of empty claims.
-                emptyClaims += 1
-                if emptyClaims >= 20 { idlePause = min(options.maxPollInterval, idlePause * 2) }
+                if await broker.waitForMessages(after: arrivals, upTo: idlePause) {
+                    // A message is on its way (inserted by this process, or pushed by RabbitMQ): claim at once, and
+                    // briskly while it commits.
+                    idlePause = shortPause
+                    emptyClaims = 0
+                } else {
+                    // Under a steady trickle of tasks a claim often comes back empty between two of them; backing off
+                    // at once let a task wait 20–40 ms for the next poll. The pause grows after 100 ms of empty claims.
+                    emptyClaims += 1
+                    if emptyClaims >= 20 { idlePause = min(options.maxPollInterval, idlePause * 2) }
+                }
             } else {
                 idlePause = shortPause
                 emptyClaims = 0
