@@ -35,10 +35,15 @@ public protocol Broker: Sendable {
     /// Waits between two claims of an idle worker: until a message may have arrived since `mark`, or for `limit`.
     /// `true` when news of a message ended the wait (the worker claims at once, and briskly for a while).
     func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool
+    /// Runs beside a worker until cancelled, turning news of messages from other processes into arrivals (see
+    /// ``waitForMessages(after:upTo:)``); returns at once where there is no such news.
+    func receiveNewsOfArrivals() async
 }
 
 extension Broker {
     public var arrivalMark: UInt64 { 0 }
+
+    public func receiveNewsOfArrivals() async {}
 
     /// Without news of arrivals, the wait is the worker's poll pause.
     public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {

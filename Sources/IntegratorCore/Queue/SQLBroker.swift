@@ -66,6 +66,30 @@ public struct SQLBroker: InDatabaseBroker {
 
     public var arrivalMark: UInt64 { arrivals.mark }
 
+    /// The PostgreSQL channel on which the beat tells idle workers of other processes that it queued tasks.
+    static let arrivalsChannel = "integrator_queue"
+
+    /// Inside a transaction that queued messages: on PostgreSQL, workers listening in other processes hear of them
+    /// when it commits. Only the beat calls it, once per batch of fires: `NOTIFY` serialises committing transactions,
+    /// too dear for every enqueue.
+    static func announceArrivals(_ sql: any SQLDatabase) async throws {
+        if sql.dialect.name == "postgresql" { try await sql.raw("NOTIFY \(unsafeRaw: arrivalsChannel)").run() }
+    }
+
+    /// On PostgreSQL, hears the beat's announcements for this process's workers until cancelled, listening again
+    /// after a dropped connection. Missing some only costs a poll pause.
+    public func receiveNewsOfArrivals() async {
+        guard database.engine == .postgres else { return }
+        while !Task.isCancelled {
+            do {
+                try await database.listen(channel: Self.arrivalsChannel) { arrivals.note() }
+            } catch {
+                if Task.isCancelled { return }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
     /// Idle workers of this process are woken by messages this process inserts; those of other processes poll.
     public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {
         await arrivals.wait(after: mark, upTo: limit)

@@ -99,6 +99,13 @@ public struct TaskDispatcher: Sendable {
         return recorded
     }
 
+    /// Inside the beat's transaction that staged messages: on the SQL queue, idle workers of other processes hear of
+    /// them at its commit instead of at their next poll. (RabbitMQ pushes messages to its consumers anyway.)
+    func announceToIdleWorkers(_ sql: any SQLDatabase) async throws {
+        guard queue != nil else { return }
+        try await SQLBroker.announceArrivals(sql)
+    }
+
     private func stageMessages(
         _ messages: [TaskMessage], at now: Date, _ sql: any SQLDatabase, claimedForCaller: Bool
     ) async throws -> StagedMessages {

@@ -314,6 +314,7 @@ public final class Beat: Service, Sendable {
                 if plan.skippedAny { batch.misfired.append((schedule.name, schedule.nextRunAt)) }
             }
             let recorded = try await self.dispatcher.stageFires(plans.flatMap { $0.runs }, at: now, sql)
+            if !recorded.isEmpty { try await self.dispatcher.announceToIdleWorkers(sql) }
             batch.fired = recorded.count
             for (schedule, plan, runs) in plans {
                 let kept = runs.filter { recorded.contains($0.message.id) }
@@ -366,6 +367,7 @@ public final class Beat: Service, Sendable {
                     message.enqueuedAt = now
                     return QueuedRun(message: message, scheduledFor: timer.dueAt)
                 }, at: now, sql, claimedForCaller: false)
+            if !due.isEmpty { try await self.dispatcher.announceToIdleWorkers(sql) }
             return due
         }
         metrics.beatFired(.timer, dueTimes: due.map(\.dueAt), firedAt: clock.now())

@@ -160,6 +160,7 @@ public final class Worker: Service {
         logger.info("worker started", metadata: ["worker.queues": "\(options.queues.joined(separator: ","))", "worker.concurrency": "\(options.concurrency)"])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.broker.receiveNewsOfArrivals() }
             // A discarding group drops finished children at once, so a long-running worker does not accumulate them.
             await withDiscardingTaskGroup { tasks in
                 // With every slot busy the consume loop waits for a freed slot; shutdown must wake it too.
