@@ -147,7 +147,8 @@ struct MetricsPrometheusTests {
                     let answer = try await SimpleHTTP(port: devPort).call(
                         "POST", "/api/v1/tasks", body: ["task": "core.noop", "queue": .string(queue), "args": ["i": .number(Double(index))]],
                         token: apiToken)
-                    #expect(answer["state"] == "queued", "\(answer)")
+                    // `integrator dev`'s own worker may have run it already by the time the answer is written.
+                    #expect(["queued", "started", "succeeded"].contains(answer["state"]?.stringValue ?? ""), "\(answer)")
                 }
             }
 
