@@ -90,7 +90,8 @@ public struct SQLBroker: InDatabaseBroker {
         }
     }
 
-    /// Idle workers of this process are woken by messages this process inserts; those of other processes poll.
+    /// Idle workers are woken by messages their own process inserts and, on PostgreSQL, by the beat's announcements
+    /// (``receiveNewsOfArrivals()``); other news waits for their next poll.
     public func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool {
         await arrivals.wait(after: mark, upTo: limit)
     }
