@@ -73,7 +73,7 @@ public struct SQLBroker: InDatabaseBroker {
     /// when it commits. Only the beat calls it, once per batch of fires: `NOTIFY` serialises committing transactions,
     /// too dear for every enqueue.
     static func announceArrivals(_ sql: any SQLDatabase) async throws {
-        if sql.dialect.name == "postgresql" { try await sql.raw("NOTIFY \(unsafeRaw: arrivalsChannel)").run() }
+        try await sql.notifyAtCommit(arrivalsChannel)
     }
 
     /// On PostgreSQL, hears the beat's announcements for this process's workers until cancelled, listening again
@@ -328,20 +328,7 @@ final class QueueArrivals: Sendable {
     func note() {
         let woken = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
             state.mark &+= 1
-            guard !state.waiters.isEmpty else { return [] }
-            var woken: [CheckedContinuation<Bool, Never>] = []
-            for (id, waiter) in state.waiters {
-                switch waiter {
-                case .waiting(let continuation):
-                    woken.append(continuation)
-                    state.waiters[id] = nil
-                case .registered:
-                    state.waiters[id] = .resolved(true)
-                case .resolved:
-                    break
-                }
-            }
-            return woken
+            return state.waiters.keys.compactMap { Self.resolve($0, true, in: &state) }
         }
         for continuation in woken { continuation.resume(returning: true) }
     }
@@ -383,18 +370,21 @@ final class QueueArrivals: Sendable {
     }
 
     private func resolve(_ id: UInt64, _ outcome: Bool) {
-        let continuation = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            switch state.waiters[id] {
-            case .registered:
-                state.waiters[id] = .resolved(outcome)
-                return nil
-            case .waiting(let continuation):
-                state.waiters[id] = nil
-                return continuation
-            case .resolved, nil:
-                return nil
-            }
+        state.withLock { Self.resolve(id, outcome, in: &$0) }?.resume(returning: outcome)
+    }
+
+    /// Settles waiter `id` with `outcome`: one that has not begun to wait finds it when it does; one that waits is
+    /// removed and its continuation returned, to be resumed outside the lock. A waiter settled before keeps its outcome.
+    private static func resolve(_ id: UInt64, _ outcome: Bool, in state: inout State) -> CheckedContinuation<Bool, Never>? {
+        switch state.waiters[id] {
+        case .registered:
+            state.waiters[id] = .resolved(outcome)
+            return nil
+        case .waiting(let continuation):
+            state.waiters[id] = nil
+            return continuation
+        case .resolved, nil:
+            return nil
         }
-        continuation?.resume(returning: outcome)
     }
 }

@@ -20,7 +20,7 @@ public final class BeatWakeup: Sendable {
 
     /// Inside a transaction: wakes beats of other processes when it commits (PostgreSQL delivers `NOTIFY` at commit).
     static func notifyOthers(_ sql: any SQLDatabase) async throws {
-        if sql.dialect.name == "postgresql" { try await sql.raw("NOTIFY \(unsafeRaw: channel)").run() }
+        try await sql.notifyAtCommit(channel)
     }
 
     /// A signal fired by every ``notify()`` until ``unsubscribe(_:)``.

@@ -236,6 +236,14 @@ public final class Database: Service, Sendable {
     public var facts: SQLDialectFacts { SQLDialectFacts(engine: engine) }
 }
 
+extension SQLDatabase {
+    /// Inside a transaction: PostgreSQL delivers a `NOTIFY` on `channel` to its listeners when the transaction commits.
+    /// Nothing on SQLite, which has no notifications (its deployments run one process).
+    func notifyAtCommit(_ channel: String) async throws {
+        if dialect.name == "postgresql" { try await raw("NOTIFY \(unsafeRaw: channel)").run() }
+    }
+}
+
 /// The few spellings that differ between PostgreSQL and SQLite, kept in one place.
 public struct SQLDialectFacts: Sendable {
     public let engine: Database.Engine
@@ -264,7 +272,6 @@ func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable 
     }
 }
 
-/// Set once a connection has been leased, read by the acquisition timer.
 /// One connection lease, handed from the task that holds it to the caller that uses it, and back.
 private final class ConnectionLease: Sendable {
     private enum Phase {
