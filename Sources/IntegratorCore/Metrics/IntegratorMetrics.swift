@@ -22,7 +22,6 @@ public final class IntegratorMetrics: Sendable {
     private let retries = LabeledMetrics<String, Metrics.Counter>()
     private let deadLetters = LabeledMetrics<DeadLetterKey, Metrics.Counter>()
     private let queueGauges = LabeledMetrics<QueueGaugeKey, Metrics.Gauge>()
-    private let reportedQueues = Mutex<Set<String>>([])
     private let lateness = LabeledMetrics<BeatFireKind, Metrics.Timer>()
     private let leader: Metrics.Meter
     private let webhookOutcomes = LabeledMetrics<String, (count: Metrics.Counter, duration: Metrics.Timer)>()
@@ -100,13 +99,10 @@ public final class IntegratorMetrics: Sendable {
 
     // MARK: Queues
 
-    /// Sets the queue gauges from the broker's figures. A queue reported before and missing now reads 0.
-    public func updateQueues(_ stats: [QueueStats]) {
-        let current = Set(stats.map(\.queue))
-        let vanished = reportedQueues.withLock { reported in
-            defer { reported.formUnion(current) }
-            return reported.subtracting(current)
-        }
+    /// Sets the queue gauges from the broker's figures; the queues in `vanished` (reported before by the same reader,
+    /// missing now) read 0. The reader keeps that list: two runtimes in one process (tests) each read their own
+    /// broker, and one must not zero the other's queues.
+    public func updateQueues(_ stats: [QueueStats], vanished: Set<String>) {
         for queue in vanished {
             for gauge in QueueGauge.allCases { queueGauge(queue, gauge).record(0) }
         }

@@ -88,6 +88,8 @@ final class QueueGaugeRefresh: Sendable {
     let metrics: IntegratorMetrics
     let logger: Logger
     private let state = Mutex<(last: ContinuousClock.Instant?, failing: Bool)>((nil, false))
+    /// Every queue these gauges have shown: one missing from the broker's figures now reads 0.
+    private let reported = Mutex<Set<String>>([])
 
     init(tasks: TasksService, metrics: IntegratorMetrics, logger: Logger) {
         self.tasks = tasks
@@ -104,7 +106,13 @@ final class QueueGaugeRefresh: Sendable {
         }
         guard due else { return }
         do {
-            metrics.updateQueues(try await tasks.queues())
+            let stats = try await tasks.queues()
+            let current = Set(stats.map(\.queue))
+            let vanished = reported.withLock { reported in
+                defer { reported.formUnion(current) }
+                return reported.subtracting(current)
+            }
+            metrics.updateQueues(stats, vanished: vanished)
             let recovered = state.withLock { state in
                 defer { state.failing = false }
                 return state.failing
