@@ -340,6 +340,35 @@ struct ChatBufferTests {
         }
     }
 
+    @Test("a flush task whose worker died after the flush committed, before the webhook's first attempt: run again, it makes the attempt once")
+    func flushTaskDiedBeforeItsAttempt() async throws {
+        try await Self.withReceiver { app, receiver in
+            for text in ["y1", "y2"] { try await Self.send(app, user: "olga", text) }
+            let pending = try #require(try await Self.flushTimer(app, user: "olga"))
+            app.clock.advance(by: 15)
+            // The task's transaction, as the flush task commits it; its worker dies before making the attempt.
+            let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
+            let flushed = try await service.flush(userKey: "olga", bufferID: pending.buffer, firstAttempts: .byCaller)
+            let eventID = "chat-buffer-\(pending.buffer)"
+            #expect(flushed == .flushed(eventID: eventID, messages: 2))
+            #expect(try await app.runtime.broker.stats().allSatisfy { $0.ready == 0 }, "no delivery task was queued")
+            #expect(try await WebhooksTests.delivery(app, eventID)?["attempt_count"] == 0)
+
+            try await Self.withWorkerOnly(app) { _ in
+                let arguments: JSONValue = ["user": "olga", "buffer": .string(pending.buffer)]
+                // The task delivered again, then once more (a copy): the first makes the attempt, the second finds it made.
+                for _ in 0..<2 {
+                    try await app.runtime.tasks.enqueue(TaskMessage(name: ChatBufferFlush.taskName, arguments: arguments, enqueuedAt: app.clock.now()))
+                    #expect(try await WebhooksTests.drained(app))
+                }
+                #expect(try await WebhooksTests.waitForState(app, eventID, "succeeded", attempts: 1))
+            }
+            #expect(receiver.hits.count == 1)
+            #expect(receiver.hits.first?.header("webhook-id") == eventID)
+            #expect(receiver.hits.first.map(Self.messages) == ["y1", "y2"])
+        }
+    }
+
     struct SimulatedCrash: Error {}
 
     // MARK: Restarts, public mode, secrets

@@ -76,6 +76,9 @@ protocol InDatabaseBroker: Broker {
     func acknowledge(_ deliveries: [Delivery], _ sql: any SQLDatabase) async throws
     /// Deletes the messages of `queue` that no worker holds inside the caller's transaction, returning their task ids.
     func removeWaiting(queue: String, at now: Date, _ sql: any SQLDatabase) async throws -> [String]
+    /// Messages inserted with ``insertStatements(_:availableAt:)`` have committed: this process's idle workers claim
+    /// them now instead of at their next brisk poll.
+    func noteCommittedArrivals()
 }
 
 extension Broker {

@@ -34,7 +34,8 @@ public struct SQLBroker: InDatabaseBroker {
     /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
         guard !messages.isEmpty else { return [] }
-        // Before the rows commit: a worker woken early claims nothing, and then polls briskly until they are there.
+        // Before the rows commit: a worker woken early claims nothing, and then polls briskly until they are there, or
+        // until the caller notes the commit (noteCommittedArrivals).
         arrivals.note()
         if database.engine == .postgres {
             let rows = TaskMessage.unnested(messages, extra: [("available_at", "\(bind: messages.map(availableAt))::timestamptz[]")])
@@ -65,6 +66,10 @@ public struct SQLBroker: InDatabaseBroker {
     }
 
     public var arrivalMark: UInt64 { arrivals.mark }
+
+    func noteCommittedArrivals() {
+        arrivals.note()
+    }
 
     /// The PostgreSQL channel on which the beat tells idle workers of other processes that it queued tasks.
     static let arrivalsChannel = "integrator_queue"

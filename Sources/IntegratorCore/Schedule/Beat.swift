@@ -325,6 +325,7 @@ public final class Beat: Service, Sendable {
             }
             return batch
         }
+        if batch.fired > 0 { dispatcher.queue?.noteCommittedArrivals() }
         metrics.beatFired(.schedule, dueTimes: batch.fireTimes, firedAt: clock.now())
         for (id, reason) in batch.unreadable {
             logger.error("a schedule cannot be read; it is set aside and disabled", metadata: ["schedule": "\(id)", "reason": "\(reason)"])
@@ -370,6 +371,7 @@ public final class Beat: Service, Sendable {
             if !due.isEmpty { try await self.dispatcher.announceToIdleWorkers(sql) }
             return due
         }
+        if !due.isEmpty { dispatcher.queue?.noteCommittedArrivals() }
         metrics.beatFired(.timer, dueTimes: due.map(\.dueAt), firedAt: clock.now())
         if !due.isEmpty, let onPublished, !dispatcher.usesOutbox {
             onPublished(due.map(\.dueAt), clock.now())

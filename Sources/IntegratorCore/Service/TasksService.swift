@@ -58,6 +58,7 @@ public struct TasksService: Sendable {
         if let queue {
             let runStatements = runs.queuedStatements(batch, at: now)
             try await database.writeTogether(runStatements + queue.insertStatements(messages, availableAt: \.enqueuedAt))
+            queue.noteCommittedArrivals()
             return
         }
         let staged = try await database.transaction { sql in try await dispatcher.stage(batch, at: now, sql) }
@@ -85,7 +86,10 @@ public struct TasksService: Sendable {
     public func enqueue(contentsOf messages: [TaskMessage], in transaction: StoreTransaction) async throws {
         guard !messages.isEmpty else { return }
         let staged = try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
-        guard queue == nil else { return }
+        if let queue {
+            transaction.afterCommit { queue.noteCommittedArrivals() }
+            return
+        }
         let dispatcher = self.dispatcher
         let clock = self.clock
         transaction.afterCommit { await dispatcher.publishStaged(staged, at: clock.now()) }

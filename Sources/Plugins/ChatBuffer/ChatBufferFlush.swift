@@ -11,22 +11,29 @@ struct ChatBufferFlush: TaskHandler {
 
     /// For the flush's own transaction failing (the database unreachable); delivery retries are the webhook tenant's.
     var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 60) }
-    var timeout: Duration { .seconds(60) }
+    /// The flush's transaction, then the webhook's first attempt (up to its tenant's timeout, 120 s at most).
+    var timeout: Duration { WebhookDelivery.attemptTimeout }
 
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
         let environment = try context.requireEnvironment()
         guard let user = arguments["user"]?.stringValue, let buffer = arguments["buffer"]?.stringValue else {
             throw PluginError("\(Self.taskName) needs the arguments user and buffer", permanent: true)
         }
-        let outcome = try await ChatBufferService(environment: environment, options: options).flush(userKey: user, bufferID: buffer)
+        let outcome = try await ChatBufferService(environment: environment, options: options).flush(
+            userKey: user, bufferID: buffer, firstAttempts: .byCaller)
         switch outcome {
         case .flushed(let eventID, let messages):
             context.logger.debug("chat buffer flushed", metadata: ["webhook.event_id": "\(eventID)", "messages": "\(messages)"])
+            try await WebhookDispatch(environment: environment).deliverFirstAttempt(eventID, logger: context.logger)
+        case .skipped:
+            // Perhaps this task again, after its worker died between the flush and the attempt: made here unless it was.
+            try await WebhookDispatch(environment: environment).deliverFirstAttempt(
+                ChatBufferService.eventID(bufferID: buffer), logger: context.logger)
         case .waiting(let retryAt):
             context.logger.warning(
                 "a chat buffer cannot flush: no webhook URL is configured (set WEBHOOK_URL or PUT /api/v1/chat-buffer/config)",
                 metadata: ["chat_buffer.buffer": "\(buffer)", "retry_at": "\(retryAt.apiString)"])
-        case .skipped, .postponed:
+        case .postponed:
             break
         }
         return outcome.json

@@ -70,7 +70,8 @@ struct ChatBufferService: Sendable {
 
     /// The flush's webhook event id, also its `webhook-id` header: one per buffer, so a flush run again after a crash
     /// stores nothing new, and a receiver that saw it drops a repeat.
-    static func eventID(for buffer: ChatBuffer) -> String { "chat-buffer-\(buffer.bufferID)" }
+    static func eventID(for buffer: ChatBuffer) -> String { eventID(bufferID: buffer.bufferID) }
+    static func eventID(bufferID: String) -> String { "chat-buffer-\(bufferID)" }
 
     // MARK: Messages
 
@@ -112,8 +113,12 @@ struct ChatBufferService: Sendable {
     /// Flushes buffer `bufferID` of the user if its deadline has passed: in one transaction, its messages become one
     /// webhook event (stored and enqueued through the webhooks path) and are deleted. Before the deadline (messages
     /// pushed it later after the timer was set) it sets the timer to the deadline instead.
+    /// - Parameter firstAttempts: who makes the event's first attempt; the flush task makes it itself once this returns.
     /// - Parameter whileTaken: runs inside the transaction once the messages are read (tests hold a flush open here).
-    func flush(userKey: String, bufferID: String, whileTaken: (@Sendable () async throws -> Void)? = nil) async throws -> ChatBufferFlushOutcome {
+    func flush(
+        userKey: String, bufferID: String, firstAttempts: WebhookDispatch.FirstAttempts = .queued,
+        whileTaken: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> ChatBufferFlushOutcome {
         let store = self.store
         let environment = self.environment
         let options = self.options
@@ -138,7 +143,7 @@ struct ChatBufferService: Sendable {
                 eventID: Self.eventID(for: buffer), eventType: Self.eventType, targetURL: url,
                 body: ChatBufferWebhookBody.make(messages, processedAt: now).encodedString())
             try await WebhookDispatch(environment: environment).dispatch(
-                [delivery], tenantID: Self.tenantID, owner: Self.owner, in: transaction)
+                [delivery], tenantID: Self.tenantID, owner: Self.owner, firstAttempts: firstAttempts, in: transaction)
             try await store.delete(buffer, transaction.sql)
             return .flushed(eventID: delivery.eventID, messages: messages.count)
         }

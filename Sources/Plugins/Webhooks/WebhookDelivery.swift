@@ -22,7 +22,8 @@ struct WebhookDelivery: TaskHandler {
     let options: WebhooksOptions
 
     /// The longest endpoint timeout (120 s) and the writes around it.
-    var timeout: Duration { .seconds(180) }
+    static let attemptTimeout: Duration = .seconds(180)
+    var timeout: Duration { Self.attemptTimeout }
     /// For the task itself failing (the database unreachable while recording); the endpoint's failures are retried
     /// by the tenant's own policy, as timers.
     var retryPolicy: RetryPolicy { RetryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 60) }
@@ -59,29 +60,45 @@ struct WebhookDelivery: TaskHandler {
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
         let environment = try context.requireEnvironment()
         guard let attempt = arguments["attempt"]?.intValue, attempt >= 1 else { throw Self.malformed }
-        let batching = WebhookBatching.shared(in: environment)
         if let eventID = arguments["event_id"]?.stringValue {
-            let state = try await deliver(
-                eventID, loaded: try await batching.loads.submit(eventID), attempt: attempt, environment: environment,
-                batching: batching, logger: context.logger)
+            let state = try await deliverOne(eventID, attempt: attempt, environment: environment, logger: context.logger)
             return ["event_id": .string(eventID), "attempt": .number(Double(attempt)), "state": .string(state)]
         }
         guard let listed = arguments["event_ids"]?.arrayValue?.compactMap(\.stringValue), !listed.isEmpty else { throw Self.malformed }
         let ids = Array(Set(listed))
+        let states = try await deliverAll(ids, attempt: attempt, environment: environment, logger: context.logger)
+        return [
+            "events": .number(Double(ids.count)), "attempt": .number(Double(attempt)),
+            "states": .object(states.mapValues { .number(Double($0)) }),
+        ]
+    }
+
+    /// Makes attempt `attempt` of one event; its row is loaded together with those of concurrent deliveries. Returns the
+    /// state written (or why it was skipped).
+    func deliverOne(_ eventID: String, attempt: Int, environment: PluginEnvironment, logger: Logger) async throws -> String {
+        let batching = WebhookBatching.shared(in: environment)
+        return try await deliver(
+            eventID, loaded: try await batching.loads.submit(eventID), attempt: attempt, environment: environment, batching: batching,
+            logger: logger)
+    }
+
+    /// Makes attempt `attempt` of each of `ids`, a window of them at a time; counts the states written. Every delivery
+    /// finishes before a failure is thrown: a retry of the task then skips what was recorded.
+    func deliverAll(_ ids: [String], attempt: Int, environment: PluginEnvironment, logger: Logger) async throws -> [String: Int] {
+        let batching = WebhookBatching.shared(in: environment)
         let store = WebhookStore(secrets: environment.secrets)
         let loaded = try await environment.database.withSQL { sql in try await store.deliveries(ids, sql) }
-        let states = try await withThrowingTaskGroup(of: String.self) { group in
+        return try await withThrowingTaskGroup(of: String.self) { group in
             // A window of deliveries at a time: a child task per event of every claimed batch at once cost memory
             // (thousands of suspended tasks) without going faster than the process's limit on requests in flight.
             var pending = ids[...]
             func startNext() {
                 guard let id = pending.popFirst() else { return }
                 group.addTask {
-                    try await deliver(id, loaded: loaded[id], attempt: attempt, environment: environment, batching: batching, logger: context.logger)
+                    try await deliver(id, loaded: loaded[id], attempt: attempt, environment: environment, batching: batching, logger: logger)
                 }
             }
             for _ in 0..<Self.deliveriesInFlightPerTask { startNext() }
-            // Every delivery finishes before a failure is reported: the task's retry then skips what was recorded.
             var states: [String: Int] = [:]
             var failure: (any Error)?
             while let next = await group.nextResult() {
@@ -94,7 +111,6 @@ struct WebhookDelivery: TaskHandler {
             if let failure { throw failure }
             return states
         }
-        return ["events": .number(Double(ids.count)), "attempt": .number(Double(attempt)), "states": .object(states.mapValues { .number(Double($0)) })]
     }
 
     private static let malformed = PluginError(

@@ -2,6 +2,7 @@
 // letters, for bodies and URLs of their own (a scheduled message's payload, a chat buffer's flush).
 import Foundation
 import IntegratorCore
+import Logging
 
 /// Stores events of a plugin-owned tenant and enqueues their first attempt, in the caller's transaction: the event
 /// exists if and only if the caller's own change commits.
@@ -49,10 +50,23 @@ struct WebhookDispatch: Sendable {
         try await store.save(tenant, transaction.sql)
     }
 
-    /// Stores `deliveries` as events of the owned tenant and enqueues their first attempts. An event id stored before is
+    /// Who makes the first attempt of dispatched events.
+    enum FirstAttempts: Sendable {
+        /// A `webhooks.deliver` task, enqueued in the caller's transaction.
+        case queued
+        /// The caller's own task, right after its transaction commits (``deliverFirstAttempt(_:logger:)``), which
+        /// saves a queue hop between the task and its delivery. Only for a task that, whenever it runs again (its
+        /// worker died, the attempt could not be recorded), makes the first attempt of the event it dispatched before:
+        /// the task's redelivery is what keeps the event from being left undelivered.
+        case byCaller
+    }
+
+    /// Stores `deliveries` as events of the owned tenant and arranges their first attempts. An event id stored before is
     /// left as it is (a repeated dispatch stores nothing new); returns the ids stored now.
     @discardableResult
-    func dispatch(_ deliveries: [Delivery], tenantID: String, owner: String, in transaction: StoreTransaction) async throws -> [String] {
+    func dispatch(
+        _ deliveries: [Delivery], tenantID: String, owner: String, firstAttempts: FirstAttempts = .queued, in transaction: StoreTransaction
+    ) async throws -> [String] {
         guard !deliveries.isEmpty else { return [] }
         try await ensureOwnedTenant(tenantID, owner: owner, in: transaction)
         let store = WebhookStore(secrets: environment.secrets)
@@ -66,10 +80,21 @@ struct WebhookDispatch: Sendable {
                 attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now)
         }
         try await store.insert(events, transaction.sql)
-        try await environment.tasks.enqueue(
-            contentsOf: WebhookDelivery.firstAttempts(fresh.map { ($0.eventID, $0.severity) }, at: now),
-            in: transaction)
+        if firstAttempts == .queued {
+            try await environment.tasks.enqueue(
+                contentsOf: WebhookDelivery.firstAttempts(fresh.map { ($0.eventID, $0.severity) }, at: now), in: transaction)
+        }
         return fresh.map(\.eventID)
+    }
+
+    /// Makes the first attempt of an event dispatched with ``FirstAttempts/byCaller``, once the dispatch committed, if it
+    /// was not made yet: a task that runs again calls this again, and an attempt already recorded is skipped. Throws
+    /// when the attempt could not be recorded (the database unreachable); the caller's task then fails and is retried.
+    /// Returns the state written, or why none was.
+    @discardableResult
+    func deliverFirstAttempt(_ eventID: String, logger: Logger) async throws -> String {
+        // Owned tenants are never switched off for failing, so the one option a delivery reads has no say here.
+        try await WebhookDelivery(options: WebhooksOptions()).deliverOne(eventID, attempt: 1, environment: environment, logger: logger)
     }
 
     /// The delivery state of events (`pending`, `succeeded`, `dead`), by id; absent ids were never stored.
