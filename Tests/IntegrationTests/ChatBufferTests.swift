@@ -123,12 +123,11 @@ struct ChatBufferTests {
                 let buffered = try await app.call(.get, "/api/v1/chat-buffer/buffers/joao.silva")
                 #expect(buffered.json["buffered"] == 3 && buffered.json["flush_at"] == .string(deadline.apiString), "\(buffered.text)")
 
-                // The timer the first message set fires at +30 and finds the deadline moved: it re-arms for +40.
-                app.clock.set(deadline.addingTimeInterval(-0.5))
-                #expect(try await beat.pass().timersFired == 1)
-                #expect(try await WebhooksTests.drained(app))
-                #expect(receiver.hits.isEmpty, "each message pushed the flush back by its ttl")
+                // Each message moved the timer the first one set (+30) along with the deadline (+40).
                 #expect(try await Self.flushTimer(app, user: "joao.silva")?.timer.dueAt == deadline)
+                app.clock.set(deadline.addingTimeInterval(-0.5))
+                #expect(try await beat.pass().timersFired == 0)
+                #expect(receiver.hits.isEmpty, "each message pushed the flush back by its ttl")
 
                 app.clock.set(deadline)
                 #expect(try await beat.pass().timersFired == 1)
@@ -179,10 +178,9 @@ struct ChatBufferTests {
                 #expect(bia["flush_at"] == .string(start.addingTimeInterval(13).apiString))
                 for index in 3...20 { try await Self.send(app, user: "ana", "a\(index)", ["ttl": 10]) }
 
-                // Ana's timer (t+10) fires and re-arms for her later deadline; nothing is sent.
+                // Ana's timer (t+10) moved along with her deadline (t+18); bia's came forward (t+13).
                 app.clock.set(start.addingTimeInterval(12.9))
-                #expect(try await beat.pass().timersFired == 1)
-                #expect(try await WebhooksTests.drained(app))
+                #expect(try await beat.pass().timersFired == 0)
                 #expect(receiver.hits.isEmpty)
                 app.clock.set(start.addingTimeInterval(13))
                 #expect(try await beat.pass().timersFired == 1)
@@ -284,6 +282,29 @@ struct ChatBufferTests {
         }
     }
 
+    @Test("a message that pushes the deadline later moves the timer along: one fire and one flush task for the whole burst")
+    func laterDeadlineMovesTheTimer() async throws {
+        try await Self.withReceiver { app, receiver in
+            let beat = app.runtime.makeBeat()
+            try await Self.send(app, user: "dora", "d1")
+            app.clock.advance(by: 10)
+            try await Self.send(app, user: "dora", "d2")
+            #expect(try await Self.flushTimer(app, user: "dora")?.timer.dueAt == app.clock.now().addingTimeInterval(15))
+            app.clock.advance(by: 6)
+            #expect(try await beat.pass().timersFired == 0, "the first deadline has passed, but the timer moved with the second")
+            app.clock.advance(by: 10)
+            #expect(try await beat.pass().timersFired == 1)
+            try await Self.withWorkerOnly(app) { (_: Beat) async throws in
+                #expect(try await receiver.waitForHits(path: "/hook"))
+                #expect(try await WebhooksTests.drained(app))
+            }
+            let runs = try await app.runtime.runs.list(TaskRunFilter(name: ChatBufferFlush.taskName), page: PageRequest(limit: 10))
+            #expect(runs.items.count == 1, "one flush task")
+            #expect(receiver.hits.count == 1)
+            #expect(receiver.hits.first.map(Self.messages) == ["d1", "d2"])
+        }
+    }
+
     @Test("a flush whose timer fired before a later message arrived does not flush early; the later timer flushes everything once")
     func firedTimerOvertakenByMessage() async throws {
         try await Self.withReceiver { app, receiver in
@@ -354,7 +375,7 @@ struct ChatBufferTests {
             #expect(try await app.runtime.broker.stats().allSatisfy { $0.ready == 0 }, "no delivery task was queued")
             #expect(try await WebhooksTests.delivery(app, eventID)?["attempt_count"] == 0)
 
-            try await Self.withWorkerOnly(app) { _ in
+            try await Self.withWorkerOnly(app) { (_: Beat) async throws in
                 let arguments: JSONValue = ["user": "olga", "buffer": .string(pending.buffer)]
                 // The task delivered again, then once more (a copy): the first makes the attempt, the second finds it made.
                 for _ in 0..<2 {

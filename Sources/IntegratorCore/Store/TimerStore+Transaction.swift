@@ -10,6 +10,16 @@ extension TimerStore {
         transaction.afterCommit { wakeup.notify() }
     }
 
+    /// Moves a timer that has not fired to a later due time, inside `transaction`, without waking any beat: a beat that
+    /// wakes for the old time finds nothing due and reads the new earliest time before it sleeps again. `false` when
+    /// there is no such timer (it fired already) or it is due at `dueAt` or later; the caller then handles the fire.
+    @discardableResult
+    public func postpone(id: String, to dueAt: Date, in transaction: StoreTransaction) async throws -> Bool {
+        !(try await transaction.sql.raw(
+            "UPDATE timers SET due_at = \(bind: dueAt) WHERE id = \(bind: id) AND due_at < \(bind: dueAt) RETURNING id"
+        ).all()).isEmpty
+    }
+
     /// Removes a timer that has not fired, inside `transaction`; `false` when there is none with that id.
     @discardableResult
     public func cancel(id: String, in transaction: StoreTransaction) async throws -> Bool {

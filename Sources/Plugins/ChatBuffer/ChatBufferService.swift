@@ -96,10 +96,14 @@ struct ChatBufferService: Sendable {
                 deadline: now.addingTimeInterval(TimeInterval(message.ttl)), cap: now.addingTimeInterval(TimeInterval(message.maxWait)),
                 transaction.sql)
             try await store.insert(message, into: buffer, at: now, transaction.sql)
-            // A deadline pushed later keeps the timer: its fire re-arms it (see flush). So most messages of a burst
-            // write no timer and wake no beat.
             if buffer.timerDue == nil {
                 try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+            } else if let due = buffer.timerDue, buffer.flushAt > due,
+                try await timers.postpone(id: Self.timer(for: buffer, at: now).id, to: buffer.flushAt, in: transaction)
+            {
+                // A deadline pushed later moves the timer along without waking any beat (only a sooner timer needs
+                // that), so a burst of messages costs one fire. A timer that fired already is re-armed by its flush.
                 try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
             }
             return buffer
