@@ -228,38 +228,6 @@ struct ScheduledMessagesTests {
         }
     }
 
-    @Test("a fire task whose worker died after the firing committed, before the webhook's first attempt: run again, it makes the attempt once")
-    func fireTaskDiedBeforeItsAttempt() async throws {
-        let receiver = WebhookReceiver()
-        try await receiver.run { baseURL in
-            try await TestApp.run { app in
-                let due = app.clock.now().addingTimeInterval(10)
-                try await Self.schedule(app, Self.body("died-1", due.apiString, url: "\(baseURL)/died", payload: ["n": 1]))
-                let timer = try #require(try await Self.timer(app, "died-1"))
-                let version = try #require(timer.message.arguments["version"]?.stringValue)
-                app.clock.advance(by: 11)
-                #expect(try await app.runtime.makeBeat().pass().timersFired == 1)
-                // The fire task's transaction, as its first run commits it; its worker dies before making the attempt.
-                let fired = try await ScheduledMessagesService(environment: app.runtime.environment).fire("died-1", version: version)
-                #expect(fired == version)
-                #expect(try await app.runtime.broker.stats().map(\.ready).reduce(0, +) == 1, "only the fire task; no delivery task")
-                #expect(try await WebhooksTests.delivery(app, version)?["attempt_count"] == 0)
-
-                try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 4)) { _ in
-                    // The fire task delivered again makes the attempt; a copy of it run afterwards finds it made.
-                    #expect(try await WebhooksTests.drained(app))
-                    try await app.runtime.tasks.enqueue(
-                        TaskMessage(name: timer.message.name, arguments: timer.message.arguments, enqueuedAt: app.clock.now()))
-                    #expect(try await WebhooksTests.drained(app))
-                    #expect(try await WebhooksTests.waitForState(app, version, "succeeded", attempts: 1))
-                }
-                #expect(receiver.hits.count == 1)
-                #expect(receiver.hits.first?.json == ["n": 1])
-                #expect(receiver.hits.first?.header("webhook-id") == version)
-            }
-        }
-    }
-
     @Test("deleted and bulk-deleted messages never fire; run fires a pending message now; a past time fires at once")
     func deleteStopsFiringAndRunFiresNow() async throws {
         let receiver = WebhookReceiver()

@@ -114,8 +114,6 @@ public struct ScheduledMessagesService: Sendable {
     /// The timer's task: fires the message if it still has `version`. Returns the webhook event's id, or nil when the
     /// message was deleted, fired already, or moved by an upsert since this timer was set. Firings that run at the
     /// same time share one transaction (``fire(_:)``): at a thousand a second, statements per firing are what count.
-    /// The event's first attempt is the calling task's to make once this returns
-    /// (``WebhookDispatch/deliverFirstAttempt(_:logger:)``), also when it runs again after its worker died.
     func fire(_ id: String, version: String) async throws -> String? {
         let batch = environment.shared.object("scheduled-messages.fire") {
             BatchCall<MessageVersion, String?>(maxBatch: Self.chunkSize) { [environment] requests in
@@ -129,7 +127,7 @@ public struct ScheduledMessagesService: Sendable {
     func fire(_ requests: [MessageVersion]) async throws -> [String?] {
         try await environment.transaction { transaction in
             let taken = try await store.take(requests, transaction.sql)
-            try await fire(taken, firstAttempts: .byCaller, in: transaction)
+            try await fire(taken, in: transaction)
             let fired = Set(taken.map { MessageVersion(id: $0.id, version: $0.version) })
             return requests.map { fired.contains($0) ? $0.version : nil }
         }
@@ -138,16 +136,13 @@ public struct ScheduledMessagesService: Sendable {
     /// Hands messages already removed from the pending list to the webhooks plugin, in the same transaction. An
     /// event's id is its message's version: a firing repeated after a crash stores no second event.
     @discardableResult
-    private func fire(
-        _ messages: [ScheduledMessage], firstAttempts: WebhookDispatch.FirstAttempts = .queued, in transaction: StoreTransaction
-    ) async throws -> [String] {
+    private func fire(_ messages: [ScheduledMessage], in transaction: StoreTransaction) async throws -> [String] {
         guard !messages.isEmpty else { return [] }
         let deliveries = messages.map { message in
             WebhookDispatch.Delivery(
                 eventID: message.version, eventType: Self.eventType, targetURL: message.webhookURL, body: message.payload.encodedString())
         }
-        try await WebhookDispatch(environment: environment).dispatch(
-            deliveries, tenantID: Self.tenantID, owner: Self.owner, firstAttempts: firstAttempts, in: transaction)
+        try await WebhookDispatch(environment: environment).dispatch(deliveries, tenantID: Self.tenantID, owner: Self.owner, in: transaction)
         try await store.recordFirings(messages, at: environment.clock.now(), transaction.sql)
         return messages.map(\.version)
     }
