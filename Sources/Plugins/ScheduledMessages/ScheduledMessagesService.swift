@@ -2,7 +2,6 @@
 // and a firing hands the message to the webhooks plugin in the transaction that removes it.
 import Foundation
 import IntegratorCore
-import Synchronization
 
 /// Public so the benchmark calls the code behind the routes.
 public struct ScheduledMessagesService: Sendable {
@@ -36,13 +35,10 @@ public struct ScheduledMessagesService: Sendable {
         return message
     }
 
-    /// Makes the delivering tenant with the first message, so its signing secret can be read before anything fires.
-    /// Checked once per process: an owned tenant cannot be deleted through the API.
+    /// Makes the delivering tenant with the first message, so its signing secret can be read before anything fires
+    /// (checked once per process, see ``WebhookDispatch/ensureOwnedTenant(_:owner:in:)``).
     private func ensureTenant(in transaction: StoreTransaction) async throws {
-        let made = environment.shared.object("scheduled-messages.tenant") { TenantMade() }
-        guard !made.value.load(ordering: .relaxed) else { return }
         try await WebhookDispatch(environment: environment).ensureOwnedTenant(Self.tenantID, owner: Self.owner, in: transaction)
-        transaction.afterCommit { made.value.store(true, ordering: .relaxed) }
     }
 
     /// Stores many messages fast, 500 per transaction, and then their timers in bulk (the benchmark's loader).
@@ -166,9 +162,4 @@ public struct ScheduledMessagesService: Sendable {
 struct MessageVersion: Sendable, Hashable {
     var id: String
     var version: String
-}
-
-/// Whether this process has seen the delivering tenant committed.
-private final class TenantMade: Sendable {
-    let value = Atomic(false)
 }

@@ -3,6 +3,7 @@
 import Foundation
 import IntegratorCore
 import Logging
+import Synchronization
 
 /// Stores events of a plugin-owned tenant and enqueues their first attempt, in the caller's transaction: the event
 /// exists if and only if the caller's own change commits.
@@ -30,9 +31,14 @@ struct WebhookDispatch: Sendable {
     }
 
     /// Makes the tenant `tenantID` owned by `owner` (with a new signing secret) unless it exists. Runs with every
-    /// dispatch, so it reads only the tenant's owner, not its sealed secrets.
+    /// dispatch, so it reads only the tenant's owner, not its sealed secrets, and only until this process has seen the
+    /// tenant committed: an owned tenant cannot be deleted through the API.
     /// - Throws: ``ServiceError`` (409) when a tenant configured through the API already has that id.
     func ensureOwnedTenant(_ tenantID: String, owner: String, in transaction: StoreTransaction) async throws {
+        let seen = environment.shared.object("webhooks.owned-tenants-seen") { OwnedTenantsSeen() }
+        let key = "\(owner)\u{0}\(tenantID)"
+        guard !seen.keys.withLock({ $0.contains(key) }) else { return }
+        transaction.afterCommit { _ = seen.keys.withLock { $0.insert(key) } }
         let store = WebhookStore(secrets: environment.secrets)
         let existing = try await store.ownership(of: tenantID, transaction.sql)
         if existing.exists {
@@ -71,15 +77,16 @@ struct WebhookDispatch: Sendable {
         try await ensureOwnedTenant(tenantID, owner: owner, in: transaction)
         let store = WebhookStore(secrets: environment.secrets)
         let now = environment.clock.now()
-        var seen = Set(try await store.eventStates(deliveries.map(\.eventID), transaction.sql).keys)
-        let fresh = deliveries.filter { seen.insert($0.eventID).inserted }
-        let events = fresh.map { delivery in
+        var listed = Set<String>()
+        let candidates = deliveries.filter { listed.insert($0.eventID).inserted }
+        let events = candidates.map { delivery in
             WebhookEvent(
                 id: delivery.eventID, tenantID: tenantID, eventType: delivery.eventType, severity: delivery.severity,
                 targetURL: delivery.targetURL, customHeaders: delivery.headers, body: delivery.body, state: .pending,
                 attemptCount: 0, roundAttempts: 0, createdAt: now, updatedAt: now)
         }
-        try await store.insert(events, transaction.sql)
+        let stored = try await store.insertUnlessStored(events, transaction.sql)
+        let fresh = candidates.filter { stored.contains($0.eventID) }
         if firstAttempts == .queued {
             try await environment.tasks.enqueue(
                 contentsOf: WebhookDelivery.firstAttempts(fresh.map { ($0.eventID, $0.severity) }, at: now), in: transaction)
@@ -109,4 +116,9 @@ struct WebhookDispatch: Sendable {
         let bytes = (0..<24).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return "whsec_" + Data(bytes).base64EncodedString()
     }
+}
+
+/// The owned tenants (owner and id) this process has seen committed.
+private final class OwnedTenantsSeen: Sendable {
+    let keys = Mutex<Set<String>>([])
 }

@@ -179,22 +179,35 @@ struct WebhookStore: Sendable {
     // MARK: Events
 
     func insert(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws {
+        for chunk in events.chunks(of: 500) { try await sql.raw(Self.insertion(Array(chunk))).run() }
+    }
+
+    /// Inserts the events whose ids are not stored yet and leaves the others as they are; returns the ids inserted.
+    /// `events` must not name an id twice.
+    func insertUnlessStored(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws -> Set<String> {
+        var inserted = Set<String>()
         for chunk in events.chunks(of: 500) {
-            let rows = chunk.map { event -> SQLQueryString in
-                """
-                (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
-                 \(bind: event.targetURL), \(bind: Self.encode(event.customHeaders)), \(bind: event.body), \(bind: event.idempotencyKey),
-                 \(bind: event.state.rawValue), 0, 0, \(bind: event.createdAt), \(bind: event.createdAt))
-                """
+            for row in try await sql.raw("\(Self.insertion(Array(chunk))) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
+                inserted.insert(try row.decode(column: "id", as: String.self))
             }
-            try await sql.raw(
-                """
-                INSERT INTO webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
-                    idempotency_key, state, attempt_count, round_attempts, created_at, updated_at)
-                VALUES \(rows.joined(separator: ", "))
-                """
-            ).run()
         }
+        return inserted
+    }
+
+    /// One multi-row `INSERT` of new events.
+    private static func insertion(_ events: [WebhookEvent]) -> SQLQueryString {
+        let rows = events.map { event -> SQLQueryString in
+            """
+            (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
+             \(bind: event.targetURL), \(bind: encode(event.customHeaders)), \(bind: event.body), \(bind: event.idempotencyKey),
+             \(bind: event.state.rawValue), 0, 0, \(bind: event.createdAt), \(bind: event.createdAt))
+            """
+        }
+        return """
+            INSERT INTO webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
+                idempotency_key, state, attempt_count, round_attempts, created_at, updated_at)
+            VALUES \(rows.joined(separator: ", "))
+            """
     }
 
     /// The delivery state of each of `ids` that names a stored event, in one query per 500.
