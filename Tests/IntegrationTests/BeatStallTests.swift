@@ -41,6 +41,8 @@ struct BeatStallTests {
                 timers: app.runtime.timers, environment: app.runtime.environment, clock: app.clock, logger: log.logger)
             let running = Task { try await worker.run() }
             defer { running.cancel() }
+            // The minute counts from the heartbeat loop's start: wait for its first report before moving the clock.
+            #expect(try await eventually { try await app.runtime.runs.liveWorkers(since: .distantPast).contains { $0.id == worker.id } })
             let retry = TaskMessage(name: "core.noop", arguments: [:], queue: "stall-check", enqueuedAt: app.clock.now())
             try await app.runtime.timers.upsert(DurableTimer(id: "stalled", dueAt: app.clock.now(), message: retry), at: app.clock.now())
             @Sendable func stallWarnings() -> [String] { log.warnings.filter { $0.contains("nothing fires them") } }
