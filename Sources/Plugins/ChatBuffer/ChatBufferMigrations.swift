@@ -41,9 +41,9 @@ enum ChatBufferMigrations {
         ]
     }
 
-    /// When the user's flush timer is due. Messages that only push the deadline later leave the timer alone (the flush
-    /// it fires re-arms it for the later deadline), so most messages write no timer and wake no beat; a message that
-    /// brings the deadline sooner moves it. NULL: unknown, so the next message sets the timer.
+    /// When the user's flush timer is due. A message that pushes the deadline later moves the timer without waking a
+    /// beat; one that brings it sooner sets it again (and wakes the beat). NULL: unknown, so the next message sets the
+    /// timer.
     static let timerDue = PluginMigration(version: 2, name: "timer_due") { facts in
         ["ALTER TABLE chat_buffer_users ADD COLUMN timer_due \(facts.timestamp)"]
     }

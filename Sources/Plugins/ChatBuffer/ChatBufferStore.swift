@@ -12,7 +12,8 @@ struct ChatBuffer: Sendable, Equatable {
     var lastSeq: Int
     var firstAt: Date
     var flushAt: Date
-    /// When the flush timer is due: at `flushAt` or before it (a fire before the deadline re-arms it). `nil` when the
+    /// When the flush timer is due: at `flushAt`, or before it when the timer fired before a message moved the deadline
+    /// (that fire's flush re-arms it). `nil` when the
     /// timer must be set to `flushAt`: the buffer is new, or its deadline came sooner than the timer.
     var timerDue: Date?
 }
