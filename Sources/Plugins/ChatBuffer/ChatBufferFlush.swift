@@ -1,8 +1,9 @@
 // The task a buffer's timer publishes at its deadline: one flush of one user's buffer.
 import IntegratorCore
 
-/// Handles `chat_buffer.flush` with `{"user", "buffer"}`, the user's key and the buffer's id. Running it twice is
-/// harmless: the second run finds the buffer gone.
+/// Handles `chat_buffer.flush` with `{"user", "buffer"}`, the user's key and the buffer's id, then makes the flush's
+/// first webhook attempt. Running it twice is harmless: the second run finds the buffer gone, and makes the attempt only
+/// if the first run died before making it.
 struct ChatBufferFlush: TaskHandler {
     static let taskName = "chat_buffer.flush"
 
