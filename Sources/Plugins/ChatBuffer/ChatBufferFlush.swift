@@ -2,8 +2,8 @@
 import IntegratorCore
 
 /// Handles `chat_buffer.flush` with `{"user", "buffer"}`, the user's key and the buffer's id, then makes the flush's
-/// first webhook attempt. Running it twice is harmless: the second run finds the buffer gone, and makes the attempt only
-/// if the first run died before making it.
+/// first webhook attempt. Running it twice is harmless: the second run finds the buffer gone, and makes the attempt
+/// only if the first run died before making it.
 struct ChatBufferFlush: TaskHandler {
     static let taskName = "chat_buffer.flush"
 

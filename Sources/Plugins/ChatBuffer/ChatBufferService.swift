@@ -115,8 +115,9 @@ struct ChatBufferService: Sendable {
         .unavailable, "no webhook URL is configured for the chat buffer: set WEBHOOK_URL, or PUT /api/v1/chat-buffer/config")
 
     /// Flushes buffer `bufferID` of the user if its deadline has passed: in one transaction, its messages become one
-    /// webhook event (stored through the webhooks path, its first attempt queued or left to the caller) and are deleted. Before the deadline (messages
-    /// pushed it later after the timer was set) it sets the timer to the deadline instead.
+    /// webhook event (stored through the webhooks path, its first attempt queued or left to the caller) and are
+    /// deleted. Before the deadline (a message pushed it later after the timer fired) it sets the timer to the deadline
+    /// instead.
     /// - Parameter firstAttempts: who makes the event's first attempt; the flush task makes it itself once this returns.
     /// - Parameter whileTaken: runs inside the transaction once the messages are read (tests hold a flush open here).
     func flush(
