@@ -340,3 +340,30 @@ final class StillRunning: Sendable {
     var value: Bool { running.withLock { $0 } }
     func stop() { running.withLock { $0 = false } }
 }
+
+extension RabbitMQTests.Failures {
+    @Test("a consumer's wait for deliveries always ends, also when its limit passes before it begins to wait or it is cancelled")
+    func deliveryWaitAlwaysEnds() async throws {
+        try await withBroker { _, broker, _ in
+            let connection = AMQPConnection(role: .consumer, endpoint: broker.endpoint, logger: TestDatabase.logger)
+            defer { connection.shutdown() }
+            let rounds = Atomic(0)
+            let finished = Atomic(false)
+            // A zero limit wakes the wait as it starts: before the fix, the wake-up could come before the wait was
+            // registered, and the wait (and its worker's consume loop) never ended.
+            let waiting = Task {
+                for _ in 0..<2_000 {
+                    await connection.waitForDeliveries(upTo: .zero)
+                    rounds.add(1, ordering: .relaxed)
+                }
+                let cancelled = Task { await connection.waitForDeliveries(upTo: .seconds(600)) }
+                cancelled.cancel()
+                _ = await cancelled.value
+                finished.store(true, ordering: .relaxed)
+            }
+            defer { waiting.cancel() }
+            let allEnded = try await eventually(30) { finished.load(ordering: .relaxed) }
+            #expect(allEnded, "\(rounds.load(ordering: .relaxed)) of 2,000 waits ended; a cancelled one must end too")
+        }
+    }
+}

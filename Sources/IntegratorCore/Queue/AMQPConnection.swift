@@ -205,20 +205,28 @@ final class AMQPConnection: Sendable {
         return takeNow(limit)
     }
 
-    /// Returns once a delivery waits to be taken (at once if one does), or after `limit`; `true` when one waits. One
-    /// caller at a time: the worker that consumes through this connection.
+    /// Returns once a delivery waits to be taken (at once if one does), after `limit`, or when cancelled; `true` when
+    /// one waits. Meant for one caller at a time, the worker that consumes through this connection; a second caller
+    /// wakes the first early.
     @discardableResult
     func waitForDeliveries(upTo limit: Duration) async -> Bool {
         if state.withLock({ !$0.deliveries.isEmpty }) { return true }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                await withCheckedContinuation { continuation in
-                    let resumeNow = self.state.withLock { state -> Bool in
-                        if !state.deliveries.isEmpty || state.stopped { return true }
-                        state.deliveryWaiter = continuation
-                        return false
+                // The group ends only when this child does, so it must end on every path: the limit's wake-up may come
+                // before it registers (it then sees the cancellation), and a second waiter replaces it (it is woken).
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        let (resumeNow, replaced) = self.state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+                            if !state.deliveries.isEmpty || state.stopped || Task.isCancelled { return (true, nil) }
+                            defer { state.deliveryWaiter = continuation }
+                            return (false, state.deliveryWaiter)
+                        }
+                        replaced?.resume()
+                        if resumeNow { continuation.resume() }
                     }
-                    if resumeNow { continuation.resume() }
+                } onCancel: {
+                    self.wakeDeliveryWaiter()
                 }
             }
             group.addTask {
