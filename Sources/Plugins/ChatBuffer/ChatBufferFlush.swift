@@ -25,9 +25,10 @@ struct ChatBufferFlush: TaskHandler {
         switch outcome {
         case .flushed(let eventID, let messages):
             context.logger.debug("chat buffer flushed", metadata: ["webhook.event_id": "\(eventID)", "messages": "\(messages)"])
-            try await WebhookDispatch(environment: environment).deliverFirstAttempt(eventID, logger: context.logger)
+            fallthrough
         case .skipped:
-            // Perhaps this task again, after its worker died between the flush and the attempt: made here unless it was.
+            // After a flush, and in a run that finds the buffer gone (perhaps this task again, its worker having died
+            // between the flush and the attempt): the attempt is made here unless it was.
             try await WebhookDispatch(environment: environment).deliverFirstAttempt(
                 ChatBufferService.eventID(bufferID: buffer), logger: context.logger)
         case .waiting(let retryAt):

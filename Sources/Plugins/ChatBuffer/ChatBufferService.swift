@@ -58,11 +58,14 @@ struct ChatBufferService: Sendable {
         self.store = ChatBufferStore(secrets: environment.secrets)
     }
 
-    /// The durable timer that flushes `buffer` at its deadline. Its id is per user, so there is one timer per user,
-    /// moved rather than added; its arguments name the buffer, so a fire meant for a flushed buffer does nothing.
+    /// The id of the user's flush timer: one per user, so the timer is moved rather than added.
+    static func timerID(userKey: String) -> String { "chat-buffer:\(userKey)" }
+
+    /// The durable timer that flushes `buffer` at its deadline, under the user's ``timerID(userKey:)``; its arguments
+    /// name the buffer, so a fire meant for a flushed buffer does nothing.
     static func timer(for buffer: ChatBuffer, at now: Date) -> DurableTimer {
         DurableTimer(
-            id: "chat-buffer:\(buffer.userKey)", dueAt: buffer.flushAt,
+            id: timerID(userKey: buffer.userKey), dueAt: buffer.flushAt,
             message: TaskMessage(
                 name: ChatBufferFlush.taskName, arguments: ["user": .string(buffer.userKey), "buffer": .string(buffer.bufferID)],
                 enqueuedAt: now))
@@ -100,7 +103,7 @@ struct ChatBufferService: Sendable {
                 try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
                 try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
             } else if let due = buffer.timerDue, buffer.flushAt > due,
-                try await timers.postpone(id: Self.timer(for: buffer, at: now).id, to: buffer.flushAt, in: transaction)
+                try await timers.postpone(id: Self.timerID(userKey: buffer.userKey), to: buffer.flushAt, in: transaction)
             {
                 // A deadline pushed later moves the timer along without waking any beat (only a sooner timer needs
                 // that), so a burst of messages costs one fire. A timer that fired already is re-armed by its flush.

@@ -13,8 +13,8 @@ struct ChatBuffer: Sendable, Equatable {
     var firstAt: Date
     var flushAt: Date
     /// When the flush timer is due: at `flushAt`, or before it when the timer fired before a message moved the deadline
-    /// (that fire's flush re-arms it). `nil` when the
-    /// timer must be set to `flushAt`: the buffer is new, or its deadline came sooner than the timer.
+    /// (that fire's flush re-arms it). `nil` when the timer must be set to `flushAt`: the buffer is new, or its
+    /// deadline came sooner than the timer.
     var timerDue: Date?
 }
 
