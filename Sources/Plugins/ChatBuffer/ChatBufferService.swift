@@ -99,15 +99,18 @@ struct ChatBufferService: Sendable {
                 deadline: now.addingTimeInterval(TimeInterval(message.ttl)), cap: now.addingTimeInterval(TimeInterval(message.maxWait)),
                 transaction.sql)
             try await store.insert(message, into: buffer, at: now, transaction.sql)
-            if buffer.timerDue == nil {
+            if buffer.lastSeq == 1 {
+                // A new buffer; its row records the timer's due time already.
+                try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
+            } else if buffer.timerDue == nil {
+                // The deadline came sooner than the timer.
                 try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
                 try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
-            } else if let due = buffer.timerDue, buffer.flushAt > due,
-                try await timers.postpone(id: Self.timerID(userKey: buffer.userKey), to: buffer.flushAt, in: transaction)
-            {
+            } else {
                 // A deadline pushed later moves the timer along without waking any beat (only a sooner timer needs
-                // that), so a burst of messages costs one fire. A timer that fired already is re-armed by its flush.
-                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+                // that), so a burst of messages costs one fire. A timer that fired already is left alone: its flush
+                // finds the deadline moved and re-arms it.
+                try await timers.postpone(id: Self.timerID(userKey: buffer.userKey), to: buffer.flushAt, in: transaction)
             }
             return buffer
         }
@@ -132,27 +135,27 @@ struct ChatBufferService: Sendable {
         let options = self.options
         return try await environment.transaction { transaction in
             let now = environment.clock.now()
-            guard var buffer = try await store.buffer(userKey: userKey, locking: true, transaction.sql), buffer.bufferID == bufferID
+            guard let (found, storedURL) = try await store.bufferForFlush(userKey: userKey, transaction.sql), found.bufferID == bufferID
             else { return .skipped("the buffer was flushed already") }
+            var buffer = found
             guard buffer.flushAt <= now else {
                 try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
                 try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
                 return .postponed(until: buffer.flushAt)
             }
-            guard let url = try await Self.webhookURL(store: store, options: options, transaction.sql) else {
+            guard let url = storedURL ?? options.webhookURL else {
                 buffer.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
                 try await store.postpone(buffer, to: buffer.flushAt, transaction.sql)
                 try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
                 return .waiting(retryAt: buffer.flushAt)
             }
-            let messages = try await store.messages(of: buffer, transaction.sql)
+            let messages = try await store.take(buffer, transaction.sql)
             try await whileTaken?()
             let delivery = WebhookDispatch.Delivery(
                 eventID: Self.eventID(for: buffer), eventType: Self.eventType, targetURL: url,
                 body: ChatBufferWebhookBody.make(messages, processedAt: now).encodedString())
             try await WebhookDispatch(environment: environment).dispatch(
                 [delivery], tenantID: Self.tenantID, owner: Self.owner, firstAttempts: firstAttempts, in: transaction)
-            try await store.delete(buffer, transaction.sql)
             return .flushed(eventID: delivery.eventID, messages: messages.count)
         }
     }
@@ -171,11 +174,6 @@ struct ChatBufferService: Sendable {
     }
 
     // MARK: The webhook URL
-
-    /// The URL flushes go to: the one set through the API, else the environment's.
-    private static func webhookURL(store: ChatBufferStore, options: ChatBufferOptions, _ sql: any SQLDatabase) async throws -> String? {
-        try await store.setting(ChatBufferStore.webhookURLSetting, sql) ?? options.webhookURL
-    }
 
     /// `{"webhook_url", "source", "tenant_id", "public"}`: where flushes go now and why.
     func configuration() async throws -> JSONValue {

@@ -12,9 +12,9 @@ struct ChatBuffer: Sendable, Equatable {
     var lastSeq: Int
     var firstAt: Date
     var flushAt: Date
-    /// When the flush timer is due: at `flushAt`, or before it when the timer fired before a message moved the deadline
-    /// (that fire's flush re-arms it). `nil` when the timer must be set to `flushAt`: the buffer is new, or its
-    /// deadline came sooner than the timer.
+    /// When the flush timer is due, as this row records it: `flushAt` once a message has set or moved the timer in its
+    /// transaction (a timer that fired before a message moved the deadline is re-armed by that fire's flush). `nil` when
+    /// the deadline came sooner than the timer: the caller then sets the timer (``ChatBufferStore/timerSet(_:dueAt:_:)``).
     var timerDue: Date?
 }
 
@@ -30,8 +30,10 @@ struct ChatBufferStore: Sendable {
 
     /// Opens the user's buffer or adds to it, inside the caller's transaction, and returns it with the new message's
     /// number (`lastSeq`). The row stays locked until the caller commits, so the user's other messages and its flush
-    /// wait: numbers follow commit order, and a flush never sees half a message. `timer_due` becomes NULL when the
-    /// buffer is new or its deadline came sooner than the timer: the caller then sets the timer (``timerSet(_:dueAt:_:)``).
+    /// wait: numbers follow commit order, and a flush never sees half a message. `timer_due` becomes the new deadline,
+    /// which the caller's transaction then gives the timer (a new buffer's, or moved later), or NULL when the deadline
+    /// came sooner than the timer: the caller then sets the timer and records it (``timerSet(_:dueAt:_:)``). Recording
+    /// the deadline here saves a statement per message.
     /// - Parameters:
     ///   - deadline: now plus the message's ttl; the stored deadline becomes it, or the buffer's cap if that is sooner.
     ///   - cap: now plus max_wait; stored only when this message opens the buffer.
@@ -42,9 +44,9 @@ struct ChatBufferStore: Sendable {
             """
             INSERT INTO chat_buffer_users (user_key, buffer_id, last_seq, first_at, cap_at, flush_at, timer_due, updated_at)
             VALUES (\(bind: userKey), \(bind: newBufferID), 1, \(bind: now), \(bind: cap), \(bind: min(deadline, cap)),
-                NULL, \(bind: now))
+                \(bind: min(deadline, cap)), \(bind: now))
             ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + 1, flush_at = \(newFlush),
-                timer_due = CASE WHEN \(newFlush) < chat_buffer_users.timer_due THEN NULL ELSE chat_buffer_users.timer_due END,
+                timer_due = CASE WHEN \(newFlush) < chat_buffer_users.timer_due THEN NULL ELSE \(newFlush) END,
                 updated_at = excluded.updated_at
             RETURNING user_key, buffer_id, last_seq, first_at, flush_at, timer_due
             """
@@ -71,37 +73,51 @@ struct ChatBufferStore: Sendable {
         ).run()
     }
 
-    /// The user's open buffer; `locking` holds its row until the transaction ends (PostgreSQL; SQLite has one writer).
-    func buffer(userKey: String, locking: Bool = false, _ sql: any SQLDatabase) async throws -> ChatBuffer? {
-        let lock: SQLQueryString = locking && sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
-        return try await sql.raw(
-            "SELECT user_key, buffer_id, last_seq, first_at, flush_at, timer_due FROM chat_buffer_users WHERE user_key = \(bind: userKey)\(lock)"
+    /// The user's open buffer.
+    func buffer(userKey: String, _ sql: any SQLDatabase) async throws -> ChatBuffer? {
+        try await sql.raw(
+            "SELECT user_key, buffer_id, last_seq, first_at, flush_at, timer_due FROM chat_buffer_users WHERE user_key = \(bind: userKey)"
         ).first().map(Self.buffer)
     }
 
-    /// The buffer's messages, each one's fields as sent, in arrival order.
-    func messages(of buffer: ChatBuffer, _ sql: any SQLDatabase) async throws -> [[String: JSONValue]] {
-        let rows = try await sql.raw(
-            """
-            SELECT seq, fields FROM chat_buffer_messages
-            WHERE user_key = \(bind: buffer.userKey) AND seq <= \(bind: buffer.lastSeq) ORDER BY seq
-            """
-        ).all()
-        return try rows.map { row in
-            let seq = try row.decode(column: "seq", as: Int.self)
-            let sealed = try row.decode(column: "fields", as: String.self)
-            return try secrets.open(sealed, boundTo: Self.binding(buffer.userKey, buffer.bufferID, seq))
-        }
+    /// The user's open buffer, its row held until the transaction ends (PostgreSQL; SQLite has one writer), and the
+    /// webhook URL set through the API, read in the same statement: what a flush needs before it takes the messages.
+    func bufferForFlush(userKey: String, _ sql: any SQLDatabase) async throws -> (buffer: ChatBuffer, storedURL: String?)? {
+        let lock: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
+        guard
+            let row = try await sql.raw(
+                """
+                SELECT user_key, buffer_id, last_seq, first_at, flush_at, timer_due,
+                    (SELECT value FROM chat_buffer_settings WHERE name = \(bind: Self.webhookURLSetting)) AS webhook_url
+                FROM chat_buffer_users WHERE user_key = \(bind: userKey)\(lock)
+                """
+            ).first()
+        else { return nil }
+        return (try Self.buffer(row), try row.decode(column: "webhook_url", as: String?.self))
     }
 
-    /// Removes the buffer and exactly the messages it held.
-    func delete(_ buffer: ChatBuffer, _ sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            "DELETE FROM chat_buffer_messages WHERE user_key = \(bind: buffer.userKey) AND seq <= \(bind: buffer.lastSeq)"
-        ).run()
-        try await sql.raw(
+    /// Removes the buffer and exactly the messages it held, and returns those messages (each one's fields as sent) in
+    /// arrival order. The messages are read as they are deleted, after the buffer's row was locked, so a message
+    /// committed before the lock is among them and one sent after it waits for the next buffer.
+    func take(_ buffer: ChatBuffer, _ sql: any SQLDatabase) async throws -> [[String: JSONValue]] {
+        let removeMessages: SQLQueryString = """
+            DELETE FROM chat_buffer_messages WHERE user_key = \(bind: buffer.userKey) AND seq <= \(bind: buffer.lastSeq)
+            RETURNING seq, fields
+            """
+        let removeBuffer: SQLQueryString =
             "DELETE FROM chat_buffer_users WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)"
-        ).run()
+        let rows: [any SQLRow]
+        if sql.dialect.name == "postgresql" {
+            // One round trip for both deletes: a flush runs while users wait for their webhook.
+            rows = try await sql.raw("WITH buffer_removed AS (\(removeBuffer)) \(removeMessages)").all()
+        } else {
+            rows = try await sql.raw(removeMessages).all()
+            try await sql.raw(removeBuffer).run()
+        }
+        let sealed = try rows.map { row in (seq: try row.decode(column: "seq", as: Int.self), fields: try row.decode(column: "fields", as: String.self)) }
+        return try sealed.sorted { $0.seq < $1.seq }.map { message in
+            try secrets.open(message.fields, boundTo: Self.binding(buffer.userKey, buffer.bufferID, message.seq))
+        }
     }
 
     /// Moves a buffer's deadline and its timer's (a flush that must wait for a webhook URL).
