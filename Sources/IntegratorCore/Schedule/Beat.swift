@@ -95,8 +95,13 @@ public final class Beat: Service, Sendable {
         self.onPublished = onPublished
     }
 
-    /// Stands by, leads when it wins the lease, and stops on graceful shutdown.
+    /// Stands by, leads when it wins the lease, and stops on graceful shutdown or cancellation; runs at
+    /// ``WorkPriority/dueWork`` (ahead of request handling in the same process).
     public func run() async throws {
+        try await WorkPriority.run(at: WorkPriority.dueWork) { try await self.contendAndLead() }
+    }
+
+    private func contendAndLead() async throws {
         let lease = LeaderLease(
             database: database, holder: identity, clock: clock, logger: logger, retryInterval: options.standbyRetry, metrics: metrics)
         try await cancelWhenGracefulShutdown {

@@ -156,7 +156,13 @@ public final class Worker: Service {
         }
     }
 
+    /// Runs until cancelled or shut down gracefully, at ``WorkPriority/dueWork`` (ahead of request handling in the
+    /// same process).
     public func run() async throws {
+        try await WorkPriority.run(at: WorkPriority.dueWork) { try await self.runLoops() }
+    }
+
+    private func runLoops() async throws {
         logger.info("worker started", metadata: ["worker.queues": "\(options.queues.joined(separator: ","))", "worker.concurrency": "\(options.concurrency)"])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.heartbeatLoop() }
