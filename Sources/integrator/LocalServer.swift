@@ -31,7 +31,11 @@ enum LocalServer {
         }
         let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
+            group.addTask {
+                // A server that stops before it announced a port (it could not bind) ends the wait for one below.
+                defer { announce.finish() }
+                try await services.run()
+            }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next(), port > 0 else { throw BenchFailure("the \(name) did not start") }
             let result: Result<T, any Error>
