@@ -1,6 +1,7 @@
-// The worker and the beat go ahead of request handling when one process runs them all (`integrator dev`, `run`):
+// The worker and the beat go ahead of request handling when one process runs them all (`integrator dev`):
 // under a burst of requests, work already accepted (due timers, queued tasks) keeps its pace, and the burst waits
-// instead. Each part's priority is its tasks' priority on Swift's shared thread pool.
+// instead. Each part's priority is its tasks' priority on Swift's shared thread pool. On Linux each priority has its own
+// threads, which the kernel time-shares, so requests keep a share of the CPU rather than starving in turn.
 
 /// Where the engine's own loops stand against request handling, which runs at the default priority (`.medium`).
 public enum WorkPriority {
