@@ -17,7 +17,9 @@ struct ChatBufferBench: AsyncParsableCommand {
             receiver that answers 200 at once; sets the chat buffer's webhook URL to the receiver through the API. \
             --clients concurrent clients share --users users; each client sends each of its users' --messages messages \
             one after another (POST /api/message with a static token, ttl --ttl), so every user's messages arrive within \
-            their ttl. Checks that every user's buffer arrived exactly once (counted by webhook-id at the receiver) with \
+            their ttl. With --rate, the messages go out at that many per second instead, each at its own time (a fixed \
+            offered load, whatever the answers take), a user's messages one after the other in order. Checks that every \
+            user's buffer arrived exactly once (counted by webhook-id at the receiver) with \
             all its messages in order, and reports violations; flush lateness (arrival minus the deadline the last \
             message's answer gave, p50/p99/max); API messages per second; peak resident memory. Uses a throwaway secret \
             key when INTEGRATOR_SECRET_KEY is not set. Point it at a database of its own (--database-url), and pass \
@@ -36,6 +38,9 @@ struct ChatBufferBench: AsyncParsableCommand {
     @Option(help: "Concurrent API clients; each sends its users' messages one request at a time.")
     var clients = 32
 
+    @Option(help: "Messages per second, each sent at its own time (a fixed offered load); 0 sends through --clients as fast as they go.")
+    var rate = 0
+
     @Option(help: "Tasks the worker runs at once (flushes and deliveries).")
     var concurrency = 64
 
@@ -49,6 +54,7 @@ struct ChatBufferBench: AsyncParsableCommand {
         guard (1...3600).contains(ttl) else { throw ValidationError("--ttl must be from 1 to 3600") }
         guard (1...1000).contains(clients) else { throw ValidationError("--clients must be from 1 to 1000") }
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1000") }
+        guard (0...100_000).contains(rate) else { throw ValidationError("--rate must be from 0 to 100000") }
     }
 
     func run() async throws {
@@ -61,7 +67,7 @@ struct ChatBufferBench: AsyncParsableCommand {
             let token = "bench-" + Identifier.make()
             settings.apiToken = Secret(token)
             let plan = ChatBufferBenchPlan(
-                users: users, messages: messages, ttl: ttl, clients: clients, concurrency: concurrency, token: token,
+                users: users, messages: messages, ttl: ttl, clients: clients, rate: rate, concurrency: concurrency, token: token,
                 timeoutSeconds: common.timeout)
             let outbound = OutboundHTTP.Options(allowedRanges: [IPAddressRange("127.0.0.0/8")!])
             let report = try await withRuntime(settings, migrate: true, outboundOptions: outbound) { runtime in
@@ -125,6 +131,8 @@ struct ChatBufferBenchPlan: Sendable {
     var messages: Int
     var ttl: Int
     var clients: Int
+    /// Messages per second at fixed times; 0 for closed-loop clients.
+    var rate: Int
     var concurrency: Int
     var token: String
     var timeoutSeconds: Int
@@ -184,31 +192,33 @@ struct ChatBufferBenchPlan: Sendable {
         }
     }
 
-    /// Each client sends its users' messages, one request after the other; returns each user's last answer.
+    /// Sends every user's messages (through closed-loop clients, or at the fixed rate); returns each user's last answer.
     private func send(_ api: OutboundClient, to url: String) async throws -> [String: Sent] {
         try await withThrowingTaskGroup(of: [String: Sent].self) { group in
-            for client in 0..<clients {
-                group.addTask {
-                    var sent: [String: Sent] = [:]
-                    for index in stride(from: client, to: users, by: clients) {
+            if rate > 0 {
+                // Message n (user n / messages) is due n / rate seconds after the start; a user's task sends its
+                // messages in order, each no sooner than its time, so a slow answer delays only that user.
+                let clock = ContinuousClock()
+                let start = clock.now
+                let interval = Duration.seconds(1) / rate
+                for index in 0..<users {
+                    let first = index * messages
+                    try await clock.sleep(until: start + interval * first)
+                    group.addTask {
                         let user = "bench-user-\(index)"
-                        var flushAt = Date.distantPast
-                        var withinTTL = true
-                        var previous = ContinuousClock.now
-                        for number in 1...messages {
-                            let answer = try await api.send(
-                                try .json(method: "POST", url, JSONValue.object(["user": .string(user), "message": .string("m\(number)"), "ttl": .number(Double(ttl))])))
-                            guard answer.status == 200, let text = try answer.json()["flush_at"]?.stringValue, let date = Date(iso8601: text) else {
-                                throw BenchFailure("POST /api/message answered HTTP \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
-                            }
-                            let now = ContinuousClock.now
-                            if number > 1, (now - previous).seconds >= Double(ttl) { withinTTL = false }
-                            previous = now
-                            flushAt = date
-                        }
-                        sent[user] = Sent(flushAt: flushAt, withinTTL: withinTTL)
+                        return [user: try await sendBurst(api, to: url, user: user) { number in start + interval * (first + number - 1) }]
                     }
-                    return sent
+                }
+            } else {
+                for client in 0..<clients {
+                    group.addTask {
+                        var sent: [String: Sent] = [:]
+                        for index in stride(from: client, to: users, by: clients) {
+                            let user = "bench-user-\(index)"
+                            sent[user] = try await sendBurst(api, to: url, user: user) { _ in nil }
+                        }
+                        return sent
+                    }
                 }
             }
             var all: [String: Sent] = [:]
@@ -218,12 +228,35 @@ struct ChatBufferBenchPlan: Sendable {
         }
     }
 
+    /// Sends one user's messages one after the other, message `number` no sooner than `notBefore(number)` if it gives a
+    /// time; returns the last answer's deadline and whether the messages kept within the ttl of each other.
+    private func sendBurst(
+        _ api: OutboundClient, to url: String, user: String, notBefore: (Int) -> ContinuousClock.Instant?
+    ) async throws -> Sent {
+        var flushAt = Date.distantPast
+        var withinTTL = true
+        var previous = ContinuousClock.now
+        for number in 1...messages {
+            if let due = notBefore(number) { try await Task.sleep(until: due, clock: .continuous) }
+            let answer = try await api.send(
+                try .json(method: "POST", url, JSONValue.object(["user": .string(user), "message": .string("m\(number)"), "ttl": .number(Double(ttl))])))
+            guard answer.status == 200, let text = try answer.json()["flush_at"]?.stringValue, let date = Date(iso8601: text) else {
+                throw BenchFailure("POST /api/message answered HTTP \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+            }
+            let now = ContinuousClock.now
+            if number > 1, (now - previous).seconds >= Double(ttl) { withinTTL = false }
+            previous = now
+            flushAt = date
+        }
+        return Sent(flushAt: flushAt, withinTTL: withinTTL)
+    }
+
     private func report(
         sent: [String: Sent], received: [String: ReceivedFlushes], sendSeconds: Double, database: String, broker: String
     ) -> ChatBufferBenchReport {
         let expected = (1...messages).map { "m\($0)" }
         var report = ChatBufferBenchReport(
-            broker: broker, database: database, users: users, messages: messages, ttl: ttl, clients: clients, concurrency: concurrency,
+            broker: broker, database: database, users: users, messages: messages, ttl: ttl, clients: clients, rate: rate, concurrency: concurrency,
             sendSeconds: sendSeconds, peakRSSMiB: QueueBenchPlan.peakResidentMiB())
         var lateness: [Double] = []
         lateness.reserveCapacity(users)
@@ -260,6 +293,8 @@ struct ChatBufferBenchReport: Sendable {
     var messages: Int
     var ttl: Int
     var clients: Int
+    /// Messages per second at fixed times; 0 for closed-loop clients.
+    var rate: Int
     var concurrency: Int
     var sendSeconds: Double
     var peakRSSMiB: Double
@@ -283,7 +318,7 @@ struct ChatBufferBenchReport: Sendable {
     var text: String {
         """
         integrator chat buffer benchmark: broker \(broker), database \(database)
-          users \(users) × \(messages) messages, ttl \(ttl) s, \(clients) API clients, worker concurrency \(concurrency)
+          users \(users) × \(messages) messages, ttl \(ttl) s, \(rate > 0 ? "fixed rate \(rate) messages/s" : "\(clients) API clients"), worker concurrency \(concurrency)
           API        \(BenchNumber.text(messageRate)) messages/s  (\(BenchNumber.text(sendSeconds, 2)) s to send all through POST /api/message)
           flushes    \(users - missing) users flushed; violations \(violations): \(missing) missing, \(flushedMoreThanOnce) flushed more than once, \(wrongBatches) not all messages in order
           redelivered \(redeliveries) requests with a webhook-id already received; \(sentOutsideTTL) users sent slower than their ttl
@@ -296,7 +331,7 @@ struct ChatBufferBenchReport: Sendable {
         [
             "system": "integrator", "benchmark": "chat-buffer", "broker": .string(broker), "database": .string(database),
             "users": .number(Double(users)), "messages": .number(Double(messages)), "ttl": .number(Double(ttl)),
-            "clients": .number(Double(clients)), "concurrency": .number(Double(concurrency)),
+            "clients": .number(Double(clients)), "rate": .number(Double(rate)), "concurrency": .number(Double(concurrency)),
             "send_seconds": BenchNumber.json(sendSeconds, 3), "message_rate": BenchNumber.json(messageRate),
             "missing": .number(Double(missing)), "flushed_more_than_once": .number(Double(flushedMoreThanOnce)),
             "wrong_batches": .number(Double(wrongBatches)), "redeliveries": .number(Double(redeliveries)),
