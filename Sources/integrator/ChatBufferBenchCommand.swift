@@ -144,6 +144,11 @@ struct ChatBufferBenchPlan: Sendable {
         var withinTTL: Bool
     }
 
+    /// Each user's answers, written by the users' own tasks.
+    final class AnswersByUser: Sendable {
+        let answers = Mutex<[String: Sent]>([:])
+    }
+
     func run(on runtime: Runtime, receiverURL: String, flushes: ChatBufferReceiver.Flushes) async throws -> ChatBufferBenchReport {
         let worker = runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: concurrency))
         let beat = runtime.makeBeat()
@@ -194,10 +199,12 @@ struct ChatBufferBenchPlan: Sendable {
 
     /// Sends every user's messages (through closed-loop clients, or at the fixed rate); returns each user's last answer.
     private func send(_ api: OutboundClient, to url: String) async throws -> [String: Sent] {
-        try await withThrowingTaskGroup(of: [String: Sent].self) { group in
-            if rate > 0 {
-                // Message n (user n / messages) is due n / rate seconds after the start; a user's task sends its
-                // messages in order, each no sooner than its time, so a slow answer delays only that user.
+        if rate > 0 {
+            // Message n (user n / messages) is due n / rate seconds after the start; a user's task sends its messages
+            // in order, each no sooner than its time, so a slow answer delays only that user. A discarding group
+            // frees each user's task when it ends, so thousands of finished ones do not add to the peak RSS.
+            let sent = AnswersByUser()
+            try await withThrowingDiscardingTaskGroup { group in
                 let clock = ContinuousClock()
                 let start = clock.now
                 let interval = Duration.seconds(1) / rate
@@ -206,19 +213,22 @@ struct ChatBufferBenchPlan: Sendable {
                     try await clock.sleep(until: start + interval * first)
                     group.addTask {
                         let user = "bench-user-\(index)"
-                        return [user: try await sendBurst(api, to: url, user: user) { number in start + interval * (first + number - 1) }]
+                        let answer = try await sendBurst(api, to: url, user: user) { number in start + interval * (first + number - 1) }
+                        sent.answers.withLock { $0[user] = answer }
                     }
                 }
-            } else {
-                for client in 0..<clients {
-                    group.addTask {
-                        var sent: [String: Sent] = [:]
-                        for index in stride(from: client, to: users, by: clients) {
-                            let user = "bench-user-\(index)"
-                            sent[user] = try await sendBurst(api, to: url, user: user) { _ in nil }
-                        }
-                        return sent
+            }
+            return sent.answers.withLock { $0 }
+        }
+        return try await withThrowingTaskGroup(of: [String: Sent].self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    var sent: [String: Sent] = [:]
+                    for index in stride(from: client, to: users, by: clients) {
+                        let user = "bench-user-\(index)"
+                        sent[user] = try await sendBurst(api, to: url, user: user) { _ in nil }
                     }
+                    return sent
                 }
             }
             var all: [String: Sent] = [:]
