@@ -305,6 +305,25 @@ struct ChatBufferTests {
         }
     }
 
+    @Test("a buffer row that does not know when its timer is due (from before timer_due) has its timer set by the next message")
+    func unknownTimerDueIsSetAgain() async throws {
+        try await Self.withReceiver { app, _ in
+            try await Self.send(app, user: "vera", "v1", ["ttl": 60])
+            try await app.runtime.database.withSQL { sql in
+                try await sql.raw("UPDATE chat_buffer_users SET timer_due = NULL WHERE user_key = 'vera'").run()
+            }
+            app.clock.advance(by: 1)
+            try await Self.send(app, user: "vera", "v2", ["ttl": 5])
+            #expect(
+                try await Self.flushTimer(app, user: "vera")?.timer.dueAt == app.clock.now().addingTimeInterval(5),
+                "a sooner deadline brings the timer forward even though the row did not know its due time")
+            let due = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT timer_due FROM chat_buffer_users WHERE user_key = 'vera'").first()?.decode(column: "timer_due", as: Date?.self)
+            }
+            #expect(due == app.clock.now().addingTimeInterval(5), "and the row knows it again")
+        }
+    }
+
     @Test("a flush whose timer fired before a later message arrived does not flush early; the later timer flushes everything once")
     func firedTimerOvertakenByMessage() async throws {
         try await Self.withReceiver { app, receiver in

@@ -99,13 +99,11 @@ struct ChatBufferService: Sendable {
                 deadline: now.addingTimeInterval(TimeInterval(message.ttl)), cap: now.addingTimeInterval(TimeInterval(message.maxWait)),
                 transaction.sql)
             try await store.insert(message, into: buffer, at: now, transaction.sql)
-            if buffer.lastSeq == 1 {
-                // A new buffer; its row records the timer's due time already.
+            if buffer.lastSeq == 1 || buffer.timerDue == nil {
+                // A new buffer, or a deadline sooner than the timer (or a timer whose due time the row did not know):
+                // the timer is set, which wakes the beat. A new buffer's row records the due time already.
                 try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
-            } else if buffer.timerDue == nil {
-                // The deadline came sooner than the timer.
-                try await timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
-                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+                if buffer.timerDue == nil { try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql) }
             } else {
                 // A deadline pushed later moves the timer along without waking any beat (only a sooner timer needs
                 // that), so a burst of messages costs one fire. A timer that fired already is left alone: its flush

@@ -14,7 +14,8 @@ struct ChatBuffer: Sendable, Equatable {
     var flushAt: Date
     /// When the flush timer is due, as this row records it: `flushAt` once a message has set or moved the timer in its
     /// transaction (a timer that fired before a message moved the deadline is re-armed by that fire's flush). `nil` when
-    /// the deadline came sooner than the timer: the caller then sets the timer (``ChatBufferStore/timerSet(_:dueAt:_:)``).
+    /// the deadline came sooner than the timer, or the row did not know when its timer is due: the caller then sets the
+    /// timer (``ChatBufferStore/timerSet(_:dueAt:_:)``).
     var timerDue: Date?
 }
 
@@ -32,8 +33,9 @@ struct ChatBufferStore: Sendable {
     /// number (`lastSeq`). The row stays locked until the caller commits, so the user's other messages and its flush
     /// wait: numbers follow commit order, and a flush never sees half a message. `timer_due` becomes the new deadline,
     /// which the caller's transaction then gives the timer (a new buffer's, or moved later), or NULL when the deadline
-    /// came sooner than the timer: the caller then sets the timer and records it (``timerSet(_:dueAt:_:)``). Recording
-    /// the deadline here saves a statement per message.
+    /// came sooner than the timer or the timer's due time was unknown (a row from before the column): the caller then
+    /// sets the timer and records it (``timerSet(_:dueAt:_:)``). Recording the deadline here saves a statement per
+    /// message.
     /// - Parameters:
     ///   - deadline: now plus the message's ttl; the stored deadline becomes it, or the buffer's cap if that is sooner.
     ///   - cap: now plus max_wait; stored only when this message opens the buffer.
@@ -46,7 +48,8 @@ struct ChatBufferStore: Sendable {
             VALUES (\(bind: userKey), \(bind: newBufferID), 1, \(bind: now), \(bind: cap), \(bind: min(deadline, cap)),
                 \(bind: min(deadline, cap)), \(bind: now))
             ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + 1, flush_at = \(newFlush),
-                timer_due = CASE WHEN \(newFlush) < chat_buffer_users.timer_due THEN NULL ELSE \(newFlush) END,
+                timer_due = CASE WHEN chat_buffer_users.timer_due IS NULL OR \(newFlush) < chat_buffer_users.timer_due THEN NULL
+                    ELSE \(newFlush) END,
                 updated_at = excluded.updated_at
             RETURNING user_key, buffer_id, last_seq, first_at, flush_at, timer_due
             """
