@@ -23,7 +23,7 @@ struct SettingsTests {
     func parse() throws {
         let key = SecretKeyRing.generateEncodedKey()
         let settings = try Settings(values: [
-            "INTEGRATOR_DATABASE_URL": "postgres://app:p%40ss@db.internal:6543/integrator?sslmode=require",
+            "INTEGRATOR_DATABASE_URL": "postgres://app:p%40ss@db.internal:6543/integrator?sslmode=require&prepare_threshold=0",
             "INTEGRATOR_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2f",
             "INTEGRATOR_SECRET_KEY": key, "API_TOKEN": "a-machine-token-of-length",
             "INTEGRATOR_HTTP_PORT": "9000", "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json",
@@ -35,6 +35,7 @@ struct SettingsTests {
         #expect(location.password?.reveal() == "p@ss")
         #expect(location.database == "integrator")
         #expect(location.tls == .require)
+        #expect(location.prepareThreshold == 0)
         #expect(settings.database.redacted == "postgres://app@db.internal:6543/integrator")
         #expect(settings.apiToken?.reveal() == "a-machine-token-of-length")
         #expect(settings.httpPort == 9000)
@@ -46,6 +47,8 @@ struct SettingsTests {
     @Test("a bad value names its variable and what was expected, without echoing secrets", arguments: [
         ("INTEGRATOR_DATABASE_URL", "mysql://root:hunter2@x/db", "INTEGRATOR_DATABASE_URL: expected sqlite://PATH or postgres://"),
         ("INTEGRATOR_DATABASE_URL", "postgres://user:hunter2@/db", "INTEGRATOR_DATABASE_URL: expected"),
+        ("INTEGRATOR_DATABASE_URL", "postgres://user:hunter2@x/db?prepare_threshold=-1",
+         "INTEGRATOR_DATABASE_URL: expected prepare_threshold to be a whole number from 0"),
         ("INTEGRATOR_SECRET_KEY", "aHVudGVyMg==", "INTEGRATOR_SECRET_KEY: expected base64 of 32 bytes"),
         ("INTEGRATOR_BROKER_URL", "redis://hunter2@x", "INTEGRATOR_BROKER_URL: expected sql or amqp://"),
         ("INTEGRATOR_HTTP_PORT", "80a", "INTEGRATOR_HTTP_PORT: expected a port number from 0 to 65535, got '80a'"),

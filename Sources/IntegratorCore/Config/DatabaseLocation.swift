@@ -10,7 +10,7 @@ public enum DatabaseLocation: Sendable, Equatable {
     public static let defaultSQLite = DatabaseLocation.sqlite(path: "./integrator-data/integrator.sqlite")
 
     /// Parses `sqlite://PATH` (relative like `sqlite://./data/x.sqlite`, absolute like `sqlite:///var/x.sqlite`)
-    /// or `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable|prefer|require`.
+    /// or `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable|prefer|require&prepare_threshold=N`.
     public init(parsing text: String, variable: String) throws(ConfigurationError) {
         let expected = "sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         if text.hasPrefix("sqlite://") {
@@ -40,10 +40,19 @@ public enum DatabaseLocation: Sendable, Equatable {
             }
             tls = parsed
         }
+        var prepareThreshold = PostgresLocation.defaultPrepareThreshold
+        if let text = components.queryItems?.first(where: { $0.name == "prepare_threshold" })?.value {
+            guard let parsed = Int(text), (0...1_000_000).contains(parsed) else {
+                throw ConfigurationError(
+                    variable: variable, expected: "prepare_threshold to be a whole number from 0 (never prepare statements) to 1000000")
+            }
+            prepareThreshold = parsed
+        }
         self = .postgres(
             PostgresLocation(
                 host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
-                password: components.password.map { Secret($0.removingPercentEncoding ?? $0) }, database: database, tls: tls
+                password: components.password.map { Secret($0.removingPercentEncoding ?? $0) }, database: database, tls: tls,
+                prepareThreshold: prepareThreshold
             ))
     }
 
@@ -70,8 +79,18 @@ public struct PostgresLocation: Sendable, Equatable {
     public var password: Secret?
     public var database: String
     public var tls: TLSMode
+    /// How many times this process runs a statement before it makes it a named (prepared) statement on each connection,
+    /// which PostgreSQL parses and plans once; 0 never does, for a pooler that cannot keep named statements (PgBouncer
+    /// before 1.21 in transaction mode).
+    public var prepareThreshold: Int
 
-    public init(host: String, port: Int, username: String, password: Secret?, database: String, tls: TLSMode = .disable) {
+    public static let defaultPrepareThreshold = 5
+
+    public init(
+        host: String, port: Int, username: String, password: Secret?, database: String, tls: TLSMode = .disable,
+        prepareThreshold: Int = defaultPrepareThreshold
+    ) {
+        self.prepareThreshold = prepareThreshold
         self.host = host
         self.port = port
         self.username = username

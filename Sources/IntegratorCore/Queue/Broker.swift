@@ -33,7 +33,7 @@ public protocol Broker: Sendable {
     /// ``waitForMessages(after:upTo:)``.
     var arrivalMark: UInt64 { get }
     /// Waits between two claims of an idle worker: until a message may have arrived since `mark`, or for `limit`.
-    /// `true` when news of a message ended the wait (the worker claims at once, and briskly for a while).
+    /// `true` when news of a message ended the wait (the worker claims at once).
     func waitForMessages(after mark: UInt64, upTo limit: Duration) async -> Bool
     /// Runs beside a worker until cancelled, turning news of messages from other processes into arrivals (see
     /// ``waitForMessages(after:upTo:)``); returns at once where there is no such news.

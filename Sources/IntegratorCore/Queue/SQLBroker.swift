@@ -19,6 +19,7 @@ public struct SQLBroker: InDatabaseBroker {
 
     public func publish(_ message: TaskMessage) async throws {
         try await database.withSQL { sql in try await insert(message, availableAt: message.enqueuedAt, sql) }
+        arrivals.note()
     }
 
     /// Inserts in an existing transaction, so a run record and its message are written together.
@@ -33,10 +34,9 @@ public struct SQLBroker: InDatabaseBroker {
 
     /// The statements that insert `messages` (to run with others, see ``Database/writeTogether(_:asOneStatement:)``).
     func insertStatements(_ messages: [TaskMessage], availableAt: (TaskMessage) -> Date) -> [SQLQueryString] {
+        // Idle workers are woken once the rows have committed (noteCommittedArrivals): woken now, they would find
+        // nothing and poll until then.
         guard !messages.isEmpty else { return [] }
-        // Before the rows commit: a worker woken early claims nothing, and then polls briskly until they are there, or
-        // until the caller notes the commit (noteCommittedArrivals).
-        arrivals.note()
         if database.engine == .postgres {
             let rows = TaskMessage.unnested(messages, extra: [("available_at", "\(bind: messages.map(availableAt))::timestamptz[]")])
             return [

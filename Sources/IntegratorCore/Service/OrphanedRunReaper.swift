@@ -75,6 +75,7 @@ public struct OrphanedRunReaper: Service {
                 try await dispatcher.stage(messages, at: now, transaction.sql)
                 return orphans.map(\.id)
             }
+            if !batch.isEmpty { dispatcher.queue?.noteCommittedArrivals() }
             for id in batch {
                 logger.warning("requeued a task run that had no message behind it", metadata: ["task.id": "\(id)"])
             }

@@ -27,7 +27,7 @@ public final class Database: Service, Sendable {
     private let acquireTimeout: Duration
 
     private enum Backend: Sendable {
-        case postgres(PostgresClient)
+        case postgres(PostgresClient, PostgresStatementRegistry)
         /// SQLite allows one writer; one connection behind a FIFO gate keeps transactions whole and avoids `SQLITE_BUSY`.
         case sqlite(SQLiteConnection, AsyncGate)
     }
@@ -70,7 +70,7 @@ public final class Database: Service, Sendable {
             configuration.options.connectionIdleTimeout = .seconds(60)
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
             return Database(
-                engine: .postgres, location: location, backend: .postgres(client), logger: logger, acquireTimeout: acquireTimeout)
+                engine: .postgres, location: location, backend: .postgres(client, PostgresStatementRegistry(threshold: target.prepareThreshold)), logger: logger, acquireTimeout: acquireTimeout)
         }
     }
 
@@ -85,7 +85,7 @@ public final class Database: Service, Sendable {
     /// Keeps the connection pool running until graceful shutdown, then closes the database.
     public func run() async throws {
         switch backend {
-        case .postgres(let client):
+        case .postgres(let client, _):
             await client.run()
         case .sqlite(let connection, _):
             try? await gracefulShutdown()
@@ -100,7 +100,7 @@ public final class Database: Service, Sendable {
     ) async throws -> T {
         let database = try await open(location, logger: logger, acquireTimeout: acquireTimeout)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            if case .postgres(let client) = database.backend {
+            if case .postgres(let client, _) = database.backend {
                 group.addTask { await client.run() }
             }
             do {
@@ -124,8 +124,8 @@ public final class Database: Service, Sendable {
     public func withSQL<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .postgres(let client):
-                return try await withConnection(client, body)
+            case .postgres(let client, let statements):
+                return try await withConnection(client, statements, body)
             case .sqlite(let connection, let gate):
                 return try await gate.withPermit {
                     try await body(connection.sql(queryLogLevel: .trace))
@@ -148,7 +148,7 @@ public final class Database: Service, Sendable {
     /// outside the caller's task: after the server dropped connections (a restart), a lease request can stay
     /// unanswered and ignore cancellation, and a caller structured around it would then wait forever.
     private func withConnection<T: Sendable>(
-        _ client: PostgresClient, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+        _ client: PostgresClient, _ statements: PostgresStatementRegistry, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
         let lease = ConnectionLease()
         Task {
@@ -164,7 +164,8 @@ public final class Database: Service, Sendable {
         }
         let connection = try await lease.connection(within: acquireTimeout)
         defer { lease.giveBack() }
-        let sql = connection.sql(queryLogLevel: .trace, logger: logger)
+        let sql = StatementCachingPostgresDatabase(
+            base: connection.sql(queryLogLevel: .trace, logger: logger), connection: connection, registry: statements)
         // The body runs in a task of its own, so that the caller can walk away from it once the server has closed the
         // connection: PostgresNIO 1.33 sometimes leaves a query that was running when its backend was terminated (a
         // restart, a failover) waiting forever, and cancellation does not reach it. Walking away is safe only then:
@@ -210,7 +211,7 @@ public final class Database: Service, Sendable {
     /// Calls `onNotification` for every PostgreSQL `NOTIFY` on `channel` until cancelled or the connection drops
     /// (then it throws). On SQLite, which has no notifications, it waits until cancelled.
     public func listen(channel: String, onNotification: @escaping @Sendable () -> Void) async throws {
-        guard case .postgres(let client) = backend else {
+        guard case .postgres(let client, _) = backend else {
             while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
             return
         }

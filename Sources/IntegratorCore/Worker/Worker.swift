@@ -191,6 +191,10 @@ public final class Worker: Service {
         var idlePause = shortPause
         var emptyClaims = 0
         var failures = 0
+        // Set when a claim made after a pause, not after news of arrivals, found messages: another process enqueues
+        // without announcing it, and only brisk polls keep such tasks from waiting.
+        var unannouncedArrivalSeen: ContinuousClock.Instant?
+        var claimFollowsNews = true
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // Slots free up in bursts (a settled batch); let the burst finish so one claim takes all of them.
             await Task.yield()
@@ -198,6 +202,7 @@ public final class Worker: Service {
             guard free > 0 else {
                 // Every slot is busy: sleep until a task finishes (or shutdown begins).
                 _ = await slotFreed.next(isolation: #isolation)
+                claimFollowsNews = true
                 continue
             }
             let deliveries: [Delivery]
@@ -221,25 +226,34 @@ public final class Worker: Service {
                     for delivery in deliveries { inFlight[delivery.tag] = delivery }
                 }
                 tasks.addTask { await self.start(deliveries) }
-            }
-            if deliveries.isEmpty {
-                if await broker.waitForMessages(after: arrivals, upTo: idlePause) {
-                    // A message is on its way (inserted by this process, or pushed by RabbitMQ): claim at once, and
-                    // briskly while it commits.
-                    idlePause = shortPause
-                    emptyClaims = 0
-                } else {
-                    // Under a steady trickle of tasks a claim often comes back empty between two of them; backing off
-                    // at once let a task wait 20–40 ms for the next poll. The pause grows after 100 ms of empty claims.
-                    emptyClaims += 1
-                    if emptyClaims >= 20 { idlePause = min(options.maxPollInterval, idlePause * 2) }
-                }
-            } else {
+                if !claimFollowsNews { unannouncedArrivalSeen = .now }
                 idlePause = shortPause
                 emptyClaims = 0
+                // A full claim may have left more behind; a short one emptied the queue, so claiming again at once
+                // would come back empty.
+                if deliveries.count == free { continue }
             }
+            // Without unannounced messages lately, every arrival is announced, and a poll is only a safety net.
+            let brisk = unannouncedArrivalSeen.map { ContinuousClock.now - $0 < Self.briskPollingSpan } ?? false
+            if !brisk { idlePause = options.maxPollInterval }
+            if await broker.waitForMessages(after: arrivals, upTo: idlePause) {
+                // A message is on its way (committed by this process, announced, or pushed by RabbitMQ): claim at once.
+                idlePause = shortPause
+                emptyClaims = 0
+                claimFollowsNews = true
+                continue
+            }
+            claimFollowsNews = false
+            // Under a steady trickle of unannounced messages a claim often comes back empty between two of them;
+            // backing off at once let such a task wait 20–40 ms for the next poll. The pause grows after 100 ms of
+            // empty claims.
+            emptyClaims += 1
+            if emptyClaims >= 20 { idlePause = min(options.maxPollInterval, idlePause * 2) }
         }
     }
+
+    /// How long after a poll found messages nobody announced the worker keeps polling briskly.
+    static let briskPollingSpan: Duration = .seconds(10)
 
     /// On shutdown: let running tasks finish within the grace period, then cancel the rest, wait (bounded) for them to
     /// end, and hand back those that ended without an outcome. A task that ignores its cancellation is not handed back
