@@ -28,6 +28,16 @@ struct PreparedStatementTests {
         }
     }
 
+    @Test("named statements are planned for each execution's values, not once for all (a plan made on a small table stays bad)")
+    func customPlans() async throws {
+        try await TestDatabase.withDatabase { database in
+            try await database.withSQL { sql in
+                let row = try #require(try await sql.raw("SHOW plan_cache_mode").first())
+                #expect(try row.decode(column: "plan_cache_mode", as: String.self) == "force_custom_plan")
+            }
+        }
+    }
+
     @Test("a bind that is NULL at first and a value later runs as two statements, each with its own parameter types")
     func nullThenValue() async throws {
         try await TestDatabase.withDatabase { database in

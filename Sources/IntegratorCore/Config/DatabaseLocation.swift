@@ -80,7 +80,7 @@ public struct PostgresLocation: Sendable, Equatable {
     public var database: String
     public var tls: TLSMode
     /// How many times this process runs a statement before it makes it a named (prepared) statement on each connection,
-    /// which PostgreSQL parses and plans once; 0 never does, for a pooler that cannot keep named statements (PgBouncer
+    /// which PostgreSQL parses once; 0 never does, for a pooler that cannot keep named statements (PgBouncer
     /// before 1.21 in transaction mode).
     public var prepareThreshold: Int
 
