@@ -137,11 +137,10 @@ public final class Beat: Service, Sendable {
             if let due = scheduleDue, due <= clock.now(), retryWait(.schedules) == nil { parts.insert(.schedules) }
             if retryWait(.timers) == nil { parts.insert(.timers) }
             let pass = try await self.pass(parts)
-            if pass.total > 0 {
-                if dispatcher.usesOutbox { outbox.fire() }
-                if pass.schedulesFired > 0 { scheduleDue = .distantPast }
-                continue
-            }
+            if pass.total > 0, dispatcher.usesOutbox { outbox.fire() }
+            // A pass takes batches until one comes back short, so what is left came due since: the read of the earliest
+            // due times finds it (and returns at once) for less than another pass, which would take nothing in a
+            // transaction of its own.
             scheduleDue = try await sleepUntilDue(signal, outbox: outbox)
         }
     }
