@@ -77,6 +77,24 @@ struct PreparedStatementTests {
         }
     }
 
+    @Test("a statement named for the first time inside a failed transaction fails there, and works after it")
+    func namedInFailedTransaction() async throws {
+        try await TestDatabase.withDatabase { database in
+            try await database.withSQL { sql in
+                let statement: @Sendable () async throws -> Int = {
+                    let row = try #require(try await sql.raw("SELECT \(bind: 41) + 1 AS answer").first())
+                    return try row.decode(column: "answer", as: Int.self)
+                }
+                for _ in 1..<PostgresLocation.defaultPrepareThreshold { #expect(try await statement() == 42) }
+                try await sql.raw("BEGIN").run()
+                await #expect(throws: (any Error).self) { try await sql.raw("SELECT 1 / \(bind: 0) AS never").run() }
+                await #expect(throws: (any Error).self, "the transaction has failed") { _ = try await statement() }
+                try await sql.raw("ROLLBACK").run()
+                for _ in 1...(PostgresLocation.defaultPrepareThreshold + 1) { #expect(try await statement() == 42) }
+            }
+        }
+    }
+
     @Test("prepare_threshold=0 in the database URL names no statement")
     func thresholdZero() async throws {
         try await TestDatabase.withEmptyLocation { location in

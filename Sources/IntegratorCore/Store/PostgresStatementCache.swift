@@ -57,8 +57,8 @@ final class PostgresStatementRegistry: Sendable {
         }
     }
 
-    /// Stops using `name`: its next execution prepares the statement again under a new name. For a statement whose
-    /// result columns changed under it (a migration from another process), which PostgreSQL refuses to run.
+    /// Stops using `name`: the statement runs unnamed again, and is named afresh at its threshold. For a statement whose
+    /// preparation failed (see ``StatementCachingPostgresDatabase``), which the connection would otherwise keep failing.
     func retire(_ name: String) {
         state.withLock { state in
             if let shape = state.names.first(where: { $0.value == name })?.key { state.names[shape] = nil }
@@ -98,14 +98,19 @@ struct StatementCachingPostgresDatabase: SQLDatabase {
                 try await connection.execute(NamedStatement(bindings: bindings), logger: logger)
             }
             for try await row in rows { onRow(row.sql()) }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == Self.featureNotSupported {
-            // "cached plan must not change result type": the statement's tables changed since it was prepared.
-            registry.retire(name)
+        } catch let error as PSQLError {
+            if let state = error.serverInfo?[.sqlState], Self.preparationFailures.contains(where: state.hasPrefix) {
+                registry.retire(name)
+            }
             throw error
         }
     }
 
-    private static let featureNotSupported = "0A000"
+    /// Classes of errors a statement's preparation can fail with. PostgresNIO keeps such a failure for the name on
+    /// its connection and repeats it at every later execution, so the name is retired and the statement prepared
+    /// afresh: 0A ("cached plan must not change result type", its tables changed), 25 (prepared first inside a
+    /// transaction that had already failed), 42 (a table or column missing, as during a migration).
+    private static let preparationFailures = ["0A", "25", "42"]
 
     /// The binds encoded as PostgresKit encodes them, with their types; nil when one needs PostgresKit's slower
     /// `Encodable` path (such statements always run through PostgresKit).
