@@ -95,6 +95,22 @@ struct PreparedStatementTests {
         }
     }
 
+    @Test("a named statement the server no longer has (a pooler lost it, DEALLOCATE) fails once, then runs again")
+    func deallocated() async throws {
+        try await TestDatabase.withDatabase { database in
+            try await database.withSQL { sql in
+                let statement: @Sendable () async throws -> Int = {
+                    let row = try #require(try await sql.raw("SELECT \(bind: 20) * 2 AS answer").first())
+                    return try row.decode(column: "answer", as: Int.self)
+                }
+                for _ in 1...PostgresLocation.defaultPrepareThreshold { #expect(try await statement() == 40) }
+                try await sql.raw("DEALLOCATE ALL").run()
+                await #expect(throws: (any Error).self) { _ = try await statement() }
+                for _ in 1...(PostgresLocation.defaultPrepareThreshold + 1) { #expect(try await statement() == 40) }
+            }
+        }
+    }
+
     @Test("prepare_threshold=0 in the database URL names no statement")
     func thresholdZero() async throws {
         try await TestDatabase.withEmptyLocation { location in

@@ -109,8 +109,9 @@ struct StatementCachingPostgresDatabase: SQLDatabase {
     /// Classes of errors a statement's preparation can fail with. PostgresNIO keeps such a failure for the name on
     /// its connection and repeats it at every later execution, so the name is retired and the statement prepared
     /// afresh: 0A ("cached plan must not change result type", its tables changed), 25 (prepared first inside a
-    /// transaction that had already failed), 42 (a table or column missing, as during a migration).
-    private static let preparationFailures = ["0A", "25", "42"]
+    /// transaction that had already failed), 42 (a table or column missing, as during a migration), and 26 (the
+    /// server no longer has the statement: a connection pooler that does not keep them, or a `DEALLOCATE`).
+    private static let preparationFailures = ["0A", "25", "26", "42"]
 
     /// The binds encoded as PostgresKit encodes them, with their types; nil when one needs PostgresKit's slower
     /// `Encodable` path (such statements always run through PostgresKit).
