@@ -12,6 +12,12 @@ struct PreparedStatementTests {
         try await sql.raw("SELECT statement FROM pg_prepared_statements").all().map { try $0.decode(column: "statement", as: String.self) }
     }
 
+    /// The `answer` column of the one row `query` returns.
+    private static func answer(_ sql: any SQLDatabase, _ query: SQLQueryString) async throws -> Int {
+        let row = try #require(try await sql.raw(query).first())
+        return try row.decode(column: "answer", as: Int.self)
+    }
+
     @Test("a statement run more often than the threshold is named on its connection and answers as before")
     func frequentStatementIsNamed() async throws {
         try await TestDatabase.withDatabase { database in
@@ -81,10 +87,7 @@ struct PreparedStatementTests {
     func namedInFailedTransaction() async throws {
         try await TestDatabase.withDatabase { database in
             try await database.withSQL { sql in
-                let statement: @Sendable () async throws -> Int = {
-                    let row = try #require(try await sql.raw("SELECT \(bind: 41) + 1 AS answer").first())
-                    return try row.decode(column: "answer", as: Int.self)
-                }
+                let statement = { try await Self.answer(sql, "SELECT \(bind: 41) + 1 AS answer") }
                 for _ in 1..<PostgresLocation.defaultPrepareThreshold { #expect(try await statement() == 42) }
                 try await sql.raw("BEGIN").run()
                 await #expect(throws: (any Error).self) { try await sql.raw("SELECT 1 / \(bind: 0) AS never").run() }
@@ -99,10 +102,7 @@ struct PreparedStatementTests {
     func deallocated() async throws {
         try await TestDatabase.withDatabase { database in
             try await database.withSQL { sql in
-                let statement: @Sendable () async throws -> Int = {
-                    let row = try #require(try await sql.raw("SELECT \(bind: 20) * 2 AS answer").first())
-                    return try row.decode(column: "answer", as: Int.self)
-                }
+                let statement = { try await Self.answer(sql, "SELECT \(bind: 20) * 2 AS answer") }
                 for _ in 1...PostgresLocation.defaultPrepareThreshold { #expect(try await statement() == 40) }
                 try await sql.raw("DEALLOCATE ALL").run()
                 await #expect(throws: (any Error).self) { _ = try await statement() }
