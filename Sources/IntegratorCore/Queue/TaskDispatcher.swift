@@ -120,8 +120,9 @@ public struct TaskDispatcher: Sendable {
     }
 
     /// Publishes what the caller staged, after its transaction committed, and deletes the rows the broker confirmed.
-    /// On the SQL queue, where the messages are already in their queue, it wakes this process's idle workers. The rows are claimed first (one statement), so a flush of the beat running at the same moment publishes each
-    /// row either here or there, not in both. Never throws: the tasks are durable in the outbox. When the broker fails,
+    /// On the SQL queue, where the messages are already in their queue, it wakes this process's idle workers. The rows
+    /// are claimed first (one statement), so a flush of the beat running at the same moment publishes each row either
+    /// here or there, not in both. Never throws: the tasks are durable in the outbox. When the broker fails,
     /// is blocked past the deadline, or is known to be unavailable (then it is tried at most every few seconds), the
     /// rows are left for the beat's flush and one warning per outage says so.
     /// - Parameter now: the caller's current time. Rows claimed when staged are published without a claim statement

@@ -86,10 +86,6 @@ public struct TasksService: Sendable {
     public func enqueue(contentsOf messages: [TaskMessage], in transaction: StoreTransaction) async throws {
         guard !messages.isEmpty else { return }
         let staged = try await dispatcher.stage(messages.map { QueuedRun(message: $0) }, at: clock.now(), transaction.sql)
-        if let queue {
-            transaction.afterCommit { queue.noteCommittedArrivals() }
-            return
-        }
         let dispatcher = self.dispatcher
         let clock = self.clock
         transaction.afterCommit { await dispatcher.publishStaged(staged, at: clock.now()) }

@@ -73,8 +73,10 @@ public final class Database: Service, Sendable {
             // the table grows, and made a 200,000-record fetch five times slower.
             configuration.options.additionalStartupParameters = [("plan_cache_mode", "force_custom_plan")]
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            let statements = PostgresStatementRegistry(threshold: target.prepareThreshold)
             return Database(
-                engine: .postgres, location: location, backend: .postgres(client, PostgresStatementRegistry(threshold: target.prepareThreshold)), logger: logger, acquireTimeout: acquireTimeout)
+                engine: .postgres, location: location, backend: .postgres(client, statements), logger: logger,
+                acquireTimeout: acquireTimeout)
         }
     }
 
