@@ -109,7 +109,8 @@ extension Runtime {
     ) -> Beat {
         Beat(
             database: database, schedules: ScheduleStore(database: database), timers: timers, dispatcher: dispatcher,
-            wakeup: wakeup, clock: clock, logger: logger, options: options, identity: identity, onPublished: onPublished)
+            wakeup: wakeup, clock: clock, logger: logger, options: options, identity: identity, onPublished: onPublished,
+            environment: environment)
     }
 
     /// A worker on this runtime's broker, store and plugins; its tasks get this runtime's plugin environment.

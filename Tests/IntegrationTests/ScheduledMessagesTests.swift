@@ -178,12 +178,36 @@ struct ScheduledMessagesTests {
 
     // MARK: Firing
 
+    @Test("the beat fires a due message itself: it leaves the pending list at the pass, with no task between it and its delivery")
+    func firedByTheBeat() async throws {
+        let receiver = WebhookReceiver()
+        try await receiver.run { baseURL in
+            try await TestApp.run { app in
+                let beat = app.runtime.makeBeat()
+                try await Self.schedule(app, Self.body("by-beat", app.clock.now().addingTimeInterval(10).apiString, url: "\(baseURL)/hook"))
+                app.clock.advance(by: 10)
+                #expect(try await beat.pass().timersFired == 1)
+                #expect(try await app.call(.get, "/messages/by-beat", token: Self.seedToken).status == .notFound, "fired at the pass")
+                let queued = try await app.runtime.runs.list(TaskRunFilter(), page: PageRequest(limit: 50)).items.map(\.name)
+                #expect(queued == ["webhooks.deliver"], "only the delivery was queued: \(queued)")
+                try await withWorker(app, WorkerOptions(queues: ["default"], concurrency: 4)) { (_: Worker) async throws in
+                    #expect(try await receiver.waitForHits(path: "/hook"))
+                    #expect(try await WebhooksTests.drained(app))
+                }
+                #expect(receiver.hits.count == 1)
+                #expect(try await beat.pass().timersFired == 0)
+            }
+        }
+    }
+
     @Test("fires once at its time, signed, after an upsert moved it; a timer that fired before the upsert does nothing")
     func firesAtItsTimeAfterUpsert() async throws {
         let receiver = WebhookReceiver()
         try await receiver.run { baseURL in
             try await TestApp.run { app in
-                let beat = app.runtime.makeBeat()
+                // A beat without the plugins queues every timer as a task, as the beat does when firing a message
+                // itself fails: this is the worker's path, where a task can wait while an upsert moves its message.
+                let beat = BeatIsolationTests.beat(app, logs: CapturedLog())
                 let start = app.clock.now()
                 let due = start.addingTimeInterval(60)
                 try await Self.schedule(app, Self.body("order-1", due.apiString, url: "\(baseURL)/first", payload: ["v": 1]))

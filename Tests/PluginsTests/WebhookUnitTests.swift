@@ -199,5 +199,10 @@ struct WebhookUnitTests {
         #expect(batches.map(\.count) == [100, 100, 50])
         #expect(batches.flatMap { $0 } == events.prefix(250).map(\.id), "every event once, in order")
         #expect(messages.allSatisfy { $0.name == "webhooks.deliver" && $0.queue == "default" })
+
+        // A lone event left after full batches is a slice that starts at 100, not at 0.
+        let oneOver = WebhookDelivery.firstAttempts((0..<101).map { (id: "evt-\($0)", severity: WebhookSeverity.medium) }, at: now)
+        #expect(oneOver.count == 2)
+        #expect(oneOver.last?.arguments["event_id"] == "evt-100")
     }
 }

@@ -19,6 +19,24 @@ extension TaskHandler {
     public var timeout: Duration { .seconds(300) }
 }
 
+/// A task handler whose timers the beat can fire itself, inside the transaction that takes them, instead of queueing a
+/// task per timer for a worker: that saves each timer a queue row, a claim, a run record and an acknowledgement, and
+/// the wait between the beat and a worker. For short work that only touches the database (take a row, store what comes
+/// next, enqueue the slow part), such as a scheduled message handing its delivery to the webhooks plugin.
+///
+/// The beat calls ``fire(dueTimers:in:environment:)`` with every due timer of the handler's task in one batch (up to
+/// ``BeatOptions/batchSize``). If it throws, what it wrote is rolled back (a savepoint) and those timers are queued as
+/// ordinary tasks instead, which run ``TaskHandler/run(_:context:)`` with the handler's retries; so the method must do
+/// what `run` does for the same arguments, and a timer is handled by one or the other, never lost. Timers fired here
+/// leave no task run: record what they did in the plugin's own tables.
+public protocol BeatFiredTaskHandler: TaskHandler {
+    /// Does the work of `dueTimers`' tasks in `transaction` (the beat's) and returns the timers it leaves to be queued
+    /// as tasks (those it cannot handle here, such as arguments it does not understand, whose task run then records
+    /// the error). Keep it short: the beat's other timers wait for it.
+    func fire(dueTimers: [DurableTimer], in transaction: StoreTransaction, environment: PluginEnvironment) async throws
+        -> [DurableTimer]
+}
+
 /// What a running task knows about itself.
 public struct TaskContext: Sendable {
     /// Stable across redeliveries and retries.

@@ -66,6 +66,11 @@ public final class Beat: Service, Sendable {
     let onPublished: BeatPublishObserver?
     /// Where fire lateness and leadership are recorded.
     let metrics: IntegratorMetrics
+    /// Lets handlers that fire their timers in the beat (``BeatFiredTaskHandler``) do so; without it every timer is
+    /// queued as a task.
+    let environment: PluginEnvironment?
+    /// Task names whose in-beat firing failed last time, so the error is logged when it starts, not at every pass.
+    private let failingInBeat = Mutex<Set<String>>([])
     /// Parts failing now: how many tries in a row failed, and when the next may start.
     private let failures = Mutex<[BeatPart: PartFailure]>([:])
 
@@ -77,9 +82,10 @@ public final class Beat: Service, Sendable {
     public init(
         database: Database, schedules: ScheduleStore, timers: TimerStore, dispatcher: TaskDispatcher, wakeup: BeatWakeup,
         clock: any TimeSource, logger: Logger, options: BeatOptions = BeatOptions(), identity: String? = nil,
-        onPublished: BeatPublishObserver? = nil, metrics: IntegratorMetrics = .shared
+        onPublished: BeatPublishObserver? = nil, metrics: IntegratorMetrics = .shared, environment: PluginEnvironment? = nil
     ) {
         self.metrics = metrics
+        self.environment = environment
         self.database = database
         self.schedules = schedules
         self.timers = timers
@@ -363,11 +369,13 @@ public final class Beat: Service, Sendable {
 
     private func fireTimerBatch(at now: Date) async throws -> Int {
         let engine = database.engine
-        let due = try await database.transaction { sql in
+        let due = try await database.withTransaction { transaction in
+            let sql = transaction.sql
             try await self.commitWithoutWaitingForFlush(sql)
             let due = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
+            let queued = try await self.fireInBeat(due, transaction)
             try await self.dispatcher.stage(
-                due.map { timer in
+                queued.map { timer in
                     var message = timer.message
                     message.enqueuedAt = now
                     return QueuedRun(message: message, scheduledFor: timer.dueAt)
@@ -381,6 +389,44 @@ public final class Beat: Service, Sendable {
             onPublished(due.map(\.dueAt), clock.now())
         }
         return due.count
+    }
+
+    /// Fires the timers whose task handlers fire in the beat (``BeatFiredTaskHandler``), one savepoint per handler, in
+    /// `transaction`; returns the timers left to queue as tasks: the others', and those of a handler that failed.
+    private func fireInBeat(_ due: [DurableTimer], _ transaction: StoreTransaction) async throws -> [DurableTimer] {
+        guard let environment, !due.isEmpty else { return due }
+        var queued: [DurableTimer] = []
+        var handlers: [(handler: any BeatFiredTaskHandler, timers: [DurableTimer])] = []
+        for timer in due {
+            guard let handler = environment.registry.taskHandler(timer.message.name) as? any BeatFiredTaskHandler else {
+                queued.append(timer)
+                continue
+            }
+            if let index = handlers.firstIndex(where: { $0.handler.name == handler.name }) {
+                handlers[index].timers.append(timer)
+            } else {
+                handlers.append((handler, [timer]))
+            }
+        }
+        for (handler, timers) in handlers {
+            do {
+                queued += try await transaction.withSavepoint {
+                    try await handler.fire(dueTimers: timers, in: transaction, environment: environment)
+                }
+                if failingInBeat.withLock({ $0.remove(handler.name) }) != nil {
+                    logger.info("beat fires timers of this task itself again", metadata: ["task": "\(handler.name)"])
+                }
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                queued += timers
+                if failingInBeat.withLock({ $0.insert(handler.name).inserted }) {
+                    logger.error(
+                        "beat could not fire timers of this task itself; they are queued as tasks for the workers instead",
+                        metadata: ["task": "\(handler.name)", "error": "\(error)"])
+                }
+            }
+        }
+        return queued
     }
 
     /// With the SQL queue on PostgreSQL, lets a fire's commit return before its WAL reaches disk (it does within a

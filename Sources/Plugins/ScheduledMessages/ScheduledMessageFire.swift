@@ -16,12 +16,33 @@ struct ScheduledMessageFire: TaskHandler {
 
     func run(_ arguments: JSONValue, context: TaskContext) async throws -> JSONValue {
         let environment = try context.requireEnvironment()
-        guard let id = arguments["message_id"]?.stringValue, let version = arguments["version"]?.stringValue else {
+        guard let request = Self.request(arguments) else {
             throw PluginError("scheduled_messages.fire needs {\"message_id\": string, \"version\": string}", permanent: true)
         }
-        guard let eventID = try await ScheduledMessagesService(environment: environment).fire(id, version: version) else {
+        guard let eventID = try await ScheduledMessagesService(environment: environment).fire(request) else {
             return ["skipped": "the message was deleted, fired already or moved since this timer was set"]
         }
         return ["event_id": .string(eventID)]
+    }
+
+    static func request(_ arguments: JSONValue) -> MessageVersion? {
+        guard let id = arguments["message_id"]?.stringValue, let version = arguments["version"]?.stringValue else { return nil }
+        return MessageVersion(id: id, version: version)
+    }
+}
+
+/// Due messages fire in the beat's transaction, which takes their timers: each is removed from the pending list and
+/// handed to the webhooks plugin there, with no task of its own between the beat and its delivery.
+extension ScheduledMessageFire: BeatFiredTaskHandler {
+    func fire(dueTimers: [DurableTimer], in transaction: StoreTransaction, environment: PluginEnvironment) async throws
+        -> [DurableTimer]
+    {
+        var requests: [MessageVersion] = []
+        var unreadable: [DurableTimer] = []
+        for timer in dueTimers {
+            if let request = Self.request(timer.message.arguments) { requests.append(request) } else { unreadable.append(timer) }
+        }
+        _ = try await ScheduledMessagesService(environment: environment).fire(requests, in: transaction)
+        return unreadable
     }
 }

@@ -107,26 +107,27 @@ public struct ScheduledMessagesService: Sendable {
         }
     }
 
-    /// The timer's task: fires the message if it still has `version`. Returns the webhook event's id, or nil when the
-    /// message was deleted, fired already, or moved by an upsert since this timer was set. Firings that run at the
-    /// same time share one transaction (``fire(_:)``): at a thousand a second, statements per firing are what count.
-    func fire(_ id: String, version: String) async throws -> String? {
+    /// The timer's task when a worker runs it (the beat fires most timers itself, see ``ScheduledMessageFire``): fires
+    /// the message if it still has the version asked for. Returns the webhook event's id, or nil when the message was
+    /// deleted, fired already, or moved by an upsert since this timer was set. Firings that run at the same time share
+    /// one transaction.
+    func fire(_ request: MessageVersion) async throws -> String? {
         let batch = environment.shared.object("scheduled-messages.fire") {
             BatchCall<MessageVersion, String?>(maxBatch: Self.chunkSize) { [environment] requests in
-                try await ScheduledMessagesService(environment: environment).fire(requests)
+                try await environment.transaction { transaction in
+                    try await ScheduledMessagesService(environment: environment).fire(requests, in: transaction)
+                }
             }
         }
-        return try await batch.submit(MessageVersion(id: id, version: version))
+        return try await batch.submit(request)
     }
 
-    /// Fires every message that still has the version asked for, in one transaction; the event id per request.
-    func fire(_ requests: [MessageVersion]) async throws -> [String?] {
-        try await environment.transaction { transaction in
-            let taken = try await store.take(requests, transaction.sql)
-            try await fire(taken, in: transaction)
-            let fired = Set(taken.map { MessageVersion(id: $0.id, version: $0.version) })
-            return requests.map { fired.contains($0) ? $0.version : nil }
-        }
+    /// Fires every message that still has the version asked for, in `transaction`; the event id per request.
+    func fire(_ requests: [MessageVersion], in transaction: StoreTransaction) async throws -> [String?] {
+        let taken = try await store.take(requests, transaction.sql)
+        try await fire(taken, in: transaction)
+        let fired = Set(taken.map { MessageVersion(id: $0.id, version: $0.version) })
+        return requests.map { fired.contains($0) ? $0.version : nil }
     }
 
     /// Hands messages already removed from the pending list to the webhooks plugin, in the same transaction. An

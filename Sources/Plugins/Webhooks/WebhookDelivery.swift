@@ -46,8 +46,9 @@ struct WebhookDelivery: TaskHandler {
         for event in events { bySeverity[event.severity, default: []].append(event.id) }
         return WebhookSeverity.allCases.reversed().flatMap { severity in
             (bySeverity[severity] ?? []).chunks(of: batchSize).map { ids in
+                // A chunk is a slice of the severity's list: its first index is where the chunk starts, not 0.
                 ids.count == 1
-                    ? message(eventID: ids[0], attempt: 1, severity: severity, at: now)
+                    ? message(eventID: ids[ids.startIndex], attempt: 1, severity: severity, at: now)
                     : TaskMessage(
                         name: taskName, arguments: ["event_ids": .array(ids.map(JSONValue.string)), "attempt": 1], queue: queue,
                         priority: severity.priority, enqueuedAt: now)
