@@ -87,7 +87,7 @@ public struct SQLBroker: InDatabaseBroker {
         guard database.engine == .postgres else { return }
         while !Task.isCancelled {
             do {
-                try await database.listen(channel: Self.arrivalsChannel) { arrivals.note() }
+                try await database.listen(channel: Self.arrivalsChannel) { _ in arrivals.note() }
             } catch {
                 if Task.isCancelled { return }
             }

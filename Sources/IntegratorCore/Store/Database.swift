@@ -216,14 +216,14 @@ public final class Database: Service, Sendable {
 
     /// Calls `onNotification` for every PostgreSQL `NOTIFY` on `channel` until cancelled or the connection drops
     /// (then it throws). On SQLite, which has no notifications, it waits until cancelled.
-    public func listen(channel: String, onNotification: @escaping @Sendable () -> Void) async throws {
+    public func listen(channel: String, onNotification: @escaping @Sendable (_ payload: String) -> Void) async throws {
         guard case .postgres(let client, _) = backend else {
             while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
             return
         }
         try await client.withConnection { connection in
             try await connection.listen(on: channel) { notifications in
-                for try await _ in notifications { onNotification() }
+                for try await notification in notifications { onNotification(notification.payload) }
             }
         }
     }
@@ -246,8 +246,13 @@ public final class Database: Service, Sendable {
 extension SQLDatabase {
     /// Inside a transaction: PostgreSQL delivers a `NOTIFY` on `channel` to its listeners when the transaction commits.
     /// Nothing on SQLite, which has no notifications (its deployments run one process).
-    func notifyAtCommit(_ channel: String) async throws {
-        if dialect.name == "postgresql" { try await raw("NOTIFY \(unsafeRaw: channel)").run() }
+    func notifyAtCommit(_ channel: String, payload: String? = nil) async throws {
+        guard dialect.name == "postgresql" else { return }
+        if let payload {
+            try await raw("SELECT pg_notify(\(bind: channel), \(bind: payload))").run()
+        } else {
+            try await raw("NOTIFY \(unsafeRaw: channel)").run()
+        }
     }
 }
 

@@ -5,9 +5,9 @@ extension TimerStore {
     /// Creates the timer (or moves the one with the same id) inside `transaction`; the beat is woken once it commits.
     public func upsert(_ timer: DurableTimer, in transaction: StoreTransaction, at now: Date) async throws {
         try await upsert(timer, at: now, transaction.sql)
-        try await BeatWakeup.notifyOthers(transaction.sql)
+        try await BeatWakeup.notifyOthers(transaction.sql, dueAt: timer.dueAt)
         let wakeup = self.wakeup
-        transaction.afterCommit { wakeup.notify() }
+        transaction.afterCommit { wakeup.notify(dueAt: timer.dueAt) }
     }
 
     /// Moves a timer that has not fired to a later due time, inside `transaction`, without waking any beat: a beat that

@@ -31,9 +31,9 @@ public struct TimerStore: Sendable {
     public func upsert(_ timer: DurableTimer, at now: Date) async throws {
         try await database.transaction { sql in
             try await upsert(timer, at: now, sql)
-            try await BeatWakeup.notifyOthers(sql)
+            try await BeatWakeup.notifyOthers(sql, dueAt: timer.dueAt)
         }
-        wakeup.notify()
+        wakeup.notify(dueAt: timer.dueAt)
     }
 
     /// Writes the timer inside the caller's transaction. The caller notifies the beat after committing.
@@ -46,10 +46,10 @@ public struct TimerStore: Sendable {
         for chunk in timers.chunks(of: Self.chunkSize) {
             try await database.transaction { sql in
                 try await upsert(Array(chunk), at: now, sql)
-                try await BeatWakeup.notifyOthers(sql)
+                try await BeatWakeup.notifyOthers(sql, dueAt: chunk.map(\.dueAt).min())
             }
         }
-        wakeup.notify()
+        wakeup.notify(dueAt: timers.map(\.dueAt).min())
     }
 
     /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.

@@ -683,7 +683,7 @@ public final class Worker: Service {
             nextAttempt: next.attempt, acknowledgingIn: queue
         ) { sql in
             try await timers.upsert(timer, at: finishedAt, sql)
-            try await BeatWakeup.notifyOthers(sql)
+            try await BeatWakeup.notifyOthers(sql, dueAt: timer.dueAt)
         }
         if queue == nil { try await broker.acknowledge(delivery) }
         guard recorded else {
@@ -692,7 +692,7 @@ public final class Worker: Service {
         }
         onRecorded?([.retrying])
         countRetry(delivery, ran: finishedAt.timeIntervalSince(startedAt))
-        timers.wakeup.notify()
+        timers.wakeup.notify(dueAt: timer.dueAt)
     }
 
     /// Errors retrying cannot fix: a handler's own ``PluginError`` marked permanent, and outbound requests the SSRF
