@@ -176,6 +176,43 @@ struct ScheduledMessagesTests {
         }
     }
 
+    @Test("concurrent upserts share transactions; of those for one id the last stored wins, its row and its timer alike")
+    func concurrentUpserts() async throws {
+        try await TestApp.run { app in
+            let due = app.clock.now().addingTimeInterval(600)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<60 {
+                    group.addTask {
+                        try await Self.schedule(
+                            app, Self.body("same-\(index % 6)", due.addingTimeInterval(Double(index)).apiString, url: "https://e.com/\(index)"))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // Several versions of one id in one call, deterministically.
+            let service = ScheduledMessagesService(environment: app.runtime.environment)
+            let versions = try (0..<3).map { index in
+                try ScheduledMessageInput.read(Self.body("twice", due.addingTimeInterval(Double(index)).apiString, url: "https://e.com/v\(index)"))
+            }
+            try await service.store(versions)
+
+            let rows = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT id, version, webhook_url FROM scheduled_messages").all().map {
+                    (id: try $0.decode(column: "id", as: String.self), version: try $0.decode(column: "version", as: String.self),
+                     url: try $0.decode(column: "webhook_url", as: String.self))
+                }
+            }
+            #expect(Set(rows.map(\.id)) == Set((0..<6).map { "same-\($0)" } + ["twice"]))
+            #expect(try await app.runtime.timers.count() == 7)
+            for row in rows {
+                let timer = try #require(try await Self.timer(app, row.id))
+                #expect(timer.message.arguments["version"]?.stringValue == row.version, "the timer fires the stored version of \(row.id)")
+            }
+            #expect(rows.first { $0.id == "twice" }?.url == "https://e.com/v2", "the last of one call wins")
+            #expect(try await Self.timer(app, "twice")?.dueAt == versions[2].dueAt)
+        }
+    }
+
     // MARK: Firing
 
     @Test("the beat fires a due message itself: it leaves the pending list at the pass, with no task between it and its delivery")

@@ -10,6 +10,18 @@ extension TimerStore {
         transaction.afterCommit { wakeup.notify(dueAt: timer.dueAt) }
     }
 
+    /// Creates many timers (or moves existing ones) inside `transaction`, in multi-row statements; of timers sharing an
+    /// id the last wins. The beat is woken once it commits, for the earliest of them.
+    public func upsert(contentsOf timers: [DurableTimer], in transaction: StoreTransaction, at now: Date) async throws {
+        guard let earliest = timers.map(\.dueAt).min() else { return }
+        for chunk in timers.chunks(of: Self.chunkSize) {
+            try await upsert(Array(chunk), at: now, transaction.sql)
+        }
+        try await BeatWakeup.notifyOthers(transaction.sql, dueAt: earliest)
+        let wakeup = self.wakeup
+        transaction.afterCommit { wakeup.notify(dueAt: earliest) }
+    }
+
     /// Moves a timer that has not fired to a later due time, inside `transaction`, without waking any beat: a beat that
     /// wakes for the old time finds nothing due and reads the new earliest time before it sleeps again. `false` when
     /// there is no such timer (it fired already) or it is due at `dueAt` or later; the caller then handles the fire.

@@ -53,7 +53,7 @@ public struct TimerStore: Sendable {
     }
 
     /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.
-    private func upsert(_ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase) async throws {
+    func upsert(_ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase) async throws {
         let rows = timers.lastOccurrences(by: \.id).map { timer -> SQLQueryString in
             let message = timer.message
             return """

@@ -16,7 +16,7 @@ extension Collection {
     }
 
     /// The elements whose key no later element repeats, in their order: of entries for the same row, the last wins.
-    func lastOccurrences<Key: Hashable>(by key: (Element) -> Key) -> [Element] {
+    public func lastOccurrences<Key: Hashable>(by key: (Element) -> Key) -> [Element] {
         var latest: [Key: Int] = [:]
         for (offset, element) in enumerated() { latest[key(element)] = offset }
         return enumerated().filter { latest[key($0.element)] == $0.offset }.map(\.element)

@@ -26,13 +26,32 @@ public struct ScheduledMessagesService: Sendable {
     /// `POST /messages`: stores the message (or replaces the one with its id) and sets its timer, together.
     public func upsert(_ body: JSONValue) async throws -> ScheduledMessage {
         let message = try ScheduledMessageInput.read(body)
+        try await upserts.submit(message)
+        return message
+    }
+
+    /// Upserts that arrive together share one transaction, their rows and timers written in one statement each: at a
+    /// thousand a second the transaction per message, not its two rows, is what costs. A failure fails them all, and
+    /// none is stored.
+    private var upserts: BatchCall<ScheduledMessage, Void> {
+        environment.shared.object("scheduled-messages.upsert") {
+            BatchCall<ScheduledMessage, Void>(maxBatch: Self.chunkSize) { [environment] messages in
+                try await ScheduledMessagesService(environment: environment).store(messages)
+                return messages.map { _ in () }
+            }
+        }
+    }
+
+    /// Stores messages and sets their timers in one transaction. Of messages sharing an id the last wins, row and
+    /// timer alike (as if they had been stored one after the other).
+    func store(_ messages: [ScheduledMessage]) async throws {
         let now = environment.clock.now()
+        let latest = messages.lastOccurrences(by: \.id)
         try await environment.transaction { transaction in
             try await ensureTenant(in: transaction)
-            try await store.upsert([message], at: now, transaction.sql)
-            try await environment.timers.upsert(Self.timer(for: message, at: now), in: transaction, at: now)
+            try await store.upsert(latest, at: now, transaction.sql)
+            try await environment.timers.upsert(contentsOf: latest.map { Self.timer(for: $0, at: now) }, in: transaction, at: now)
         }
-        return message
     }
 
     /// Makes the delivering tenant with the first message, so its signing secret can be read before anything fires
