@@ -140,16 +140,23 @@ public final class Beat: Service, Sendable {
     private func fireLoop(_ signal: WakeSignal, outbox: WakeSignal) async throws {
         // When the earliest schedule is due, as last read; `distantPast` means "look".
         var scheduleDue: Date? = .distantPast
+        var scheduleDueReadAt = ContinuousClock.now
         while !Task.isCancelled {
             var parts: Set<BeatPart> = []
             if let due = scheduleDue, due <= clock.now(), retryWait(.schedules) == nil { parts.insert(.schedules) }
             if retryWait(.timers) == nil { parts.insert(.timers) }
             let pass = try await self.pass(parts)
             if pass.total > 0, dispatcher.usesOutbox { outbox.fire() }
+            // The earliest schedule changes when schedules fire or are edited, and editors wake the beat (which then
+            // looks, above). While timers keep the beat busy it is read again at most once per poll interval, which
+            // also catches edits nobody announced.
+            let knownScheduleDue: Date?? =
+                parts.contains(.schedules) || ContinuousClock.now - scheduleDueReadAt >= options.pollInterval ? nil : .some(scheduleDue)
+            if knownScheduleDue == nil { scheduleDueReadAt = .now }
             // A pass takes batches until one comes back short, so what is left came due since: the read of the earliest
             // due times finds it (and returns at once) for less than another pass, which would take nothing in a
             // transaction of its own.
-            scheduleDue = try await sleepUntilDue(signal, outbox: outbox)
+            scheduleDue = try await sleepUntilDue(signal, outbox: outbox, knownScheduleDue: knownScheduleDue)
         }
     }
 
@@ -169,15 +176,15 @@ public final class Beat: Service, Sendable {
 
     /// Sleeps until the earliest due time, the poll interval, a part's retry, or a wake-up. Returns when the earliest
     /// schedule is due as read before sleeping (`distantPast` after a wake-up, since a writer may have changed it, or
-    /// when it could not be read). Every sleep starts with a fresh read, so edits nobody announced are seen within one
-    /// poll interval.
-    private func sleepUntilDue(_ signal: WakeSignal, outbox: WakeSignal) async throws -> Date? {
+    /// when it could not be read). The timers' earliest due time is read before every sleep; the schedules' too,
+    /// unless `knownScheduleDue` gives it.
+    private func sleepUntilDue(_ signal: WakeSignal, outbox: WakeSignal, knownScheduleDue: Date?? = nil) async throws -> Date? {
         var wait = options.pollInterval
         var scheduleDue: Date? = .distantPast
         var due: [Date] = []
         if let retry = retryWait(.schedules) {
             wait = min(wait, retry)
-        } else if let next = try await read(.schedules, { try await self.schedules.earliestDue() }) {
+        } else if let next = knownScheduleDue != nil ? knownScheduleDue : try await read(.schedules, { try await self.schedules.earliestDue() }) {
             scheduleDue = next
             if let next { due.append(next) }
         } else {
