@@ -60,13 +60,15 @@ extension Plugin {
 
 @Suite("Timers fired in the beat")
 struct BeatFiredTimerTests {
-    /// A beat with the app's plugins whose log goes to `logs`.
+    /// A beat with the app's plugins whose log goes to `logs`; it tries a failed in-beat firing again after 300 ms.
     static func beat(_ app: TestApp, logs: CapturedLog) -> Beat {
         let database = app.runtime.database
+        var options = BeatOptions()
+        options.retryInterval = .milliseconds(300)
         return Beat(
             database: database, schedules: ScheduleStore(database: database), timers: app.runtime.timers,
             dispatcher: app.runtime.dispatcher, wakeup: app.runtime.wakeup, clock: app.clock, logger: logs.logger,
-            environment: app.runtime.environment)
+            options: options, environment: app.runtime.environment)
     }
 
     /// Timers of the in-beat task, one per key, due in one second; their task ids by key.
@@ -113,7 +115,7 @@ struct BeatFiredTimerTests {
         }
     }
 
-    @Test("a beat-fired handler that throws has its writes and after-commit actions undone; its timers run once as tasks")
+    @Test("a beat-fired handler that throws has its batch's writes and after-commit actions undone; its timers run once as tasks")
     func failureFallsBackToTasks() async throws {
         try await TestApp.run(extraPlugins: [.beatFiredTest]) { app in
             let logs = CapturedLog()
@@ -125,26 +127,36 @@ struct BeatFiredTimerTests {
             let beat = Self.beat(app, logs: logs)
             app.clock.advance(by: 1)
             let pass = try await beat.pass()
-            #expect(pass.timersFired == 2 && pass.failed.isEmpty, "the beat itself did not fail")
+            #expect(pass.timersFired == 2 && pass.failed.isEmpty, "the beat itself did not fail: it took the batch again")
             for key in keys {
                 #expect(Self.counts(key) == (1, 0, 0), "tried in the beat once; its after-commit action never ran")
                 #expect(try await app.runtime.timers.find(id: FiresInBeat.markerID(key)) == nil, "its write was rolled back")
                 #expect(try await app.runtime.runs.find(id: taskIDs[key]!)?.state == .queued, "queued as a task instead")
             }
 
-            // Still failing at the next pass: one error in all, not one per pass.
+            // Within the retry interval the handler is not tried: its timers go straight to the queue.
+            let resting = ["resting-\(UUID().uuidString)"]
+            taskIDs.merge(try await Self.timers(app, keys: resting)) { first, _ in first }
+            app.clock.advance(by: 1)
+            #expect(try await beat.pass().timersFired == 1)
+            #expect(Self.counts(resting[0]) == (0, 0, 0), "not tried in the beat while resting")
+
+            // Tried again after it and still failing: one error in all, not one per try.
+            try await Task.sleep(for: .milliseconds(350))
             let again = ["failing-again-\(UUID().uuidString)"]
             FiresInBeat.failing.withLock { $0.formUnion(again) }
             defer { FiresInBeat.failing.withLock { $0.subtract(again) } }
             taskIDs.merge(try await Self.timers(app, keys: again)) { first, _ in first }
             app.clock.advance(by: 1)
             #expect(try await beat.pass().timersFired == 1)
+            #expect(Self.counts(again[0]) == (1, 0, 0), "tried again after the interval")
             #expect(logs.errors.count == 1 && logs.errors[0].contains("beat-fired-test.note"), "\(logs.errors)")
 
             try await BeatIsolationTests.runQueuedTasks(app, taskIDs: Array(taskIDs.values))
-            for key in keys + again { #expect(Self.counts(key).onWorker == 1, "the worker ran \(key) once") }
+            for key in keys + resting + again { #expect(Self.counts(key).onWorker == 1, "the worker ran \(key) once") }
 
-            // Working again: fired in the beat, and the recovery is logged.
+            // Working again after the interval: fired in the beat, and the recovery is logged.
+            try await Task.sleep(for: .milliseconds(350))
             let healthy = ["healthy-\(UUID().uuidString)"]
             _ = try await Self.timers(app, keys: healthy)
             app.clock.advance(by: 1)

@@ -25,10 +25,12 @@ extension TaskHandler {
 /// next, enqueue the slow part), such as a scheduled message handing its delivery to the webhooks plugin.
 ///
 /// The beat calls ``fire(dueTimers:in:environment:)`` with every due timer of the handler's task in one batch (up to
-/// ``BeatOptions/batchSize``). If it throws, what it wrote is rolled back (a savepoint) and those timers are queued as
-/// ordinary tasks instead, which run ``TaskHandler/run(_:context:)`` with the handler's retries; so the method must do
-/// what `run` does for the same arguments, and a timer is handled by one or the other, never lost. Timers fired here
-/// leave no task run: record what they did in the plugin's own tables.
+/// ``BeatOptions/batchSize``). If it throws, the beat's whole batch is rolled back and taken again with those timers
+/// queued as ordinary tasks, which run ``TaskHandler/run(_:context:)`` with the handler's retries (and so for every
+/// batch until ``BeatOptions/retryInterval`` has passed, when the beat tries the handler again); so the method must do
+/// what `run` does for the same arguments, and a timer is handled by one or the other, never lost. The method may be
+/// called again for the same timers after a rollback. Timers fired here leave no task run: record what they did in
+/// the plugin's own tables.
 public protocol BeatFiredTaskHandler: TaskHandler {
     /// Does the work of `dueTimers`' tasks in `transaction` (the beat's) and returns the timers it leaves to be queued
     /// as tasks (those it cannot handle here, such as arguments it does not understand, whose task run then records

@@ -69,8 +69,8 @@ public final class Beat: Service, Sendable {
     /// Lets handlers that fire their timers in the beat (``BeatFiredTaskHandler``) do so; without it every timer is
     /// queued as a task.
     let environment: PluginEnvironment?
-    /// Task names whose in-beat firing failed last time, so the error is logged when it starts, not at every pass.
-    private let failingInBeat = Mutex<Set<String>>([])
+    /// Task names whose in-beat firing failed, with when to try it again; meanwhile their timers are queued as tasks.
+    private let failingInBeat = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Parts failing now: how many tries in a row failed, and when the next may start.
     private let failures = Mutex<[BeatPart: PartFailure]>([:])
 
@@ -370,6 +370,17 @@ public final class Beat: Service, Sendable {
         while true {
             do {
                 return try await fireTimerBatch(at: now)
+            } catch let failed as InBeatFiringFailed {
+                // The batch was rolled back, its timers are due again: take it again with that task's timers queued.
+                let firstFailure = failingInBeat.withLock { failing in
+                    defer { failing[failed.taskName] = .now + options.retryInterval }
+                    return failing[failed.taskName] == nil
+                }
+                if firstFailure {
+                    logger.error(
+                        "beat could not fire timers of this task itself; they are queued as tasks for the workers instead",
+                        metadata: ["task": "\(failed.taskName)", "error": "\(failed.error)"])
+                }
             } catch let unreadable as UnreadableTimers {
                 try await timers.setAside(unreadable)
                 for (id, reason) in unreadable.timers {
@@ -403,14 +414,20 @@ public final class Beat: Service, Sendable {
         return due.count
     }
 
-    /// Fires the timers whose task handlers fire in the beat (``BeatFiredTaskHandler``), one savepoint per handler, in
-    /// `transaction`; returns the timers left to queue as tasks: the others', and those of a handler that failed.
+    /// Fires the timers whose task handlers fire in the beat (``BeatFiredTaskHandler``) in `transaction`; returns the
+    /// timers left to queue as tasks: the others', and those of a handler that failed lately and is not due for another
+    /// try. Throws ``InBeatFiringFailed`` when a handler fails: the caller rolls the whole batch back and takes it again,
+    /// which costs a batch only when a handler fails, where a savepoint per handler would cost two round trips a pass.
     private func fireInBeat(_ due: [DurableTimer], _ transaction: StoreTransaction) async throws -> [DurableTimer] {
         guard let environment, !due.isEmpty else { return due }
         var queued: [DurableTimer] = []
         var handlers: [(handler: any BeatFiredTaskHandler, timers: [DurableTimer])] = []
+        let now = ContinuousClock.now
+        let resting = failingInBeat.withLock { failing in Set(failing.filter { $0.value > now }.keys) }
         for timer in due {
-            guard let handler = environment.registry.taskHandler(timer.message.name) as? any BeatFiredTaskHandler else {
+            guard let handler = environment.registry.taskHandler(timer.message.name) as? any BeatFiredTaskHandler,
+                !resting.contains(handler.name)
+            else {
                 queued.append(timer)
                 continue
             }
@@ -422,20 +439,13 @@ public final class Beat: Service, Sendable {
         }
         for (handler, timers) in handlers {
             do {
-                queued += try await transaction.withSavepoint {
-                    try await handler.fire(dueTimers: timers, in: transaction, environment: environment)
-                }
-                if failingInBeat.withLock({ $0.remove(handler.name) }) != nil {
-                    logger.info("beat fires timers of this task itself again", metadata: ["task": "\(handler.name)"])
-                }
+                queued += try await handler.fire(dueTimers: timers, in: transaction, environment: environment)
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                queued += timers
-                if failingInBeat.withLock({ $0.insert(handler.name).inserted }) {
-                    logger.error(
-                        "beat could not fire timers of this task itself; they are queued as tasks for the workers instead",
-                        metadata: ["task": "\(handler.name)", "error": "\(error)"])
-                }
+                throw InBeatFiringFailed(taskName: handler.name, error: error)
+            }
+            if failingInBeat.withLock({ $0.removeValue(forKey: handler.name) }) != nil {
+                logger.info("beat fires timers of this task itself again", metadata: ["task": "\(handler.name)"])
             }
         }
         return queued
@@ -461,4 +471,10 @@ public final class Beat: Service, Sendable {
             try await sql.raw("SELECT id FROM task_runs WHERE id IN (\(binds: taskIDs)) AND state IN (\(binds: states))").all()
                 .map { try $0.decode(column: "id", as: String.self) })
     }
+}
+
+/// A beat-fired task handler threw: its batch is rolled back and taken again with that task's timers queued.
+private struct InBeatFiringFailed: Error {
+    var taskName: String
+    var error: any Error
 }

@@ -15,8 +15,6 @@ public final class StoreTransaction: Sendable {
     /// For the few statements that differ between the engines.
     public let engine: Database.Engine
     private let committedActions = Mutex<[@Sendable () async -> Void]>([])
-    /// Numbers this transaction's savepoints, so nested ones get names of their own.
-    private let savepoints = Atomic<Int>(0)
 
     init(sql: any SQLDatabase, engine: Database.Engine) {
         self.sql = sql
@@ -26,23 +24,6 @@ public final class StoreTransaction: Sendable {
     /// Runs `action` after the transaction committed, in registration order; never when it rolled back.
     public func afterCommit(_ action: @escaping @Sendable () async -> Void) {
         committedActions.withLock { $0.append(action) }
-    }
-
-    /// Runs `body` inside a savepoint. When it throws, what it wrote and the after-commit actions it registered are
-    /// undone, the rest of the transaction carries on, and the error is rethrown.
-    public func withSavepoint<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        let name = "integrator_savepoint_\(savepoints.add(1, ordering: .relaxed).newValue)"
-        let actionsBefore = committedActions.withLock(\.count)
-        try await sql.raw("SAVEPOINT \(unsafeRaw: name)").run()
-        do {
-            let value = try await body()
-            try await sql.raw("RELEASE SAVEPOINT \(unsafeRaw: name)").run()
-            return value
-        } catch {
-            try await sql.raw("ROLLBACK TO SAVEPOINT \(unsafeRaw: name)").run()
-            committedActions.withLock { actions in actions.removeSubrange(min(actionsBefore, actions.count)...) }
-            throw error
-        }
     }
 
     /// The actions registered so far, emptied.

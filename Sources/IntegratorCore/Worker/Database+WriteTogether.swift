@@ -10,16 +10,30 @@ extension Database {
     /// pass `false` and get a transaction. SQLite always uses a transaction (its statements cost no round trip).
     func writeTogether(_ statements: [SQLQueryString], asOneStatement: Bool = true) async throws {
         guard !statements.isEmpty else { return }
-        if engine == .postgres, asOneStatement, let last = statements.last {
-            let parts = statements.dropLast().enumerated().map { index, statement -> SQLQueryString in
-                "part\(unsafeRaw: String(index)) AS (\(statement))"
-            }
-            let combined: SQLQueryString = parts.isEmpty ? last : "WITH \(parts.joined(separator: ", ")) \(last)"
-            try await withSQL { sql in try await sql.raw(combined).run() }
+        if engine == .postgres, asOneStatement {
+            let engine = self.engine
+            try await withSQL { sql in try await sql.runTogether(statements, engine: engine) }
             return
         }
         try await transaction { sql in
             for statement in statements { try await sql.raw(statement).run() }
         }
+    }
+}
+
+extension SQLDatabase {
+    /// Runs `statements` in order on this connection (inside the caller's transaction, when there is one): on
+    /// PostgreSQL as one statement, the others as `WITH` parts of the last, which saves a round trip each. Only for
+    /// statements that return nothing the caller reads and never touch one row twice (PostgreSQL runs the parts of
+    /// one statement on one snapshot, so a later part does not see an earlier part's rows).
+    func runTogether(_ statements: [SQLQueryString], engine: Database.Engine) async throws {
+        guard engine == .postgres, let last = statements.last else {
+            for statement in statements { try await raw(statement).run() }
+            return
+        }
+        let parts = statements.dropLast().enumerated().map { index, statement -> SQLQueryString in
+            "part\(unsafeRaw: String(index)) AS (\(statement))"
+        }
+        try await raw(parts.isEmpty ? last : "WITH \(parts.joined(separator: ", ")) \(last)").run()
     }
 }

@@ -61,9 +61,36 @@ struct ScheduledMessageStore: Sendable {
         !(try await sql.raw("DELETE FROM scheduled_messages WHERE id = \(bind: id) RETURNING id").all()).isEmpty
     }
 
-    /// Removes the messages that still have the versions asked for, and returns them. Versions are unique, so
-    /// matching the ids (the primary key) and then the versions cannot pair one message's id with another's version.
-    func take(_ requests: [MessageVersion], _ sql: any SQLDatabase) async throws -> [ScheduledMessage] {
+    /// Removes the messages that still have the versions asked for, records them as fired at `now`, and returns them.
+    /// Versions are unique, so matching the ids (the primary key) and then the versions cannot pair one message's id
+    /// with another's version. On PostgreSQL both happen in one statement whose text does not depend on how many
+    /// messages it takes (array parameters), so the server parses it once per connection.
+    func takeFiring(_ requests: [MessageVersion], at now: Date, _ sql: any SQLDatabase) async throws -> [ScheduledMessage] {
+        guard !requests.isEmpty else { return [] }
+        guard engine == .sqlite else {
+            return try await sql.raw(
+                """
+                WITH taken AS (
+                    DELETE FROM scheduled_messages
+                    WHERE id = ANY(\(bind: Array(Set(requests.map(\.id))))::text[])
+                      AND version = ANY(\(bind: Array(Set(requests.map(\.version))))::text[])
+                    RETURNING *
+                ), fired AS (
+                    INSERT INTO scheduled_messages_fired (event_id, message_id, schedule_to, due_at, webhook_url, fired_at)
+                    SELECT version, id, schedule_to, due_at, webhook_url, \(bind: now) FROM taken
+                    ON CONFLICT (event_id) DO NOTHING
+                )
+                SELECT * FROM taken
+                """
+            ).all().map(Self.message)
+        }
+        let taken = try await take(requests, sql)
+        try await recordFirings(taken, at: now, sql)
+        return taken
+    }
+
+    /// Removes the messages that still have the versions asked for, and returns them.
+    private func take(_ requests: [MessageVersion], _ sql: any SQLDatabase) async throws -> [ScheduledMessage] {
         var taken: [ScheduledMessage] = []
         for chunk in requests.chunks(of: 500) {
             let ids = Array(Set(chunk.map(\.id)))

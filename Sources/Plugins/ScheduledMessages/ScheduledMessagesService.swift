@@ -121,7 +121,8 @@ public struct ScheduledMessagesService: Sendable {
         try await environment.transaction { transaction in
             guard let message = try await store.take(id, transaction.sql) else { throw Self.notFound }
             try await environment.timers.cancel(id: Self.timerPrefix + id, in: transaction)
-            try await fire([message], in: transaction)
+            try await store.recordFirings([message], at: environment.clock.now(), transaction.sql)
+            try await dispatch([message], in: transaction)
             return message.version
         }
     }
@@ -143,24 +144,21 @@ public struct ScheduledMessagesService: Sendable {
 
     /// Fires every message that still has the version asked for, in `transaction`; the event id per request.
     func fire(_ requests: [MessageVersion], in transaction: StoreTransaction) async throws -> [String?] {
-        let taken = try await store.take(requests, transaction.sql)
-        try await fire(taken, in: transaction)
+        let taken = try await store.takeFiring(requests, at: environment.clock.now(), transaction.sql)
+        try await dispatch(taken, in: transaction)
         let fired = Set(taken.map { MessageVersion(id: $0.id, version: $0.version) })
         return requests.map { fired.contains($0) ? $0.version : nil }
     }
 
-    /// Hands messages already removed from the pending list to the webhooks plugin, in the same transaction. An
-    /// event's id is its message's version: a firing repeated after a crash stores no second event.
-    @discardableResult
-    private func fire(_ messages: [ScheduledMessage], in transaction: StoreTransaction) async throws -> [String] {
-        guard !messages.isEmpty else { return [] }
+    /// Hands messages already removed from the pending list (and recorded as fired) to the webhooks plugin, in the
+    /// same transaction. An event's id is its message's version: a firing repeated after a crash stores no second event.
+    private func dispatch(_ messages: [ScheduledMessage], in transaction: StoreTransaction) async throws {
+        guard !messages.isEmpty else { return }
         let deliveries = messages.map { message in
             WebhookDispatch.Delivery(
                 eventID: message.version, eventType: Self.eventType, targetURL: message.webhookURL, body: message.payload.encodedString())
         }
         try await WebhookDispatch(environment: environment).dispatch(deliveries, tenantID: Self.tenantID, owner: Self.owner, in: transaction)
-        try await store.recordFirings(messages, at: environment.clock.now(), transaction.sql)
-        return messages.map(\.version)
     }
 
     /// `GET /messages/{id}/deliveries`: how messages with this id fired, with their delivery states.
