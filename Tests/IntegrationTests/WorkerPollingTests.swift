@@ -108,12 +108,16 @@ struct WorkerPollingTests {
         }
     }
 
-    @Test("after a poll found a task nobody announced, the next such task waits for a brisk poll, not the slow one")
-    func unannouncedTaskStartsBriskPolling() async throws {
+    @Test(
+        "after a poll found a task nobody announced, the next such task waits for a brisk poll, not the slow one",
+        arguments: [false, true])
+    func unannouncedTaskStartsBriskPolling(queuedBeforeTheWorkerStarted: Bool) async throws {
         try await TestApp.run { app in
+            // A task queued before the worker started is found by its first claim, which no news preceded either.
+            let first = noop(app)
+            if queuedBeforeTheWorkerStarted { try await queueUnannounced(first, app) }
             try await withCountingWorker(app, maxPollInterval: .seconds(5)) { counting in
-                let first = noop(app)
-                try await queueUnannounced(first, app)
+                if !queuedBeforeTheWorkerStarted { try await queueUnannounced(first, app) }
                 // The second goes in as soon as the first was claimed: brisk polls back off after 100 ms of empty
                 // claims, and on a loaded machine the first's run and its record can take longer than that.
                 #expect(try await eventually(30) { counting.claimed(first.id) != nil })

@@ -194,7 +194,9 @@ public final class Worker: Service {
         // Set when a claim made after a pause, not after news of arrivals, found messages: another process enqueues
         // without announcing it, and only brisk polls keep such tasks from waiting.
         var unannouncedArrivalSeen: ContinuousClock.Instant?
-        var claimFollowsNews = true
+        // The first claim follows no news: what it finds was queued while this worker was not listening, possibly by a
+        // process that does not announce its tasks.
+        var claimFollowsNews = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // Slots free up in bursts (a settled batch); let the burst finish so one claim takes all of them.
             await Task.yield()
