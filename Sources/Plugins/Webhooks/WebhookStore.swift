@@ -179,7 +179,7 @@ struct WebhookStore: Sendable {
     // MARK: Events
 
     func insert(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws {
-        for chunk in events.chunks(of: 500) { try await sql.raw(Self.insertion(Array(chunk), sql)).run() }
+        for chunk in events.chunks(of: 500) { try await sql.raw(Self.insertion(Array(chunk))).run() }
     }
 
     /// Inserts the events whose ids are not stored yet and leaves the others as they are; returns the ids inserted.
@@ -187,31 +187,15 @@ struct WebhookStore: Sendable {
     func insertUnlessStored(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws -> Set<String> {
         var inserted = Set<String>()
         for chunk in events.chunks(of: 500) {
-            for row in try await sql.raw("\(Self.insertion(Array(chunk), sql)) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
+            for row in try await sql.raw("\(Self.insertion(Array(chunk))) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
                 inserted.insert(try row.decode(column: "id", as: String.self))
             }
         }
         return inserted
     }
 
-    /// One multi-row `INSERT` of new events. On PostgreSQL each column is one array parameter, so the statement's text
-    /// is the same for any number of events and the server parses it once per connection (a `VALUES` list would be
-    /// a statement of its own for every batch size). Arrays carry no NULL: a missing idempotency key travels as ''.
-    private static func insertion(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> SQLQueryString {
-        if sql.dialect.name == "postgresql" {
-            return """
-                INSERT INTO webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
-                    idempotency_key, state, attempt_count, round_attempts, created_at, updated_at)
-                SELECT id, tenant_id, event_type, severity, target_url, custom_headers, body, NULLIF(idempotency_key, ''),
-                    state, 0, 0, created_at, created_at
-                FROM unnest(\(bind: events.map(\.id))::text[], \(bind: events.map(\.tenantID))::text[],
-                    \(bind: events.map(\.eventType))::text[], \(bind: events.map(\.severity.rawValue))::text[],
-                    \(bind: events.map(\.targetURL))::text[], \(bind: events.map { encode($0.customHeaders) })::text[],
-                    \(bind: events.map(\.body))::text[], \(bind: events.map { $0.idempotencyKey ?? "" })::text[],
-                    \(bind: events.map(\.state.rawValue))::text[], \(bind: events.map(\.createdAt))::timestamptz[])
-                    AS v(id, tenant_id, event_type, severity, target_url, custom_headers, body, idempotency_key, state, created_at)
-                """
-        }
+    /// One multi-row `INSERT` of new events.
+    private static func insertion(_ events: [WebhookEvent]) -> SQLQueryString {
         let rows = events.map { event -> SQLQueryString in
             """
             (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
