@@ -166,6 +166,34 @@ struct BeatFiredTimerTests {
         }
     }
 
+    @Test("with no retry interval, a failing handler is still left out when the beat takes its batch again: the pass ends")
+    func failingWithoutRetryIntervalEnds() async throws {
+        try await TestApp.run(extraPlugins: [.beatFiredTest]) { app in
+            let keys = ["no-interval-\(UUID().uuidString)"]
+            FiresInBeat.failing.withLock { $0.formUnion(keys) }
+            defer { FiresInBeat.failing.withLock { $0.subtract(keys) } }
+            let taskIDs = try await Self.timers(app, keys: keys)
+            let database = app.runtime.database
+            var options = BeatOptions()
+            options.retryInterval = .zero
+            let beat = Beat(
+                database: database, schedules: ScheduleStore(database: database), timers: app.runtime.timers,
+                dispatcher: app.runtime.dispatcher, wakeup: app.runtime.wakeup, clock: app.clock, logger: CapturedLog().logger,
+                options: options, environment: app.runtime.environment)
+            app.clock.advance(by: 1)
+            let passing = Task { try await beat.pass() }
+            let ended = Task {
+                try await Task.sleep(for: .seconds(20))
+                passing.cancel()
+            }
+            let pass = try? await passing.value
+            ended.cancel()
+            #expect(pass?.timersFired == 1, "the pass ended by itself with the timer fired")
+            #expect(Self.counts(keys[0]) == (1, 0, 0), "tried in the beat once")
+            #expect(try await app.runtime.runs.find(id: taskIDs[keys[0]]!)?.state == .queued)
+        }
+    }
+
     @Test("timers a beat-fired handler declines are queued as tasks and run once on a worker")
     func declinedTimersAreQueued() async throws {
         try await TestApp.run(extraPlugins: [.beatFiredTest]) { app in

@@ -204,7 +204,7 @@ public final class Beat: Service, Sendable {
         }
         // Writers name when their timer is due: one due after this sleep ends needs no early wake-up, which at a
         // thousand timers written a second would otherwise cost a pass each.
-        let wakesBy = clock.now().addingTimeInterval(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+        let wakesBy = clock.now().addingTimeInterval(wait.seconds)
         guard await signal.wait(timeout: wait, wakesBy: wakesBy) else { return scheduleDue }
         // Someone wrote: maybe to the outbox too (a publisher that gave up leaves its rows to the beat).
         if dispatcher.usesOutbox { outbox.fire() }
@@ -367,11 +367,15 @@ public final class Beat: Service, Sendable {
     /// Fires one batch of due timers in one transaction; returns how many fired. Timers that cannot be read are set
     /// aside (one error each) and the batch is taken again without them.
     func fireDueTimers(at now: Date) async throws -> Int {
+        // Tasks whose in-beat firing failed during this call: left out of the retries below whatever the retry interval,
+        // so each failing handler costs one rollback and the loop ends.
+        var failedHere: Set<String> = []
         while true {
             do {
-                return try await fireTimerBatch(at: now)
+                return try await fireTimerBatch(at: now, leavingOut: failedHere)
             } catch let failed as InBeatFiringFailed {
                 // The batch was rolled back, its timers are due again: take it again with that task's timers queued.
+                failedHere.insert(failed.taskName)
                 let firstFailure = failingInBeat.withLock { failing in
                     defer { failing[failed.taskName] = .now + options.retryInterval }
                     return failing[failed.taskName] == nil
@@ -390,13 +394,13 @@ public final class Beat: Service, Sendable {
         }
     }
 
-    private func fireTimerBatch(at now: Date) async throws -> Int {
+    private func fireTimerBatch(at now: Date, leavingOut failedHere: Set<String>) async throws -> Int {
         let engine = database.engine
         let due = try await database.withTransaction { transaction in
             let sql = transaction.sql
             try await self.commitWithoutWaitingForFlush(sql)
             let due = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
-            let queued = try await self.fireInBeat(due, transaction)
+            let queued = try await self.fireInBeat(due, transaction, leavingOut: failedHere)
             try await self.dispatcher.stage(
                 queued.map { timer in
                     var message = timer.message
@@ -416,14 +420,16 @@ public final class Beat: Service, Sendable {
 
     /// Fires the timers whose task handlers fire in the beat (``BeatFiredTaskHandler``) in `transaction`; returns the
     /// timers left to queue as tasks: the others', and those of a handler that failed lately and is not due for another
-    /// try. Throws ``InBeatFiringFailed`` when a handler fails: the caller rolls the whole batch back and takes it again,
+    /// try, or is in `failedHere`. Throws ``InBeatFiringFailed`` when a handler fails: the caller rolls the whole batch back and takes it again,
     /// which costs a batch only when a handler fails, where a savepoint per handler would cost two round trips a pass.
-    private func fireInBeat(_ due: [DurableTimer], _ transaction: StoreTransaction) async throws -> [DurableTimer] {
+    private func fireInBeat(
+        _ due: [DurableTimer], _ transaction: StoreTransaction, leavingOut failedHere: Set<String>
+    ) async throws -> [DurableTimer] {
         guard let environment, !due.isEmpty else { return due }
         var queued: [DurableTimer] = []
         var handlers: [(handler: any BeatFiredTaskHandler, timers: [DurableTimer])] = []
         let now = ContinuousClock.now
-        let resting = failingInBeat.withLock { failing in Set(failing.filter { $0.value > now }.keys) }
+        let resting = failingInBeat.withLock { failing in failedHere.union(failing.filter { $0.value > now }.keys) }
         for timer in due {
             guard let handler = environment.registry.taskHandler(timer.message.name) as? any BeatFiredTaskHandler,
                 !resting.contains(handler.name)

@@ -11,8 +11,7 @@ extension Database {
     func writeTogether(_ statements: [SQLQueryString], asOneStatement: Bool = true) async throws {
         guard !statements.isEmpty else { return }
         if engine == .postgres, asOneStatement {
-            let engine = self.engine
-            try await withSQL { sql in try await sql.runTogether(statements, engine: engine) }
+            try await withSQL { sql in try await sql.runTogether(statements, engine: .postgres) }
             return
         }
         try await transaction { sql in
