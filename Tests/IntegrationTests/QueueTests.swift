@@ -440,6 +440,41 @@ struct QueueTests {
         }
     }
 
+    @Test("a claim from the SQL queue on PostgreSQL brings the runs along, and the start check uses them without a read")
+    func claimReadsRuns() async throws {
+        try await TestApp.run { app in
+            let runs = app.runtime.runs
+            let now = app.clock.now()
+            let plain = try await app.runtime.tasks.enqueue(TaskMessage(name: "core.noop", enqueuedAt: now))
+            let revoked = try await app.runtime.tasks.enqueue(TaskMessage(name: "core.noop", enqueuedAt: now))
+            try await runs.recordRevoked(taskID: revoked.id, at: now)
+            let finished = try await app.runtime.tasks.enqueue(TaskMessage(name: "core.noop", enqueuedAt: now))
+            try await runs.recordOutcome(
+                Delivery(message: finished, tag: "earlier", deliveries: 1), state: .succeeded, workerID: "w", error: nil, result: nil,
+                startedAt: now, finishedAt: now)
+            let claimed = try await app.runtime.broker.claim(
+                queues: ["default"], limit: 10, workerID: "claiming-worker", leaseUntil: now.addingTimeInterval(60))
+            let byID = Dictionary(uniqueKeysWithValues: claimed.map { ($0.message.id, $0) })
+            #expect(Set(byID.keys) == [plain.id, revoked.id, finished.id])
+            let ordered = try [plain.id, revoked.id, finished.id].map { try #require(byID[$0]) }
+            if app.runtime.database.engine == .postgres {
+                #expect(ordered.map(\.runAtClaim) == [
+                    .found(state: .queued, attempt: 1), .found(state: .revoked, attempt: 1), .found(state: .succeeded, attempt: 1),
+                ])
+            } else {
+                #expect(ordered.allSatisfy { $0.runAtClaim == nil }, "SQLite claims read no runs")
+            }
+            #expect(try await runs.startable(ordered) == [true, false, false])
+            // What the claim found decides, not a later read: a run found revoked is refused whatever the table says
+            // now, and a run found missing starts.
+            var foundRevoked = ordered[0]
+            foundRevoked.runAtClaim = .found(state: .revoked, attempt: 1)
+            var foundMissing = ordered[1]
+            foundMissing.runAtClaim = .missing
+            #expect(try await runs.startable([foundRevoked, foundMissing]) == [false, true])
+        }
+    }
+
     @Test("graceful shutdown lets running tasks finish")
     func gracefulShutdown() async throws {
         try await TestApp.run(extraPlugins: [.testTasks], realClock: true) { app in

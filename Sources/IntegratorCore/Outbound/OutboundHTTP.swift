@@ -88,13 +88,15 @@ public final class OutboundHTTP: Sendable, Service {
 
     func send(_ original: OutboundRequest, with client: OutboundClient) async throws -> OutboundResponse {
         var request = original
-        let target = try OutboundURL(target: request.target, base: client.baseURL, items: [])
+        // Query items leave the origin as it is, so the URL parsed with them serves the origin check too; it is parsed
+        // again only when signing changed the request.
+        var url = try OutboundURL(target: request.target, base: client.baseURL, items: request.query)
         if let authenticator = client.authenticator, let credentials = client.credentials,
-            try client.baseURL.map({ try OutboundURL(parsing: $0).origin == target.origin }) ?? true
+            try client.baseURL.map({ try OutboundURL(parsing: $0).origin == url.origin }) ?? true
         {
             try authenticator.authenticate(&request, with: credentials)
+            url = try OutboundURL(target: request.target, base: client.baseURL, items: request.query)
         }
-        let url = try OutboundURL(target: request.target, base: client.baseURL, items: request.query)
         for header in client.headers where request.header(header.name) == nil { request.headers.append(header) }
         if request.header("user-agent") == nil { request.headers.append(("user-agent", options.userAgent)) }
         let label = "\(request.method) \(url.redacted)"

@@ -43,12 +43,24 @@ public struct Delivery: Sendable {
     public var tag: String
     /// How many times this attempt has been delivered (more than 1 after a worker died holding it).
     public var deliveries: Int
+    /// The task's run as the claim found it, when the broker read it in the claim's own statement (the SQL queue on
+    /// PostgreSQL); ``TaskRunStore/startable(_:)`` then decides without a read of its own. `nil`: not read.
+    public var runAtClaim: RunAtClaim?
 
-    public init(message: TaskMessage, tag: String, deliveries: Int) {
+    public init(message: TaskMessage, tag: String, deliveries: Int, runAtClaim: RunAtClaim? = nil) {
         self.message = message
         self.tag = tag
         self.deliveries = deliveries
+        self.runAtClaim = runAtClaim
     }
+}
+
+/// What a claim found of a delivery's task run.
+public enum RunAtClaim: Sendable, Equatable {
+    /// No run is recorded for the task.
+    case missing
+    /// The run's state (`nil` when it is not one this version knows) and attempt.
+    case found(state: TaskState?, attempt: Int)
 }
 
 /// Counts for one queue.

@@ -172,18 +172,36 @@ public struct TaskRunStore: Sendable {
 
     /// For each delivery, in order, whether it may run: not revoked, not superseded by a later attempt, and not an
     /// attempt that already finished. Stale copies come from the outbox, which may publish a message twice if it
-    /// stops between publishing and forgetting it. One read; nothing is locked against a concurrent revoke.
+    /// stops between publishing and forgetting it. One read, none when the claim read the runs
+    /// (``Delivery/runAtClaim``); nothing is locked against a concurrent revoke.
     public func startable(_ deliveries: [Delivery]) async throws -> [Bool] {
         guard !deliveries.isEmpty else { return [] }
+        let unread = deliveries.filter { $0.runAtClaim == nil }
+        let current = unread.isEmpty ? [:] : try await blockingRuns(of: unread)
+        return deliveries.map { delivery in
+            let message = delivery.message
+            let run: (state: TaskState?, attempt: Int)?
+            switch delivery.runAtClaim {
+            case .found(let state, let attempt): run = (state, attempt)
+            case .missing: run = nil
+            case nil: run = current[message.id]
+            }
+            guard let (state, attempt) = run else { return true }
+            if state == .revoked || attempt > message.attempt { return false }
+            return !(attempt == message.attempt && Self.attemptEndingStates.contains(state?.rawValue ?? ""))
+        }
+    }
+
+    /// The runs of `deliveries` that could refuse one of them, by task id: revoked or ended, or past the lowest attempt
+    /// delivered. Every other run lets its delivery start, so only these (usually none) are read.
+    private func blockingRuns(of deliveries: [Delivery]) async throws -> [String: (state: TaskState?, attempt: Int)] {
         let ids = Array(Set(deliveries.map(\.message.id)))
-        // Only runs that could refuse a delivery are read (usually none): revoked or ended, or past the batch's
-        // lowest attempt. Every other run lets its delivery start.
         let lowestAttempt = deliveries.map(\.message.attempt).min() ?? 0
         let blocking: SQLQueryString = """
             (state IN (\(binds: [TaskState.revoked.rawValue] + Self.attemptEndingStates)) OR attempt > \(bind: lowestAttempt))
             """
         let isPostgres = database.engine == .postgres
-        let current = try await database.withSQL { sql in
+        return try await database.withSQL { sql in
             var current: [String: (state: TaskState?, attempt: Int)] = [:]
             for chunk in ids.chunks(of: isPostgres ? max(1, ids.count) : 500) {
                 let matching: SQLQueryString = isPostgres ? "= ANY(\(bind: Array(chunk))::text[])" : "IN (\(binds: Array(chunk)))"
@@ -195,12 +213,6 @@ public struct TaskRunStore: Sendable {
                 }
             }
             return current
-        }
-        return deliveries.map { delivery in
-            let message = delivery.message
-            guard let (state, attempt) = current[message.id] else { return true }
-            if state == .revoked || attempt > message.attempt { return false }
-            return !(attempt == message.attempt && Self.attemptEndingStates.contains(state?.rawValue ?? ""))
         }
     }
 
