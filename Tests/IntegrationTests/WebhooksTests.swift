@@ -595,6 +595,32 @@ struct WebhooksTests {
         }
     }
 
+    @Test("the idempotency index holds only events sent with a key, and a lookup by key still uses it")
+    func idempotencyIndexIsKeyedOnly() async throws {
+        try await TestApp.run { app in
+            let database = app.runtime.database
+            let lookup = "SELECT * FROM webhooks_events WHERE tenant_id = 'idem' AND idempotency_key = 'key-1'"
+            let (definition, plan) = try await database.transaction { sql -> (String, String) in
+                if database.engine == .postgres {
+                    // On a table this small the planner would scan it whatever the indexes: this asks which index it can use.
+                    try await sql.raw("SET LOCAL enable_seqscan = off").run()
+                    let definition = try await sql.raw("SELECT indexdef FROM pg_indexes WHERE indexname = 'webhooks_events_idempotency'")
+                        .first()?.decode(column: "indexdef", as: String.self)
+                    let plan = try await sql.raw("EXPLAIN \(unsafeRaw: lookup)").all().map { try $0.decode(column: "QUERY PLAN", as: String.self) }
+                    return (definition ?? "", plan.joined(separator: "\n"))
+                }
+                let definition = try await sql.raw("SELECT sql FROM sqlite_master WHERE name = 'webhooks_events_idempotency'")
+                    .first()?.decode(column: "sql", as: String.self)
+                let plan = try await sql.raw("EXPLAIN QUERY PLAN \(unsafeRaw: lookup)").all().map { try $0.decode(column: "detail", as: String.self) }
+                return (definition ?? "", plan.joined(separator: "\n"))
+            }
+            // PostgreSQL writes the condition back in parentheses.
+            let condition = definition.uppercased().filter { $0 != "(" && $0 != ")" }
+            #expect(condition.contains("WHERE IDEMPOTENCY_KEY IS NOT NULL"), "\(definition)")
+            #expect(plan.contains("webhooks_events_idempotency"), "\(plan)")
+        }
+    }
+
     // MARK: 8. Event patterns
 
     @Test("enabled_events patterns: user.* takes user.x only; exact patterns match exactly; others are stored, not sent")

@@ -2,7 +2,7 @@
 import IntegratorCore
 
 enum WebhookMigrations {
-    static let all: [PluginMigration] = [tables, owners]
+    static let all: [PluginMigration] = [tables, owners, keyedIdempotency]
 
     static let tables = PluginMigration(version: 1, name: "tenants_events_attempts") { facts in
         let double = facts.engine == .postgres ? "DOUBLE PRECISION" : "REAL"
@@ -74,5 +74,19 @@ enum WebhookMigrations {
     /// URL's failures never switch the tenant off.
     static let owners = PluginMigration(version: 2, name: "tenant_owners") { _ in
         ["ALTER TABLE webhooks_tenants ADD COLUMN owner TEXT"]
+    }
+
+    /// The idempotency index holds only events sent with a key. Most events have none (every scheduled message and chat
+    /// flush, sends without `Idempotency-Key`), and each cost an index entry when stored and another when its delivery
+    /// was recorded. Uniqueness is unchanged: NULL keys never collided. A lookup by key (`idempotency_key = …`) implies
+    /// the index's condition, so both databases still use it.
+    static let keyedIdempotency = PluginMigration(version: 3, name: "idempotency_index_keyed_only") { _ in
+        [
+            "DROP INDEX webhooks_events_idempotency",
+            """
+            CREATE UNIQUE INDEX webhooks_events_idempotency ON webhooks_events (tenant_id, idempotency_key)
+            WHERE idempotency_key IS NOT NULL
+            """,
+        ]
     }
 }
