@@ -1,9 +1,10 @@
 // Outbound HTTP for one process: the pinned connection pools, the SSRF guard, DNS, rate budgets, and the send loop.
-import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The process's outbound HTTP. ``Runtime`` owns one; plugins get ``OutboundClient`` views of it through their
@@ -23,10 +24,13 @@ public final class OutboundHTTP: Sendable, Service {
         public var resolutionTTL: TimeInterval
         /// `User-Agent` for requests that set none. Default `Integrator`.
         public var userAgent: String
+        /// CA certificates trusted for `https` besides the system's (a private CA). Default none.
+        public var trustedCertificates: [NIOSSLCertificate]
 
         public init(
             allowedRanges: [IPAddressRange] = [], sleeper: any Sleeper = SystemSleeper(), rateLimit: RateLimit = .default,
-            connectTimeout: TimeInterval = 10, resolutionTTL: TimeInterval = 30, userAgent: String = "Integrator"
+            connectTimeout: TimeInterval = 10, resolutionTTL: TimeInterval = 30, userAgent: String = "Integrator",
+            trustedCertificates: [NIOSSLCertificate] = []
         ) {
             self.allowedRanges = allowedRanges
             self.sleeper = sleeper
@@ -34,13 +38,14 @@ public final class OutboundHTTP: Sendable, Service {
             self.connectTimeout = connectTimeout
             self.resolutionTTL = resolutionTTL
             self.userAgent = userAgent
+            self.trustedCertificates = trustedCertificates
         }
     }
 
     public let options: Options
     let policy: AddressPolicy
     private let resolver: HostResolver
-    private let pool: PinnedClientPool
+    private let pool: PinnedConnectionPool
     private let budgets = RateBudgets()
     private let logger: Logger
 
@@ -48,7 +53,8 @@ public final class OutboundHTTP: Sendable, Service {
         self.options = options
         self.policy = AddressPolicy(allowing: options.allowedRanges)
         self.resolver = HostResolver(ttl: options.resolutionTTL, clock: options.sleeper)
-        self.pool = PinnedClientPool(connectTimeout: options.connectTimeout, clock: options.sleeper)
+        self.pool = PinnedConnectionPool(
+            connectTimeout: options.connectTimeout, trustedCertificates: options.trustedCertificates)
         self.logger = logger
     }
 
@@ -187,20 +193,15 @@ public final class OutboundHTTP: Sendable, Service {
         }
         // Later attempts move through the addresses, so one unreachable address does not fail every try.
         let address = addresses[(attempt - 1) % addresses.count]
-        var outgoing = HTTPClientRequest(url: url.absoluteString)
-        outgoing.setMethod(request.method)
-        for header in request.headers { outgoing.headers.add(name: header.name, value: header.value) }
-        if let body = request.body { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
-        let timeout = TimeAmount.milliseconds(Int64((request.timeout ?? client.timeout) * 1000))
+        let timeout = request.timeout ?? client.timeout
         let limit = client.maxResponseSize
+        let exchange = HTTP1Exchange(
+            head: Self.head(of: request, url: url), body: request.body.map { ByteBuffer(bytes: $0) },
+            deadline: .now() + .milliseconds(Int64(timeout * 1000)), timeout: timeout, responseLimit: limit)
+        let target = PinnedConnectionPool.Target(
+            host: url.host, address: address, port: url.port ?? url.defaultPort, usesTLS: url.scheme == "https")
         do {
-            let response = try await pool.withClient(for: .init(host: url.host, address: address)) { http in
-                let response = try await http.execute(outgoing, timeout: timeout)
-                let body = try await response.body.collect(upTo: limit)
-                return OutboundResponse(
-                    status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                    body: Data(body.readableBytesView))
-            }
+            let response = try await pool.execute(exchange, to: target, mayResend: request.isIdempotent)
             client.logger.debug(
                 "outbound request",
                 metadata: [
@@ -213,23 +214,52 @@ public final class OutboundHTTP: Sendable, Service {
             throw error
         } catch {
             if Task.isCancelled { throw CancellationError() }
-            throw Self.translate(error, label: label, limit: limit)
+            throw Self.translate(error, label: label)
         }
     }
 
-    /// A transport error as an ``OutboundError``. AsyncHTTPClient's and NIO's descriptions name codes, hosts and
-    /// ports, never headers or queries, so they are safe to keep as detail.
-    private static func translate(_ error: any Error, label: String, limit: Int) -> OutboundError {
-        if error is NIOTooManyBytesError {
+    /// The request line and headers as sent: `Host` from the URL unless the request names one, and the body's length
+    /// as the only framing (whatever length or encoding headers the request carried).
+    private static func head(of request: OutboundRequest, url: OutboundURL) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(request.headers.count + 2)
+        if request.header("host") == nil {
+            let host = url.host.contains(":") ? "[\(url.host)]" : url.host
+            headers.add(name: "host", value: url.port.map { $0 == url.defaultPort ? host : "\(host):\($0)" } ?? host)
+        }
+        for header in request.headers
+        where !HeaderName.matches(header.name, "content-length") && !HeaderName.matches(header.name, "transfer-encoding") {
+            headers.add(name: header.name, value: header.value)
+        }
+        if let body = request.body {
+            headers.add(name: "content-length", value: String(body.count))
+        } else if ["POST", "PUT", "PATCH"].contains(request.method) {
+            headers.add(name: "content-length", value: "0")
+        }
+        return HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: request.method),
+            uri: url.path + (url.query.isEmpty ? "" : "?" + url.query), headers: headers)
+    }
+
+    /// A transport failure as an ``OutboundError``. NIO's and NIOSSL's descriptions name codes, addresses and TLS
+    /// reasons, never headers or queries, so they are safe to keep as detail.
+    private static func translate(_ error: any Error, label: String) -> OutboundError {
+        switch error {
+        case HTTP1Failure.timedOut(let seconds):
+            return OutboundError(.timeout, request: label, detail: "timed out (no complete response within \(seconds) s)")
+        case HTTP1Failure.tooLarge(let limit):
             return OutboundError(.tooLarge, request: label, detail: "the response is larger than \(limit) bytes")
+        case HTTP1Failure.closed:
+            return OutboundError(.connection, request: label, detail: "the server closed the connection before the response was complete")
+        case HTTP1Failure.transport(let cause):
+            return OutboundError(.connection, request: label, detail: String("\(cause)".prefix(300)))
+        default:
+            break
         }
         if isConnectFailure(error) {
             var failure = OutboundError(.connection, request: label, detail: "could not connect (\(String("\(error)".prefix(200))))")
             failure.requestWasSent = false
             return failure
-        }
-        if let error = error as? HTTPClientError, [.deadlineExceeded, .readTimeout, .writeTimeout].contains(error) {
-            return OutboundError(.timeout, request: label, detail: "timed out (\(error))")
         }
         return OutboundError(.connection, request: label, detail: String("\(error)".prefix(300)))
     }
@@ -238,28 +268,11 @@ public final class OutboundHTTP: Sendable, Service {
     private static func isConnectFailure(_ error: any Error) -> Bool {
         switch error {
         case is NIOConnectionError: return true
-        case let error as HTTPClientError: return error == .connectTimeout
         case let error as ChannelError:
             if case .connectTimeout = error { return true }
             return false
         case let error as IOError: return [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode)
         default: return false
-        }
-    }
-}
-
-extension HTTPClientRequest {
-    /// Known methods as their own cases: AsyncHTTPClient frames `HEAD` responses and bodiless requests by case.
-    fileprivate mutating func setMethod(_ name: String) {
-        switch name {
-        case "GET": method = .GET
-        case "HEAD": method = .HEAD
-        case "POST": method = .POST
-        case "PUT": method = .PUT
-        case "PATCH": method = .PATCH
-        case "DELETE": method = .DELETE
-        case "OPTIONS": method = .OPTIONS
-        default: method = .RAW(value: name)
         }
     }
 }
