@@ -214,7 +214,7 @@ public final class OutboundHTTP: Sendable, Service {
             throw error
         } catch {
             if Task.isCancelled { throw CancellationError() }
-            throw Self.translate(error, label: label)
+            throw Self.translate(error, label: label, host: url.host)
         }
     }
 
@@ -243,7 +243,7 @@ public final class OutboundHTTP: Sendable, Service {
 
     /// A transport failure as an ``OutboundError``. NIO's and NIOSSL's descriptions name codes, addresses and TLS
     /// reasons, never headers or queries, so they are safe to keep as detail.
-    private static func translate(_ error: any Error, label: String) -> OutboundError {
+    private static func translate(_ error: any Error, label: String, host: String) -> OutboundError {
         switch error {
         case HTTP1Failure.timedOut(let seconds):
             return OutboundError(.timeout, request: label, detail: "timed out (no complete response within \(seconds) s)")
@@ -251,6 +251,10 @@ public final class OutboundHTTP: Sendable, Service {
             return OutboundError(.tooLarge, request: label, detail: "the response is larger than \(limit) bytes")
         case HTTP1Failure.closed:
             return OutboundError(.connection, request: label, detail: "the server closed the connection before the response was complete")
+        case HTTP1Failure.transport(let cause as NIOSSLExtraError) where cause == .failedToValidateHostname:
+            return OutboundError(.connection, request: label, detail: "TLS: the server's certificate does not name \(host)")
+        case HTTP1Failure.transport(let cause as NIOSSLError):
+            return OutboundError(.connection, request: label, detail: "TLS: \(String("\(cause)".prefix(300)))")
         case HTTP1Failure.transport(let cause):
             return OutboundError(.connection, request: label, detail: String("\(cause)".prefix(300)))
         default:
