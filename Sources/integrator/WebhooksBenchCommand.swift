@@ -81,19 +81,6 @@ final class EventTimes: Sendable {
     var all: [String: ContinuousClock.Instant] { state.withLock { $0 } }
 }
 
-/// A receiver on 127.0.0.1 that notes each event's arrival and answers 200.
-enum BenchReceiver {
-    static func run<T: Sendable>(_ body: @Sendable (_ url: String, _ arrivals: EventTimes) async throws -> T) async throws -> T {
-        let arrivals = EventTimes()
-        let router = Router()
-        router.post("/hook") { request, _ -> HTTPResponse.Status in
-            if let id = request.headers.first(where: { $0.name.canonicalName == "x-event-id" })?.value { arrivals.record(id) }
-            return .ok
-        }
-        return try await LocalServer.serving(router, name: "benchmark's receiver") { baseURL in try await body(baseURL + "/hook", arrivals) }
-    }
-}
-
 struct WebhooksBenchPlan: Sendable {
     var events: Int
     /// Sends per second; 0 sends as fast as the publishers can.
