@@ -500,9 +500,12 @@ public final class Worker: Service {
 
     private func logger(for message: TaskMessage) -> Logger {
         var logger = self.logger
-        logger[metadataKey: "task.id"] = "\(message.id)"
-        logger[metadataKey: "task.name"] = "\(message.name)"
-        logger[metadataKey: "task.attempt"] = "\(message.attempt)"
+        // Set as one value: the stream log handler renders its metadata again on every change, and this runs per task.
+        var metadata = logger.handler.metadata
+        metadata["task.id"] = "\(message.id)"
+        metadata["task.name"] = "\(message.name)"
+        metadata["task.attempt"] = "\(message.attempt)"
+        logger.handler.metadata = metadata
         return logger
     }
 
