@@ -89,7 +89,7 @@ struct StatementCachingPostgresDatabase: SQLDatabase {
         guard let (bindings, types) = Self.bindings(binds) else { return try await base.execute(sql: query, onRow) }
         guard let name = registry.name(for: .init(sql: sql, types: types)) else {
             for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
-                onRow(row.sql())
+                onRow(PostgresRowView(row))
             }
             return
         }
@@ -97,7 +97,7 @@ struct StatementCachingPostgresDatabase: SQLDatabase {
             let rows = try await NamedStatement.$current.withValue(.init(name: name, sql: sql, types: types)) {
                 try await connection.execute(NamedStatement(bindings: bindings), logger: logger)
             }
-            for try await row in rows { onRow(row.sql()) }
+            for try await row in rows { onRow(PostgresRowView(row)) }
         } catch let error as PSQLError {
             if let state = error.serverInfo?[.sqlState], Self.preparationFailures.contains(where: state.hasPrefix) {
                 registry.retire(name)
