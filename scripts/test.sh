@@ -20,6 +20,7 @@ echo "== deployment recipes ==" >&2
 ensure_packages python3-yaml systemd
 python3 scripts/check_deploy.py "$(swift build --show-bin-path)/integrator"
 ensure_packages prometheus  # the metrics tests let Debian's Prometheus scrape real integrator processes
+ensure_packages openssl  # the outbound TLS test makes a CA and runs `openssl s_server` with a certificate it signed
 
 # Many tests start real servers, workers, beats and processes on the real clock. Left unbounded, Swift Testing starts
 # all of them at once, and on two cores their timing goes (a lease runs out, a wait times out). This many run at a time.
