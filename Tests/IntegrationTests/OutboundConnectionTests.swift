@@ -21,10 +21,15 @@ struct OutboundConnectionTests {
         }
 
         let answeredPerConnection: Int
+        /// How long each answer takes.
+        let delay: TimeAmount
         private let counts = Mutex(Counts())
         var current: Counts { counts.withLock { $0 } }
 
-        init(answeredPerConnection: Int = .max) { self.answeredPerConnection = answeredPerConnection }
+        init(answeredPerConnection: Int = .max, delay: TimeAmount = .zero) {
+            self.answeredPerConnection = answeredPerConnection
+            self.delay = delay
+        }
 
         func run<T: Sendable>(_ body: @Sendable (_ port: Int) async throws -> T) async throws -> T {
             let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -79,20 +84,30 @@ struct OutboundConnectionTests {
                     let body = ByteBuffer(string: "answer \(answered)")
                     var headers = HTTPHeaders([("content-length", "\(body.readableBytes)")])
                     headers.add(name: "x-method", value: method.rawValue)
-                    context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
-                    if method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                    let parts: [HTTPServerResponsePart] = [
+                        .head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)),
+                    ] + (method == .HEAD ? [] : [.body(.byteBuffer(body))]) + [.end(nil)]
+                    guard server.delay > .zero else { return Self.write(parts, to: context) }
+                    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: server.delay) { Self.write(parts, to: bound.value) }
                 }
+            }
+
+            private static func write(_ parts: [HTTPServerResponsePart], to context: ChannelHandlerContext) {
+                for part in parts { context.write(NIOAny(part), promise: nil) }
+                context.flush()
             }
         }
     }
 
     static func withOutbound<T: Sendable>(
-        trusting certificates: [NIOSSLCertificate] = [], _ body: @Sendable (OutboundClient) async throws -> T
+        trusting certificates: [NIOSSLCertificate] = [], connectionsPerHost: Int = 32,
+        _ body: @Sendable (OutboundClient) async throws -> T
     ) async throws -> T {
         let outbound = OutboundHTTP(
             options: .init(
-                allowedRanges: OutboundTests.loopback, sleeper: ManualSleeper(), trustedCertificates: certificates),
+                allowedRanges: OutboundTests.loopback, sleeper: ManualSleeper(), trustedCertificates: certificates,
+                connectionsPerHost: connectionsPerHost),
             logger: TestDatabase.logger)
         var client = outbound.client(logger: TestDatabase.logger)
         client.retry = .never
@@ -159,6 +174,22 @@ struct OutboundConnectionTests {
                 #expect(server.current.connections == 2)
                 #expect(server.current.requests == 4)
             }
+        }
+    }
+
+    @Test("concurrent requests to one host take turns on at most connectionsPerHost connections")
+    func connectionsPerHost() async throws {
+        let server = CountingServer(delay: .milliseconds(20))
+        try await server.run { port in
+            try await Self.withOutbound(connectionsPerHost: 2) { client in
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<10 { group.addTask { try await client.send(.get("http://127.0.0.1:\(port)/n")).status } }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses == Array(repeating: 200, count: 10))
+            }
+            #expect(server.current.requests == 10)
+            #expect(server.current.connections == 2)
         }
     }
 

@@ -26,11 +26,14 @@ public final class OutboundHTTP: Sendable, Service {
         public var userAgent: String
         /// CA certificates trusted for `https` besides the system's (a private CA). Default none.
         public var trustedCertificates: [NIOSSLCertificate]
+        /// Requests sent at once to one host name and address (each on a connection of its own); more wait for their
+        /// turn. Default 32.
+        public var connectionsPerHost: Int
 
         public init(
             allowedRanges: [IPAddressRange] = [], sleeper: any Sleeper = SystemSleeper(), rateLimit: RateLimit = .default,
             connectTimeout: TimeInterval = 10, resolutionTTL: TimeInterval = 30, userAgent: String = "Integrator",
-            trustedCertificates: [NIOSSLCertificate] = []
+            trustedCertificates: [NIOSSLCertificate] = [], connectionsPerHost: Int = 32
         ) {
             self.allowedRanges = allowedRanges
             self.sleeper = sleeper
@@ -39,6 +42,7 @@ public final class OutboundHTTP: Sendable, Service {
             self.resolutionTTL = resolutionTTL
             self.userAgent = userAgent
             self.trustedCertificates = trustedCertificates
+            self.connectionsPerHost = connectionsPerHost
         }
     }
 
@@ -54,7 +58,8 @@ public final class OutboundHTTP: Sendable, Service {
         self.policy = AddressPolicy(allowing: options.allowedRanges)
         self.resolver = HostResolver(ttl: options.resolutionTTL, clock: options.sleeper)
         self.pool = PinnedConnectionPool(
-            connectTimeout: options.connectTimeout, trustedCertificates: options.trustedCertificates)
+            connectTimeout: options.connectTimeout, maxConnectionsPerTarget: max(1, options.connectionsPerHost),
+            maxIdlePerTarget: max(1, options.connectionsPerHost), trustedCertificates: options.trustedCertificates)
         self.logger = logger
     }
 

@@ -23,6 +23,8 @@ final class PinnedConnectionPool: Sendable {
 
     private struct State {
         var idle: [Target: [Idle]] = [:]
+        /// Requests to each target that hold or wait for one of its permits, and the gate that hands the permits out.
+        var gates: [Target: (gate: AsyncGate, users: Int)] = [:]
         var lastSweep = NIODeadline.now()
         var isShutDown = false
     }
@@ -31,19 +33,22 @@ final class PinnedConnectionPool: Sendable {
     private let connectTimeout: TimeAmount
     private let idleLimit: TimeAmount
     private let maxIdlePerTarget: Int
+    private let maxConnectionsPerTarget: Int
     private let trustedCertificates: [NIOSSLCertificate]
     private let tls: Mutex<NIOSSLContext?> = Mutex(nil)
 
     /// - Parameters:
     ///   - idleLimit: how long an unused connection is kept open.
+    ///   - maxConnectionsPerTarget: requests (so connections) to one target at a time; later ones wait for a turn.
     ///   - maxIdlePerTarget: idle connections kept per target; more are closed when their request ends.
     ///   - trustedCertificates: CA certificates trusted besides the system's.
     init(
-        connectTimeout: TimeInterval, idleLimit: TimeInterval = 60, maxIdlePerTarget: Int = 256,
-        trustedCertificates: [NIOSSLCertificate] = []
+        connectTimeout: TimeInterval, idleLimit: TimeInterval = 60, maxConnectionsPerTarget: Int = 32,
+        maxIdlePerTarget: Int = 32, trustedCertificates: [NIOSSLCertificate] = []
     ) {
         self.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
         self.idleLimit = .milliseconds(Int64(idleLimit * 1000))
+        self.maxConnectionsPerTarget = maxConnectionsPerTarget
         self.maxIdlePerTarget = maxIdlePerTarget
         self.trustedCertificates = trustedCertificates
     }
@@ -52,6 +57,15 @@ final class PinnedConnectionPool: Sendable {
     /// connection that the server closed before answering is replaced once when `mayResend` (the request is
     /// idempotent): the server most likely closed it as idle just as the request went out.
     func execute(_ exchange: HTTP1Exchange, to target: Target, mayResend: Bool) async throws -> OutboundResponse {
+        let gate = try enter(target)
+        defer { leave(target) }
+        return try await gate.withPermit {
+            try Task.checkCancellation()
+            return try await self.send(exchange, to: target, mayResend: mayResend)
+        }
+    }
+
+    private func send(_ exchange: HTTP1Exchange, to target: Target, mayResend: Bool) async throws -> OutboundResponse {
         if let reused = try takeIdle(target) {
             do {
                 return try await run(exchange, on: reused, target: target)
@@ -90,6 +104,24 @@ final class PinnedConnectionPool: Sendable {
         }
         if !reply.keepAlive || !putBack(connection, target: target) { connection.close() }
         return reply.response
+    }
+
+    /// The gate of `target`'s permits, counting the caller as one of its users until ``leave(_:)``.
+    private func enter(_ target: Target) throws -> AsyncGate {
+        try state.withLock { state in
+            guard !state.isShutDown else {
+                throw OutboundError(.unavailable, detail: "outbound HTTP is shut down")
+            }
+            if state.gates[target] == nil { state.gates[target] = (AsyncGate(permits: maxConnectionsPerTarget), 0) }
+            state.gates[target]!.users += 1
+            return state.gates[target]!.gate
+        }
+    }
+
+    private func leave(_ target: Target) {
+        state.withLock { state in
+            state.gates[target]?.users -= 1
+        }
     }
 
     /// The most recently used open connection to `target`, closing any that have expired or been closed by the peer.
@@ -136,6 +168,8 @@ final class PinnedConnectionPool: Sendable {
             state.idle[target] = keep.isEmpty ? nil : keep
             expired += drop.map(\.connection)
         }
+        // A target nobody is calling and with no connection left needs no gate.
+        state.gates = state.gates.filter { $0.value.users > 0 || state.idle[$0.key] != nil }
         return expired
     }
 
