@@ -234,6 +234,7 @@ struct OutboundTests {
             // Nothing listens on port 9 of 127.0.0.1: connection refused, retried, then a connection error.
             let error = await Self.refusal(outbound.client(logger: TestDatabase.logger), "http://127.0.0.1:9/")
             #expect(error?.code == .connection)
+            #expect(error?.description == "GET http://127.0.0.1:9: could not connect (Connection refused)")
             #expect(sleeper.waits.count == 6)
         }
     }

@@ -266,7 +266,10 @@ public final class OutboundHTTP: Sendable, Service {
             break
         }
         if isConnectFailure(error) {
-            var failure = OutboundError(.connection, request: label, detail: "could not connect (\(String("\(error)".prefix(200))))")
+            // NIO describes a refused connect as "connection reset (error set): Connection refused (errno: 111)"; the
+            // system's own words are clearer.
+            let cause = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? String("\(error)".prefix(200))
+            var failure = OutboundError(.connection, request: label, detail: "could not connect (\(cause))")
             failure.requestWasSent = false
             return failure
         }
