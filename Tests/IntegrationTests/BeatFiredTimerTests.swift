@@ -61,10 +61,10 @@ extension Plugin {
 @Suite("Timers fired in the beat")
 struct BeatFiredTimerTests {
     /// A beat with the app's plugins whose log goes to `logs`; it tries a failed in-beat firing again after 300 ms.
-    static func beat(_ app: TestApp, logs: CapturedLog) -> Beat {
+    static func beat(_ app: TestApp, logs: CapturedLog, retryInterval: Duration = .milliseconds(300)) -> Beat {
         let database = app.runtime.database
         var options = BeatOptions()
-        options.retryInterval = .milliseconds(300)
+        options.retryInterval = retryInterval
         return Beat(
             database: database, schedules: ScheduleStore(database: database), timers: app.runtime.timers,
             dispatcher: app.runtime.dispatcher, wakeup: app.runtime.wakeup, clock: app.clock, logger: logs.logger,
@@ -124,7 +124,8 @@ struct BeatFiredTimerTests {
             defer { FiresInBeat.failing.withLock { $0.subtract(keys) } }
             var taskIDs = try await Self.timers(app, keys: keys)
 
-            let beat = Self.beat(app, logs: logs)
+            // The handler rests for 10 s of the test's clock after failing.
+            let beat = Self.beat(app, logs: logs, retryInterval: .seconds(10))
             app.clock.advance(by: 1)
             let pass = try await beat.pass()
             #expect(pass.timersFired == 2 && pass.failed.isEmpty, "the beat itself did not fail: it took the batch again")
@@ -142,7 +143,7 @@ struct BeatFiredTimerTests {
             #expect(Self.counts(resting[0]) == (0, 0, 0), "not tried in the beat while resting")
 
             // Tried again after it and still failing: one error in all, not one per try.
-            try await Task.sleep(for: .milliseconds(350))
+            app.clock.advance(by: 10)
             let again = ["failing-again-\(UUID().uuidString)"]
             FiresInBeat.failing.withLock { $0.formUnion(again) }
             defer { FiresInBeat.failing.withLock { $0.subtract(again) } }
@@ -156,7 +157,7 @@ struct BeatFiredTimerTests {
             for key in keys + resting + again { #expect(Self.counts(key).onWorker == 1, "the worker ran \(key) once") }
 
             // Working again after the interval: fired in the beat, and the recovery is logged.
-            try await Task.sleep(for: .milliseconds(350))
+            app.clock.advance(by: 10)
             let healthy = ["healthy-\(UUID().uuidString)"]
             _ = try await Self.timers(app, keys: healthy)
             app.clock.advance(by: 1)

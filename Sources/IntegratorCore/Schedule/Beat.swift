@@ -69,8 +69,9 @@ public final class Beat: Service, Sendable {
     /// Lets handlers that fire their timers in the beat (``BeatFiredTaskHandler``) do so; without it every timer is
     /// queued as a task.
     let environment: PluginEnvironment?
-    /// Task names whose in-beat firing failed, with when to try it again; meanwhile their timers are queued as tasks.
-    private let failingInBeat = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Task names whose in-beat firing failed, with when (on the beat's clock) to try it again; meanwhile their timers
+    /// are queued as tasks.
+    private let failingInBeat = Mutex<[String: Date]>([:])
     /// Parts failing now: how many tries in a row failed, and when the next may start.
     private let failures = Mutex<[BeatPart: PartFailure]>([:])
 
@@ -377,7 +378,7 @@ public final class Beat: Service, Sendable {
                 // The batch was rolled back, its timers are due again: take it again with that task's timers queued.
                 failedHere.insert(failed.taskName)
                 let firstFailure = failingInBeat.withLock { failing in
-                    defer { failing[failed.taskName] = .now + options.retryInterval }
+                    defer { failing[failed.taskName] = clock.now().addingTimeInterval(options.retryInterval.seconds) }
                     return failing[failed.taskName] == nil
                 }
                 if firstFailure {
@@ -428,7 +429,7 @@ public final class Beat: Service, Sendable {
         guard let environment, !due.isEmpty else { return due }
         var queued: [DurableTimer] = []
         var handlers: [(handler: any BeatFiredTaskHandler, timers: [DurableTimer])] = []
-        let now = ContinuousClock.now
+        let now = clock.now()
         let resting = failingInBeat.withLock { failing in failedHere.union(failing.filter { $0.value > now }.keys) }
         for timer in due {
             guard let handler = environment.registry.taskHandler(timer.message.name) as? any BeatFiredTaskHandler,
