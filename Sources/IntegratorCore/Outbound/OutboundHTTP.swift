@@ -59,7 +59,7 @@ public final class OutboundHTTP: Sendable, Service {
         self.resolver = HostResolver(ttl: options.resolutionTTL, clock: options.sleeper)
         self.pool = PinnedConnectionPool(
             connectTimeout: options.connectTimeout, maxConnectionsPerTarget: max(1, options.connectionsPerHost),
-            maxIdlePerTarget: max(1, options.connectionsPerHost), trustedCertificates: options.trustedCertificates)
+            trustedCertificates: options.trustedCertificates)
         self.logger = logger
     }
 

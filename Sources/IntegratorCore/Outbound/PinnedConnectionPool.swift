@@ -19,6 +19,11 @@ final class PinnedConnectionPool: Sendable {
     private struct Idle {
         let connection: HTTP1Connection
         let since: NIODeadline
+
+        /// Open, and unused for less than `limit`.
+        func isFresh(at now: NIODeadline, limit: TimeAmount) -> Bool {
+            connection.isReusable && now - since < limit
+        }
     }
 
     private struct State {
@@ -32,7 +37,6 @@ final class PinnedConnectionPool: Sendable {
     private let state = Mutex(State())
     private let connectTimeout: TimeAmount
     private let idleLimit: TimeAmount
-    private let maxIdlePerTarget: Int
     private let maxConnectionsPerTarget: Int
     private let trustedCertificates: [NIOSSLCertificate]
     private let tls: Mutex<NIOSSLContext?> = Mutex(nil)
@@ -40,16 +44,15 @@ final class PinnedConnectionPool: Sendable {
     /// - Parameters:
     ///   - idleLimit: how long an unused connection is kept open.
     ///   - maxConnectionsPerTarget: requests (so connections) to one target at a time; later ones wait for a turn.
-    ///   - maxIdlePerTarget: idle connections kept per target; more are closed when their request ends.
+    ///     A connection is only made when no idle one is left, so no more than this many are ever idle either.
     ///   - trustedCertificates: CA certificates trusted besides the system's.
     init(
         connectTimeout: TimeInterval, idleLimit: TimeInterval = 60, maxConnectionsPerTarget: Int = 32,
-        maxIdlePerTarget: Int = 32, trustedCertificates: [NIOSSLCertificate] = []
+        trustedCertificates: [NIOSSLCertificate] = []
     ) {
         self.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
         self.idleLimit = .milliseconds(Int64(idleLimit * 1000))
         self.maxConnectionsPerTarget = maxConnectionsPerTarget
-        self.maxIdlePerTarget = maxIdlePerTarget
         self.trustedCertificates = trustedCertificates
     }
 
@@ -109,9 +112,7 @@ final class PinnedConnectionPool: Sendable {
     /// The gate of `target`'s permits, counting the caller as one of its users until ``leave(_:)``.
     private func enter(_ target: Target) throws -> AsyncGate {
         try state.withLock { state in
-            guard !state.isShutDown else {
-                throw OutboundError(.unavailable, detail: "outbound HTTP is shut down")
-            }
+            guard !state.isShutDown else { throw Self.shutDown }
             if state.gates[target] == nil { state.gates[target] = (AsyncGate(permits: maxConnectionsPerTarget), 0) }
             state.gates[target]!.users += 1
             return state.gates[target]!.gate
@@ -128,12 +129,10 @@ final class PinnedConnectionPool: Sendable {
     private func takeIdle(_ target: Target) throws -> HTTP1Connection? {
         let now = NIODeadline.now()
         let (found, expired) = try state.withLock { state -> (HTTP1Connection?, [HTTP1Connection]) in
-            guard !state.isShutDown else {
-                throw OutboundError(.unavailable, detail: "outbound HTTP is shut down")
-            }
+            guard !state.isShutDown else { throw Self.shutDown }
             var expired = sweep(&state, now: now)
             while let entry = state.idle[target]?.popLast() {
-                if entry.connection.isReusable, now - entry.since < idleLimit { return (entry.connection, expired) }
+                if entry.isFresh(at: now, limit: idleLimit) { return (entry.connection, expired) }
                 expired.append(entry.connection)
             }
             return (nil, expired)
@@ -142,10 +141,10 @@ final class PinnedConnectionPool: Sendable {
         return found
     }
 
-    /// Keeps `connection` for the next request to `target`; false when it is not wanted (shut down, or enough idle).
+    /// Keeps `connection` for the next request to `target`; false once the pool is shut down.
     private func putBack(_ connection: HTTP1Connection, target: Target) -> Bool {
         state.withLock { state in
-            guard !state.isShutDown, state.idle[target, default: []].count < maxIdlePerTarget else { return false }
+            guard !state.isShutDown else { return false }
             state.idle[target, default: []].append(Idle(connection: connection, since: .now()))
             return true
         }
@@ -158,20 +157,18 @@ final class PinnedConnectionPool: Sendable {
         state.lastSweep = now
         var expired: [HTTP1Connection] = []
         for (target, entries) in state.idle {
-            let (keep, drop) = entries.reduce(into: ([Idle](), [Idle]())) { split, entry in
-                if entry.connection.isReusable, now - entry.since < idleLimit {
-                    split.0.append(entry)
-                } else {
-                    split.1.append(entry)
-                }
+            var keep: [Idle] = []
+            for entry in entries {
+                if entry.isFresh(at: now, limit: idleLimit) { keep.append(entry) } else { expired.append(entry.connection) }
             }
             state.idle[target] = keep.isEmpty ? nil : keep
-            expired += drop.map(\.connection)
         }
         // A target nobody is calling and with no connection left needs no gate.
         state.gates = state.gates.filter { $0.value.users > 0 || state.idle[$0.key] != nil }
         return expired
     }
+
+    private static var shutDown: OutboundError { OutboundError(.unavailable, detail: "outbound HTTP is shut down") }
 
     /// One TLS context for the process: building it loads the system's trust store, too slow to do per connection.
     private func tlsContext() throws -> NIOSSLContext {
