@@ -228,10 +228,7 @@ public final class OutboundHTTP: Sendable, Service {
     private static func head(of request: OutboundRequest, url: OutboundURL) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(request.headers.count + 2)
-        if request.header("host") == nil {
-            let host = url.host.contains(":") ? "[\(url.host)]" : url.host
-            headers.add(name: "host", value: url.port.map { $0 == url.defaultPort ? host : "\(host):\($0)" } ?? host)
-        }
+        if request.header("host") == nil { headers.add(name: "host", value: url.hostHeader) }
         for header in request.headers
         where !HeaderName.matches(header.name, "content-length") && !HeaderName.matches(header.name, "transfer-encoding") {
             headers.add(name: header.name, value: header.value)
@@ -243,7 +240,7 @@ public final class OutboundHTTP: Sendable, Service {
         }
         return HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: request.method),
-            uri: url.path + (url.query.isEmpty ? "" : "?" + url.query), headers: headers)
+            uri: url.requestTarget, headers: headers)
     }
 
     /// A transport failure as an ``OutboundError``. NIO's and NIOSSL's descriptions name codes, addresses and TLS

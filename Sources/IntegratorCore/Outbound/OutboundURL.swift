@@ -86,7 +86,17 @@ struct OutboundURL: Sendable, Equatable {
 
     /// The URL as sent.
     var absoluteString: String {
-        origin + path + (query.isEmpty ? "" : "?" + query)
+        origin + requestTarget
+    }
+
+    /// Path and query, as the request line carries them.
+    var requestTarget: String {
+        path + (query.isEmpty ? "" : "?" + query)
+    }
+
+    /// The `Host` header: host and port, the port left out when it is the scheme's default.
+    var hostHeader: String {
+        port.map { $0 == defaultPort ? hostForURL : "\(hostForURL):\($0)" } ?? hostForURL
     }
 
     /// The URL as errors, logs and stored run errors show it: scheme, host and port only. Paths carry secrets too
