@@ -239,6 +239,38 @@ struct BeatIsolationTests {
         }
     }
 
+    @Test("a take reads when the earliest timer it leaves is due: past the ones it took, none when it took the last")
+    func takeReadsNextDue() async throws {
+        try await TestApp.run(extraPlugins: [.beatTest]) { app in
+            let key = "next-due-\(UUID().uuidString)"
+            let start = app.clock.now()
+            for (id, seconds) in [("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 30.0)] {
+                _ = try await Self.timer(app, id: id, key: key, in: seconds)
+            }
+            let database = app.runtime.database
+            // Databases keep microseconds; the clock has more.
+            func due(_ taken: TimerStore.Taken, in seconds: TimeInterval) -> Bool {
+                taken.nextDue.map { abs($0.timeIntervalSince(start.addingTimeInterval(seconds))) < 0.001 } ?? false
+            }
+            func take(at now: Date, limit: Int) async throws -> TimerStore.Taken {
+                try await database.withTransaction { transaction in
+                    try await app.runtime.timers.takeDue(at: now, limit: limit, transaction.sql, engine: database.engine)
+                }
+            }
+            let full = try await take(at: start.addingTimeInterval(5), limit: 2)
+            #expect(full.timers.map(\.id) == ["a", "b"])
+            #expect(due(full, in: 3), "a full batch leaves a timer that is due already")
+            let short = try await take(at: start.addingTimeInterval(5), limit: 10)
+            #expect(short.timers.map(\.id) == ["c"])
+            #expect(due(short, in: 30), "the first timer not yet due")
+            let empty = try await take(at: start.addingTimeInterval(5), limit: 10)
+            #expect(empty.timers.isEmpty && due(empty, in: 30), "nothing due: still the next due time")
+            let last = try await take(at: start.addingTimeInterval(40), limit: 10)
+            #expect(last.timers.map(\.id) == ["d"] && last.nextDue == nil, "nothing left")
+            #expect(try await app.runtime.timers.count() == 0)
+        }
+    }
+
     @Test("an unreadable timer is set aside with one error; the timers around it fire, and setting it again takes it back")
     func poisonedTimer() async throws {
         try await TestApp.run(extraPlugins: [.beatTest]) { app in

@@ -18,7 +18,9 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: String) {
         var text = Substring(text)
         if text.hasPrefix("["), text.hasSuffix("]") { text = text.dropFirst().dropLast() }
-        if text.contains(":") {
+        // A Character, not a String: with Foundation imported, `contains("…")` goes through NSString (every request
+        // checks its host here).
+        if text.contains(Character(":")) {
             var raw = in6_addr()
             guard inet_pton(AF_INET6, String(text), &raw) == 1 else { return nil }
             bytes = withUnsafeBytes(of: &raw) { Array($0) }

@@ -105,7 +105,7 @@ struct OutboundURL: Sendable, Equatable {
 
     var defaultPort: Int { scheme == "https" ? 443 : 80 }
 
-    private var hostForURL: String { host.contains(":") ? "[\(host)]" : host }
+    private var hostForURL: String { host.contains(Character(":")) ? "[\(host)]" : host }
 
     private static func split(_ target: String) -> (path: String, query: String) {
         guard let mark = target.firstIndex(of: "?") else { return (target, "") }

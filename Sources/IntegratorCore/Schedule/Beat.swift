@@ -74,6 +74,9 @@ public final class Beat: Service, Sendable {
     private let failingInBeat = Mutex<[String: Date]>([:])
     /// Parts failing now: how many tries in a row failed, and when the next may start.
     private let failures = Mutex<[BeatPart: PartFailure]>([:])
+    /// When the earliest timer is due, as the last committed take of the current pass read it: the fire loop sleeps on
+    /// it instead of asking the database again. `nil` when unknown (no take committed since the pass began).
+    private let timersNextDue = Mutex<Date??>(nil)
 
     private struct PartFailure {
         var attempts: Int
@@ -146,6 +149,7 @@ public final class Beat: Service, Sendable {
             var parts: Set<BeatPart> = []
             if let due = scheduleDue, due <= clock.now(), retryWait(.schedules) == nil { parts.insert(.schedules) }
             if retryWait(.timers) == nil { parts.insert(.timers) }
+            timersNextDue.withLock { $0 = nil }
             let pass = try await self.pass(parts)
             if pass.total > 0, dispatcher.usesOutbox { outbox.fire() }
             // The earliest schedule changes when schedules fire or are edited, and editors wake the beat (which then
@@ -154,9 +158,8 @@ public final class Beat: Service, Sendable {
             let knownScheduleDue: Date?? =
                 parts.contains(.schedules) || ContinuousClock.now - scheduleDueReadAt >= options.pollInterval ? nil : .some(scheduleDue)
             if knownScheduleDue == nil { scheduleDueReadAt = .now }
-            // A pass takes batches until one comes back short, so what is left came due since: the read of the earliest
-            // due times finds it (and returns at once) for less than another pass, which would take nothing in a
-            // transaction of its own.
+            // A pass takes batches until one comes back short, so what is left came due since: the earliest due time,
+            // which the last take read with it, says so (and the loop goes round at once) without another query.
             scheduleDue = try await sleepUntilDue(signal, outbox: outbox, knownScheduleDue: knownScheduleDue)
         }
     }
@@ -177,8 +180,9 @@ public final class Beat: Service, Sendable {
 
     /// Sleeps until the earliest due time, the poll interval, a part's retry, or a wake-up. Returns when the earliest
     /// schedule is due as read before sleeping (`distantPast` after a wake-up, since a writer may have changed it, or
-    /// when it could not be read). The timers' earliest due time is read before every sleep; the schedules' too,
-    /// unless `knownScheduleDue` gives it.
+    /// when it could not be read). The timers' earliest due time is the one the pass's last take read, or is read here
+    /// when the pass committed no take; the schedules' is read too, unless `knownScheduleDue` gives it. A timer written
+    /// after the take with an earlier due time wakes the sleep (its writer signals; a signal before the sleep waits).
     private func sleepUntilDue(_ signal: WakeSignal, outbox: WakeSignal, knownScheduleDue: Date?? = nil) async throws -> Date? {
         var wait = options.pollInterval
         var scheduleDue: Date? = .distantPast
@@ -191,9 +195,10 @@ public final class Beat: Service, Sendable {
         } else {
             wait = min(wait, options.retryInterval)
         }
+        let knownTimerDue = timersNextDue.withLock { $0 }
         if let retry = retryWait(.timers) {
             wait = min(wait, retry)
-        } else if let next = try await read(.timers, { try await self.timers.earliestDue() }) {
+        } else if let next = knownTimerDue != nil ? knownTimerDue : try await read(.timers, { try await self.timers.earliestDue() }) {
             if let next { due.append(next) }
         } else {
             wait = min(wait, options.retryInterval)
@@ -397,10 +402,11 @@ public final class Beat: Service, Sendable {
 
     private func fireTimerBatch(at now: Date, leavingOut failedHere: Set<String>) async throws -> Int {
         let engine = database.engine
-        let due = try await database.withTransaction { transaction in
+        let taken = try await database.withTransaction { transaction in
             let sql = transaction.sql
             try await self.commitWithoutWaitingForFlush(sql)
-            let due = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
+            let taken = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
+            let due = taken.timers
             let queued = try await self.fireInBeat(due, transaction, leavingOut: failedHere)
             try await self.dispatcher.stage(
                 queued.map { timer in
@@ -409,8 +415,10 @@ public final class Beat: Service, Sendable {
                     return QueuedRun(message: message, scheduledFor: timer.dueAt)
                 }, at: now, sql, claimedForCaller: false)
             if !due.isEmpty { try await self.dispatcher.announceToIdleWorkers(sql) }
-            return due
+            return taken
         }
+        let due = taken.timers
+        timersNextDue.withLock { $0 = .some(taken.nextDue) }
         if !due.isEmpty { dispatcher.queue?.noteCommittedArrivals() }
         metrics.beatFired(.timer, dueTimes: due.map(\.dueAt), firedAt: clock.now())
         if !due.isEmpty, let onPublished, !dispatcher.usesOutbox {

@@ -107,24 +107,58 @@ public struct TimerStore: Sendable {
         }
     }
 
+    /// What one take found: the timers it took, earliest first, and when the earliest timer it left is due (`nil`
+    /// when none is left), as the take's snapshot saw them.
+    struct Taken: Sendable {
+        var timers: [DurableTimer]
+        var nextDue: Date?
+    }
+
     /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them, in one
     /// statement. On PostgreSQL rows another transaction holds are skipped, so two beats never take the same timer.
+    /// The same statement reads when the earliest timer left is due, which spares the beat a query before it sleeps.
     /// Throws ``UnreadableTimers`` when a row taken cannot be read: the caller rolls back (the rows come back), sets
     /// those aside (``setAside(_:)``) and takes the batch again.
-    func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> [DurableTimer] {
-        let lock: SQLQueryString = engine == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
-        let rows = try await sql.raw(
-            """
-            DELETE FROM timers WHERE id IN (
-                SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
-                ORDER BY due_at, id LIMIT \(bind: limit) \(lock)
-            ) RETURNING *
-            """
-        ).all()
+    func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> Taken {
+        let rows: [any SQLRow]
+        var nextDue: Date?
+        if engine == .postgres {
+            // Every part of the statement sees the table as it was before the delete, so the timers taken are left out
+            // of the next due time by id. A row another beat holds may be among those read: it is due now anyway.
+            rows = try await sql.raw(
+                """
+                WITH taken AS (
+                    DELETE FROM timers WHERE id IN (
+                        SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
+                        ORDER BY due_at, id LIMIT \(bind: limit) FOR UPDATE SKIP LOCKED
+                    ) RETURNING *
+                ), following AS (
+                    SELECT due_at FROM timers WHERE set_aside_reason IS NULL AND id NOT IN (SELECT id FROM taken)
+                    ORDER BY due_at LIMIT 1
+                )
+                SELECT taken.*, upcoming.due_at AS next_due_at
+                FROM (SELECT (SELECT due_at FROM following) AS due_at) AS upcoming LEFT JOIN taken ON true
+                """
+            ).all()
+            nextDue = try rows.first?.decode(column: "next_due_at", as: Date?.self)
+        } else {
+            // SQLite has no DELETE in a WITH; its queries are calls within the process, so the second costs little.
+            rows = try await sql.raw(
+                """
+                DELETE FROM timers WHERE id IN (
+                    SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
+                    ORDER BY due_at, id LIMIT \(bind: limit)
+                ) RETURNING *
+                """
+            ).all()
+            nextDue = try await sql.raw("SELECT due_at FROM timers WHERE set_aside_reason IS NULL ORDER BY due_at LIMIT 1").first()?
+                .decode(column: "due_at", as: Date.self)
+        }
         var timers: [DurableTimer] = []
         var unreadable = UnreadableTimers()
         timers.reserveCapacity(rows.count)
-        for row in rows {
+        // On PostgreSQL, a take that found nothing still returns one row: the next due time with no timer.
+        for row in rows where try row.decode(column: "id", as: String?.self) != nil {
             do {
                 timers.append(try Self.timer(row))
             } catch {
@@ -132,7 +166,7 @@ public struct TimerStore: Sendable {
             }
         }
         guard unreadable.timers.isEmpty else { throw unreadable }
-        return timers.sorted { ($0.dueAt, $0.id) < ($1.dueAt, $1.id) }
+        return Taken(timers: timers.sorted { ($0.dueAt, $0.id) < ($1.dueAt, $1.id) }, nextDue: nextDue)
     }
 
     /// Keeps timers that cannot be read out of the beat's way, stored with the reason (`set_aside_reason`). Setting a
