@@ -2,7 +2,7 @@
 import IntegratorCore
 
 enum WebhookMigrations {
-    static let all: [PluginMigration] = [tables, owners, keyedIdempotency]
+    static let all: [PluginMigration] = [tables, owners, keyedIdempotency, stateOutOfIndexes]
 
     static let tables = PluginMigration(version: 1, name: "tenants_events_attempts") { facts in
         let double = facts.engine == .postgres ? "DOUBLE PRECISION" : "REAL"
@@ -88,5 +88,23 @@ enum WebhookMigrations {
             WHERE idempotency_key IS NOT NULL
             """,
         ]
+    }
+
+    /// No index of the events holds `state`. With `(tenant_id, state, failed_at)`, statistics taken while every event
+    /// had succeeded (an idle spell) put pending events at one row, and the batched success write then read the
+    /// events through that index, all pending events once per event written: seconds per batch, and deliveries
+    /// stalled while a backlog lasted. Now an event is only ever found by its id, its tenant, or — dead ones — the
+    /// dead-letter index, whose condition (`failed_at` set, exactly when the event is dead) a success leaves alone.
+    /// A success then changes no indexed column, so PostgreSQL rewrites the row in place (a HOT update, with room kept
+    /// free in each page for it) instead of adding an entry to every index.
+    static let stateOutOfIndexes = PluginMigration(version: 4, name: "state_out_of_indexes") { facts in
+        var statements = [
+            "UPDATE webhooks_events SET failed_at = updated_at WHERE state = 'dead' AND failed_at IS NULL",
+            "DROP INDEX webhooks_events_tenant_state",
+            "CREATE INDEX webhooks_events_tenant ON webhooks_events (tenant_id, id)",
+            "CREATE INDEX webhooks_events_dead ON webhooks_events (tenant_id, id) WHERE failed_at IS NOT NULL",
+        ]
+        if facts.engine == .postgres { statements.append("ALTER TABLE webhooks_events SET (fillfactor = 70)") }
+        return statements
     }
 }

@@ -255,12 +255,12 @@ struct WebhookStore: Sendable {
     }
 
     /// A tenant's dead events in id order (the order they were sent in), a page at a time; `after` is the last event
-    /// id of the previous page.
+    /// id of the previous page. `failed_at IS NOT NULL` (set exactly on dead events) lets the dead-letter index serve it.
     func deadEvents(tenantID: String, after: String?, limit: Int, _ sql: any SQLDatabase) async throws -> [WebhookEvent] {
         try await sql.raw(
             """
-            SELECT * FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
-                AND id > \(bind: after ?? "") ORDER BY id LIMIT \(bind: limit)
+            SELECT * FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND failed_at IS NOT NULL
+                AND state = \(bind: WebhookDeliveryState.dead.rawValue) AND id > \(bind: after ?? "") ORDER BY id LIMIT \(bind: limit)
             """
         ).all().map(Self.event)
     }
@@ -288,8 +288,8 @@ struct WebhookStore: Sendable {
         let since: SQLQueryString = since.map { "AND failed_at >= \(bind: $0)" } ?? ""
         return try await sql.raw(
             """
-            SELECT id FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND state = \(bind: WebhookDeliveryState.dead.rawValue)
-            \(since) ORDER BY id
+            SELECT id FROM webhooks_events WHERE tenant_id = \(bind: tenantID) AND failed_at IS NOT NULL
+                AND state = \(bind: WebhookDeliveryState.dead.rawValue) \(since) ORDER BY id
             """
         ).all().map { try $0.decode(column: "id", as: String.self) }
     }

@@ -1,0 +1,79 @@
+// The events table's indexes: none holds the delivery state, so a success write finds its events by id whatever the
+// statistics say, and on PostgreSQL rewrites them in place (HOT) instead of adding index entries. (With the state in an
+// index, statistics from an idle spell made each batched success write read every pending event: seconds a batch.)
+import Foundation
+import IntegratorCore
+@testable import Plugins
+import SQLKit
+import Testing
+
+@Suite("Webhook event indexes")
+struct WebhookEventIndexTests {
+    static func events(_ count: Int, tenant: String, prefix: String, state: WebhookDeliveryState, at now: Date) -> [WebhookEvent] {
+        (0..<count).map { index in
+            WebhookEvent(
+                id: "\(prefix)-\(String(format: "%05d", index))", tenantID: tenant, eventType: "user.created", severity: .medium,
+                targetURL: nil, customHeaders: [:], body: #"{"n":\#(index)}"#, state: state, attemptCount: 0, roundAttempts: 0,
+                createdAt: now, updatedAt: now)
+        }
+    }
+
+    @Test("no index of the events holds their state; dead letters and a tenant's events have indexes of their own")
+    func stateInNoIndex() async throws {
+        try await TestApp.run { app in
+            let database = app.runtime.database
+            let definitions = try await database.withSQL { sql in
+                let query: SQLQueryString =
+                    database.engine == .postgres
+                    ? "SELECT indexdef AS definition FROM pg_indexes WHERE tablename = 'webhooks_events'"
+                    : "SELECT sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'webhooks_events' AND sql IS NOT NULL"
+                return try await sql.raw(query).all().map { try $0.decode(column: "definition", as: String.self) }
+            }
+            #expect(definitions.contains { $0.contains("webhooks_events_dead") && $0.contains("failed_at IS NOT NULL") }, "\(definitions)")
+            #expect(definitions.contains { $0.contains("webhooks_events_tenant") }, "\(definitions)")
+            #expect(!definitions.contains { $0.contains("state") }, "\(definitions)")
+        }
+    }
+
+    @Test(
+        "statistics taken while every event had succeeded: a batch of successes still writes each event once, in place",
+        .enabled(if: TestDatabase.engine == .postgres))
+    func successesAfterAnIdleSpell() async throws {
+        try await TestApp.run { app in
+            _ = try await WebhooksTests.configure(app, "idle-spell", url: "http://127.0.0.1:9/hooks")
+            let database = app.runtime.database
+            let store = WebhookStore(secrets: app.runtime.environment.secrets)
+            let now = app.clock.now()
+            try await database.withSQL { sql in
+                try await store.insert(Self.events(300, tenant: "idle-spell", prefix: "old", state: .succeeded, at: now), sql)
+                // What autovacuum would record after an idle spell: no pending event at all.
+                try await sql.raw("ANALYZE webhooks_events").run()
+                try await store.insert(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now), sql)
+            }
+            // The first events stored share pages filled when they were inserted: only the room kept free lets their
+            // new versions stay there.
+            let written = Array(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now).prefix(10))
+            let successes = written.map { event in
+                WebhookBatching.Success(
+                    event: event,
+                    attempt: WebhookAttempt(attempt: 1, attemptedAt: now, statusCode: 200, durationMs: 1, responseBody: nil, error: nil),
+                    at: now)
+            }
+            let (recorded, updated, inPlace) = try await database.transaction { sql -> (Set<String>, Int, Int) in
+                let recorded = try await store.recordSuccesses(successes, sql)
+                let row = try await sql.raw(
+                    """
+                    SELECT pg_stat_get_xact_tuples_updated('webhooks_events'::regclass) AS updated,
+                        pg_stat_get_xact_tuples_hot_updated('webhooks_events'::regclass) AS in_place
+                    """
+                ).first()
+                return (recorded, try row?.decode(column: "updated", as: Int.self) ?? -1, try row?.decode(column: "in_place", as: Int.self) ?? -1)
+            }
+            #expect(recorded == Set(written.map(\.id)))
+            #expect(updated == 10)
+            #expect(inPlace == 10, "every success is a HOT update: it changes no indexed column and its page has room")
+            let states = try await database.withSQL { sql in try await store.eventStates(written.map(\.id) + ["new-00010"], sql) }
+            #expect(states.values.filter { $0 == .succeeded }.count == 10 && states["new-00010"] == .pending)
+        }
+    }
+}
