@@ -63,6 +63,37 @@ extension TaskRunStore {
         }
     }
 
+    /// ``markStarted(_:workerID:at:)``'s one statement on PostgreSQL, for `deliveries` in task id order.
+    static func markStartedStatement(_ deliveries: [Delivery], workerID: String, at now: Date) -> SQLQueryString {
+        let started = TaskState.started.rawValue
+        let open = [TaskState.queued, .retrying, .started].map(\.rawValue)
+        let ids = deliveries.map(\.message.id)
+        return """
+            WITH batch AS (
+                SELECT * FROM unnest(\(bind: ids)::text[], \(bind: deliveries.map(\.message.attempt))::int8[],
+                                     \(bind: deliveries.map(\.deliveries))::int8[]) AS v(id, attempt, deliveries)
+            ), marked AS (
+                UPDATE task_runs AS r SET state = \(bind: started), worker_id = \(bind: workerID), started_at = \(bind: now),
+                    updated_at = \(bind: now), attempt = batch.attempt
+                FROM batch WHERE r.id = batch.id AND r.id = ANY(\(bind: ids)::text[]) AND r.attempt <= batch.attempt
+                  AND \(stateIsOneOf(open, column: "r.state"))
+                RETURNING r.id
+            )
+            INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at)
+            SELECT batch.id, batch.attempt, \(bind: started), \(bind: workerID), batch.deliveries, \(bind: now)
+            FROM batch JOIN marked ON marked.id = batch.id
+            \(unsafeRaw: startedAttemptConflictClause)
+            """
+    }
+
+    /// How a start merges with an attempt's row already written: one that a later delivery (another worker, after
+    /// this one's lease ran out) wrote, or that has an outcome, stays.
+    static let startedAttemptConflictClause = """
+        ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state, worker_id = excluded.worker_id,
+            deliveries = excluded.deliveries, started_at = excluded.started_at
+        WHERE task_run_attempts.finished_at IS NULL AND task_run_attempts.deliveries <= excluded.deliveries
+        """
+
     /// Marks deliveries of distinct tasks as running on `workerID` and writes their attempts, in one transaction on
     /// SQLite and one statement on PostgreSQL. A run that already has an outcome (or a later attempt) is left alone:
     /// a start recorded after the task finished must not hide its outcome; so is an attempt's row that a later
@@ -73,33 +104,9 @@ extension TaskRunStore {
         guard !deliveries.isEmpty else { return }
         let started = TaskState.started.rawValue
         let open = [TaskState.queued, .retrying, .started].map(\.rawValue)
-        let attemptConflict: SQLQueryString = """
-            ON CONFLICT (task_id, attempt) DO UPDATE SET state = excluded.state, worker_id = excluded.worker_id,
-                deliveries = excluded.deliveries, started_at = excluded.started_at
-            WHERE task_run_attempts.finished_at IS NULL AND task_run_attempts.deliveries <= excluded.deliveries
-            """
         if database.engine == .postgres {
-            let ids = deliveries.map(\.message.id)
-            try await database.withSQL { sql in
-                try await sql.raw(
-                    """
-                    WITH batch AS (
-                        SELECT * FROM unnest(\(bind: ids)::text[], \(bind: deliveries.map(\.message.attempt))::int8[],
-                                             \(bind: deliveries.map(\.deliveries))::int8[]) AS v(id, attempt, deliveries)
-                    ), marked AS (
-                        UPDATE task_runs AS r SET state = \(bind: started), worker_id = \(bind: workerID), started_at = \(bind: now),
-                            updated_at = \(bind: now), attempt = batch.attempt
-                        FROM batch WHERE r.id = batch.id AND r.id = ANY(\(bind: ids)::text[]) AND r.attempt <= batch.attempt
-                          AND r.state IN (\(binds: open))
-                        RETURNING r.id
-                    )
-                    INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at)
-                    SELECT batch.id, batch.attempt, \(bind: started), \(bind: workerID), batch.deliveries, \(bind: now)
-                    FROM batch JOIN marked ON marked.id = batch.id
-                    \(attemptConflict)
-                    """
-                ).run()
-            }
+            let statement = Self.markStartedStatement(deliveries, workerID: workerID, at: now)
+            try await database.withSQL { sql in try await sql.raw(statement).run() }
             return
         }
         try await database.transaction { sql in
@@ -126,7 +133,7 @@ extension TaskRunStore {
                     """
                     INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at)
                     VALUES \(rows.joined(separator: ", "))
-                    \(attemptConflict)
+                    \(unsafeRaw: Self.startedAttemptConflictClause)
                     """
                 ).run()
             }

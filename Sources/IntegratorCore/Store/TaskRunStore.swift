@@ -219,6 +219,14 @@ public struct TaskRunStore: Sendable {
     /// States that end an attempt for good: a copy of that attempt must not run again.
     private static let attemptEndingStates = [TaskState.succeeded, .failed, .dead].map(\.rawValue)
 
+    /// `state IN (states)` for statements that find their runs by id, written so that no index on `state` can serve
+    /// it. Statistics taken while every run had finished put waiting runs at one row; PostgreSQL then read the runs
+    /// through `task_runs_state` — every queued run, once per statement — which made each claim cost as much as the
+    /// whole backlog. Evaluated on the rows the ids found, the check costs nothing.
+    static func stateIsOneOf(_ states: [String], column: String = "state") -> SQLQueryString {
+        "(\(unsafeRaw: column) IN (\(binds: states))) IS TRUE"
+    }
+
     /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
     /// the copies of a task land in later rounds, in their original order.
     static func roundsOfDistinctTasks(_ ids: [String]) -> [[Int]] {
