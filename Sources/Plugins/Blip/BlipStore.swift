@@ -127,13 +127,15 @@ struct BlipStore: Sendable {
         ).all().map(Self.notification)
     }
 
-    /// Takes, among the notifications mirrored from a business table under `externalIDs`, those pending and due.
+    /// Takes, among the notifications mirrored from a business table under `externalIDs`, those pending and due. The
+    /// status check is written so that `blip_notifications_due` cannot serve it: statistics taken when nothing was
+    /// pending would otherwise make PostgreSQL read every due notification instead of the ones named.
     func claim(externalIDs: [String], now: Date, leaseUntil: Date, _ sql: any SQLDatabase) async throws -> [BlipNotification] {
         guard !externalIDs.isEmpty else { return [] }
         return try await sql.raw(
             """
             UPDATE blip_notifications SET claimed_until = \(bind: leaseUntil), attempts = attempts + 1, updated_at = \(bind: now)
-            WHERE external_id IN (\(binds: externalIDs)) AND status = \(bind: BlipStatus.pending.rawValue)
+            WHERE external_id IN (\(binds: externalIDs)) AND (status = \(bind: BlipStatus.pending.rawValue)) IS TRUE
                 AND next_attempt_at <= \(bind: now) AND (claimed_until IS NULL OR claimed_until <= \(bind: now))
             RETURNING *
             """
@@ -177,7 +179,8 @@ struct BlipStore: Sendable {
         }
     }
 
-    /// ``record(_:at:_:engine:)`` on PostgreSQL: one statement for many outcomes, each fenced as there.
+    /// ``record(_:at:_:engine:)`` on PostgreSQL: one statement for many outcomes, each fenced as there; the notifications
+    /// are found by id (the status check, as in ``claim(externalIDs:now:leaseUntil:_:)``, is kept off the index).
     private func recordTogether(_ outcomes: [BlipOutcome], at now: Date, _ sql: any SQLDatabase) async throws {
         let columns: [(kind: String, reason: String, dueAt: Date)] = outcomes.map { outcome in
             switch outcome.kind {
@@ -196,7 +199,7 @@ struct BlipStore: Sendable {
                 last_error = NULLIF(i.reason, ''), claimed_until = NULL, updated_at = \(bind: now)
             FROM unnest(\(bind: outcomes.map(\.notificationID))::text[], \(bind: outcomes.map(\.messageID))::text[],
                 \(bind: kinds)::text[], \(bind: reasons)::text[], \(bind: dueAt)::timestamptz[]) AS i(id, message_id, kind, reason, due_at)
-            WHERE n.id = i.id AND n.message_id = i.message_id AND n.status = \(bind: BlipStatus.pending.rawValue)
+            WHERE n.id = i.id AND n.message_id = i.message_id AND (n.status = \(bind: BlipStatus.pending.rawValue)) IS TRUE
             """
         ).run()
     }
