@@ -50,6 +50,24 @@ struct WebhookEventIndexTests {
                 try await sql.raw("ANALYZE webhooks_events").run()
                 try await store.insert(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now), sql)
             }
+            // The planner must not take the statistics' word that no event is pending: with one row expected, it
+            // joined a scan of the whole table against every event of the batch.
+            let batch = Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now).prefix(256).map { event in
+                WebhookBatching.Success(
+                    event: event,
+                    attempt: WebhookAttempt(attempt: 1, attemptedAt: now, statusCode: 200, durationMs: 1, responseBody: nil, error: nil),
+                    at: now)
+            }
+            let plan = try await database.withSQL { sql in
+                try await sql.raw("EXPLAIN \(WebhookStore.successWrite(batch))").all()
+                    .map { try $0.decode(column: "QUERY PLAN", as: String.self) }
+            }
+            // The estimated rows of each scan of the events (a sequential or an index scan).
+            let estimates = plan.filter { $0.contains("Scan") && $0.contains("on webhooks_events e ") }.compactMap { line in
+                line.components(separatedBy: " rows=").dropFirst().first?.prefix { $0.isNumber }
+            }.compactMap { Int($0) }
+            #expect(!estimates.isEmpty && estimates.allSatisfy { $0 > 1 }, "\(plan.joined(separator: "\n"))")
+
             // The first events stored share pages filled when they were inserted: only the room kept free lets their
             // new versions stay there.
             let written = Array(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now).prefix(10))
