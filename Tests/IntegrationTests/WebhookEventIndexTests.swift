@@ -44,20 +44,24 @@ struct WebhookEventIndexTests {
             let database = app.runtime.database
             let store = WebhookStore(secrets: app.runtime.environment.secrets)
             let now = app.clock.now()
+            let pending = Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now)
             try await database.withSQL { sql in
                 try await store.insert(Self.events(300, tenant: "idle-spell", prefix: "old", state: .succeeded, at: now), sql)
                 // What autovacuum would record after an idle spell: no pending event at all.
                 try await sql.raw("ANALYZE webhooks_events").run()
-                try await store.insert(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now), sql)
+                try await store.insert(pending, sql)
+            }
+            func delivered(_ events: some Sequence<WebhookEvent>) -> [WebhookBatching.Success] {
+                events.map { event in
+                    WebhookBatching.Success(
+                        event: event,
+                        attempt: WebhookAttempt(attempt: 1, attemptedAt: now, statusCode: 200, durationMs: 1, responseBody: nil, error: nil),
+                        at: now)
+                }
             }
             // The planner must not take the statistics' word that no event is pending: with one row expected, it
             // joined a scan of the whole table against every event of the batch.
-            let batch = Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now).prefix(256).map { event in
-                WebhookBatching.Success(
-                    event: event,
-                    attempt: WebhookAttempt(attempt: 1, attemptedAt: now, statusCode: 200, durationMs: 1, responseBody: nil, error: nil),
-                    at: now)
-            }
+            let batch = delivered(pending.prefix(256))
             let plan = try await database.withSQL { sql in
                 try await sql.raw("EXPLAIN \(WebhookStore.successWrite(batch))").all()
                     .map { try $0.decode(column: "QUERY PLAN", as: String.self) }
@@ -72,13 +76,8 @@ struct WebhookEventIndexTests {
 
             // The first events stored share pages filled when they were inserted: only the room kept free lets their
             // new versions stay there.
-            let written = Array(Self.events(2000, tenant: "idle-spell", prefix: "new", state: .pending, at: now).prefix(10))
-            let successes = written.map { event in
-                WebhookBatching.Success(
-                    event: event,
-                    attempt: WebhookAttempt(attempt: 1, attemptedAt: now, statusCode: 200, durationMs: 1, responseBody: nil, error: nil),
-                    at: now)
-            }
+            let written = Array(pending.prefix(10))
+            let successes = delivered(written)
             let (recorded, updated, inPlace) = try await database.transaction { sql -> (Set<String>, Int, Int) in
                 let recorded = try await store.recordSuccesses(successes, sql)
                 let row = try await sql.raw(

@@ -483,8 +483,9 @@ public final class Beat: Service, Sendable {
         guard !taskIDs.isEmpty else { return [] }
         let states = [TaskState.queued, .started, .retrying].map(\.rawValue)
         return Set(
-            try await sql.raw("SELECT id FROM task_runs WHERE id IN (\(binds: taskIDs)) AND \(TaskRunStore.stateIsOneOf(states))").all()
-                .map { try $0.decode(column: "id", as: String.self) })
+            try await sql.raw(
+                "SELECT id FROM task_runs WHERE id IN (\(binds: taskIDs)) AND \(SQLQueryString.statusIsOneOf("state", states))"
+            ).all().map { try $0.decode(column: "id", as: String.self) })
     }
 }
 

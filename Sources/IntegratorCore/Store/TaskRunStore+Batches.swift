@@ -76,7 +76,7 @@ extension TaskRunStore {
                 UPDATE task_runs AS r SET state = \(bind: started), worker_id = \(bind: workerID), started_at = \(bind: now),
                     updated_at = \(bind: now), attempt = batch.attempt
                 FROM batch WHERE r.id = batch.id AND r.id = ANY(\(bind: ids)::text[]) AND r.attempt <= batch.attempt
-                  AND \(stateIsOneOf(open, column: "r.state"))
+                  AND \(SQLQueryString.statusIsOneOf("r.state", open))
                 RETURNING r.id
             )
             INSERT INTO task_run_attempts (task_id, attempt, state, worker_id, deliveries, started_at)

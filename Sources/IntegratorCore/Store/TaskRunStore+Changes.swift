@@ -73,7 +73,7 @@ extension TaskRunStore {
             marked += try await transaction.sql.raw(
                 """
                 UPDATE task_runs SET state = \(bind: TaskState.revoked.rawValue), finished_at = \(bind: now), updated_at = \(bind: now)
-                WHERE id IN (\(binds: Array(chunk))) AND \(Self.stateIsOneOf(Self.waitingStates)) RETURNING id
+                WHERE id IN (\(binds: Array(chunk))) AND \(SQLQueryString.statusIsOneOf("state", Self.waitingStates)) RETURNING id
                 """
             ).all().count
         }

@@ -219,15 +219,6 @@ public struct TaskRunStore: Sendable {
     /// States that end an attempt for good: a copy of that attempt must not run again.
     private static let attemptEndingStates = [TaskState.succeeded, .failed, .dead].map(\.rawValue)
 
-    /// `state IN (states)` for statements that find their runs by id, written as a `CASE` so that the planner neither
-    /// serves it from an index on `state` nor trusts the column's statistics for it (it counts on half the rows).
-    /// Statistics taken after an idle spell, when every run had finished, put waiting runs at one row; PostgreSQL then
-    /// read the runs through `task_runs_state` (every queued run, once per statement), or on a small table joined a
-    /// scan of it against every id in the batch — either way, each claim cost as much as the whole backlog.
-    static func stateIsOneOf(_ states: [String], column: String = "state") -> SQLQueryString {
-        "(CASE WHEN \(unsafeRaw: column) IN (\(binds: states)) THEN TRUE ELSE FALSE END)"
-    }
-
     /// Splits positions into rounds in which no task id appears twice (one statement may not touch a row twice);
     /// the copies of a task land in later rounds, in their original order.
     static func roundsOfDistinctTasks(_ ids: [String]) -> [[Int]] {

@@ -101,10 +101,12 @@ public struct TimerStore: Sendable {
 
     /// The earliest due time, if any timer is pending.
     func earliestDue() async throws -> Date? {
-        try await database.withSQL { sql in
-            try await sql.raw("SELECT due_at FROM timers WHERE set_aside_reason IS NULL ORDER BY due_at LIMIT 1").first()?
-                .decode(column: "due_at", as: Date.self)
-        }
+        try await database.withSQL { try await Self.earliestDue($0) }
+    }
+
+    private static func earliestDue(_ sql: any SQLDatabase) async throws -> Date? {
+        try await sql.raw("SELECT due_at FROM timers WHERE set_aside_reason IS NULL ORDER BY due_at LIMIT 1").first()?
+            .decode(column: "due_at", as: Date.self)
     }
 
     /// What one take found: the timers it took, earliest first, and when the earliest timer it left is due (`nil`
@@ -151,8 +153,7 @@ public struct TimerStore: Sendable {
                 ) RETURNING *
                 """
             ).all()
-            nextDue = try await sql.raw("SELECT due_at FROM timers WHERE set_aside_reason IS NULL ORDER BY due_at LIMIT 1").first()?
-                .decode(column: "due_at", as: Date.self)
+            nextDue = try await Self.earliestDue(sql)
         }
         var timers: [DurableTimer] = []
         var unreadable = UnreadableTimers()

@@ -128,15 +128,15 @@ struct BlipStore: Sendable {
     }
 
     /// Takes, among the notifications mirrored from a business table under `externalIDs`, those pending and due. The
-    /// status check is a `CASE`, which neither `blip_notifications_due` can serve nor the column's statistics estimate:
-    /// statistics taken when nothing was pending would otherwise make PostgreSQL read every due notification instead
-    /// of the ones named.
+    /// status check is ``SQLQueryString/statusIsOneOf(_:_:)``, so that `blip_notifications_due` does not serve it and
+    /// PostgreSQL reads the notifications named rather than every due one.
     func claim(externalIDs: [String], now: Date, leaseUntil: Date, _ sql: any SQLDatabase) async throws -> [BlipNotification] {
         guard !externalIDs.isEmpty else { return [] }
         return try await sql.raw(
             """
             UPDATE blip_notifications SET claimed_until = \(bind: leaseUntil), attempts = attempts + 1, updated_at = \(bind: now)
-            WHERE external_id IN (\(binds: externalIDs)) AND (CASE WHEN status = \(bind: BlipStatus.pending.rawValue) THEN TRUE ELSE FALSE END)
+            WHERE external_id IN (\(binds: externalIDs))
+                AND \(SQLQueryString.statusIsOneOf("status", [BlipStatus.pending.rawValue]))
                 AND next_attempt_at <= \(bind: now) AND (claimed_until IS NULL OR claimed_until <= \(bind: now))
             RETURNING *
             """
@@ -200,7 +200,8 @@ struct BlipStore: Sendable {
                 last_error = NULLIF(i.reason, ''), claimed_until = NULL, updated_at = \(bind: now)
             FROM unnest(\(bind: outcomes.map(\.notificationID))::text[], \(bind: outcomes.map(\.messageID))::text[],
                 \(bind: kinds)::text[], \(bind: reasons)::text[], \(bind: dueAt)::timestamptz[]) AS i(id, message_id, kind, reason, due_at)
-            WHERE n.id = i.id AND n.message_id = i.message_id AND (CASE WHEN n.status = \(bind: BlipStatus.pending.rawValue) THEN TRUE ELSE FALSE END)
+            WHERE n.id = i.id AND n.message_id = i.message_id
+                AND \(SQLQueryString.statusIsOneOf("n.status", [BlipStatus.pending.rawValue]))
             """
         ).run()
     }

@@ -334,9 +334,9 @@ struct WebhookStore: Sendable {
         return Set(try rows.map { try $0.decode(column: "event_id", as: String.self) })
     }
 
-    /// ``recordSuccesses(_:_:)``'s statement. The state check is a `CASE` so that the planner does not trust the
-    /// column's statistics for it: taken after an idle spell, they put pending events at one row, and PostgreSQL then
-    /// joined a scan of the whole table against every event of the batch (seconds a batch).
+    /// ``recordSuccesses(_:_:)``'s statement. Its state check is ``SQLQueryString/statusIsOneOf(_:_:)``: with a plain
+    /// one, statistics from an idle spell made PostgreSQL join a scan of the whole table against every event of the
+    /// batch (seconds a batch).
     static func successWrite(_ items: [WebhookBatching.Success]) -> SQLQueryString {
         """
         WITH input AS (
@@ -351,7 +351,7 @@ struct WebhookStore: Sendable {
                 updated_at = i.recorded_at
             FROM input AS i
             WHERE e.id = i.id AND e.attempt_count = i.attempt - 1
-                AND (CASE WHEN e.state = \(bind: WebhookDeliveryState.pending.rawValue) THEN TRUE ELSE FALSE END)
+                AND \(SQLQueryString.statusIsOneOf("e.state", [WebhookDeliveryState.pending.rawValue]))
             RETURNING e.id
         )
         INSERT INTO webhooks_attempts (event_id, attempt, tenant_id, attempted_at, status_code, duration_ms, response_body, error)
