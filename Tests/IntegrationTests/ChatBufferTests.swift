@@ -305,6 +305,41 @@ struct ChatBufferTests {
         }
     }
 
+    @Test("messages stored together: each user's take the next numbers in arrival order, the last ttl sets the deadline, one timer per user")
+    func messagesStoredTogether() async throws {
+        try await Self.withReceiver { app, receiver in
+            try await Self.send(app, user: "bea", "b1", ["ttl": 5])
+            app.clock.advance(by: 1)
+            let options = ChatBufferOptions()
+            let batch = try [
+                ("ana", "a1", 15), ("bea", "b2", 15), ("ana", "a2", 15), ("cid", "c1", 5), ("ana", "a3", 30), ("bea", "b3", 20),
+            ].map { user, text, ttl in
+                try ChatBufferMessage.parse(["user": .string(user), "message": .string(text), "ttl": .number(Double(ttl))], options: options)
+            }
+            let environment = app.runtime.environment
+            let buffers = try await ChatBufferIntake.store(batch, environment: environment, store: ChatBufferStore(secrets: environment.secrets))
+            #expect(buffers.map(\.userKey) == ["ana", "bea", "ana", "cid", "ana", "bea"])
+            #expect(buffers.map(\.lastSeq) == [1, 2, 2, 1, 3, 3])
+            let now = app.clock.now()
+            #expect(buffers.map(\.flushAt) == [30, 20, 30, 5, 30, 20].map { now.addingTimeInterval(TimeInterval($0)) })
+            #expect(try await Self.flushTimer(app, user: "ana")?.timer.dueAt == now.addingTimeInterval(30))
+            #expect(try await Self.flushTimer(app, user: "bea")?.timer.dueAt == now.addingTimeInterval(20), "bea's timer moved later")
+            #expect(try await Self.flushTimer(app, user: "cid")?.timer.dueAt == now.addingTimeInterval(5))
+            #expect(try await Self.rowCount(app, "timers") == 3)
+            #expect(try await Self.rowCount(app, "chat_buffer_messages") == 7)
+
+            let beat = app.runtime.makeBeat()
+            app.clock.advance(by: 30)
+            #expect(try await beat.pass().timersFired == 3)
+            try await Self.withWorkerOnly(app) { (_: Beat) async throws in
+                #expect(try await receiver.waitForHits(path: "/hook", count: 3))
+                #expect(try await WebhooksTests.drained(app))
+            }
+            let byUser = Dictionary(uniqueKeysWithValues: receiver.hits.map { ($0.json["user"]?.stringValue ?? "", Self.messages($0)) })
+            #expect(byUser == ["ana": ["a1", "a2", "a3"], "bea": ["b1", "b2", "b3"], "cid": ["c1"]])
+        }
+    }
+
     @Test("a buffer row that does not know when its timer is due (from before timer_due) has its timer set by the next message")
     func unknownTimerDueIsSetAgain() async throws {
         try await Self.withReceiver { app, _ in

@@ -41,4 +41,30 @@ struct AsyncGateTests {
         let value = try await gate.withPermit { 42 }
         #expect(value == 42)
     }
+
+    @Test("a permit that comes after the caller's deadline is handed on, and the caller gets its error")
+    func deadlinePassedHandsPermitOn() async throws {
+        struct TimedOut: Error {}
+        let gate = AsyncGate(permits: 1)
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let (held, holding) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await gate.withPermit {
+                holding.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in held { break }
+        let ran = Mutex(false)
+        let late = Task {
+            try await gate.withPermit(unlessLaterThan: .now + .milliseconds(20), orThrow: TimedOut()) { ran.withLock { $0 = true } }
+        }
+        try await Task.sleep(for: .milliseconds(60))
+        releaser.yield()
+        await #expect(throws: TimedOut.self) { try await late.value }
+        #expect(ran.withLock { $0 } == false)
+        // The permit went on: a caller without a deadline gets it.
+        try await holder.value
+        #expect(try await gate.withPermit { 7 } == 7)
+    }
 }

@@ -25,6 +25,7 @@ public enum APIServer {
         let router = Router(context: APIRequestContext.self)
         // Logging outermost, so it sees the status of rendered errors too.
         router.add(middleware: RequestLogMiddleware())
+        router.add(middleware: RequestWorkMiddleware())
         router.add(middleware: HTTPMetricsMiddleware())
         router.add(middleware: ErrorMiddleware())
         let allowedMethods = AllowedMethods()
@@ -84,6 +85,16 @@ public enum APIServer {
 }
 
 /// One line per request at info: method, path, status, duration. Never headers or bodies.
+/// Marks the request's queries as ``Database/Work/request``, so that requests leave the beat and the workers of the
+/// same process their share of database connections.
+struct RequestWorkMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await Database.$work.withValue(.request) { try await next(request, context) }
+    }
+}
+
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
 

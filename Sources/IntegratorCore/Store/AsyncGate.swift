@@ -24,6 +24,22 @@ public final class AsyncGate: Sendable {
         return try await body()
     }
 
+    /// Like ``withPermit(_:)``, for a caller with a deadline: a permit that comes after `deadline` is handed on at
+    /// once and `timedOut` is thrown. A waiter thus never holds a permit it no longer wants, and while the holders are
+    /// stuck (a database that stopped answering), every waiter past its deadline fails as soon as one holder ends.
+    public func withPermit<T: Sendable>(
+        unlessLaterThan deadline: ContinuousClock.Instant, orThrow timedOut: @autoclosure () -> any Error,
+        _ body: @Sendable () async throws -> T
+    ) async throws -> T {
+        await acquire()
+        guard ContinuousClock.now <= deadline else {
+            release()
+            throw timedOut()
+        }
+        defer { release() }
+        return try await body()
+    }
+
     private func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in

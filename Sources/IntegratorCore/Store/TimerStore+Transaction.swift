@@ -1,5 +1,6 @@
 // Setting and cancelling durable timers inside a caller's transaction.
 import Foundation
+import SQLKit
 
 extension TimerStore {
     /// Creates the timer (or moves the one with the same id) inside `transaction`; the beat is woken once it commits.
@@ -30,6 +31,25 @@ extension TimerStore {
         !(try await transaction.sql.raw(
             "UPDATE timers SET due_at = \(bind: dueAt) WHERE id = \(bind: id) AND due_at < \(bind: dueAt) RETURNING id"
         ).all()).isEmpty
+    }
+
+    /// Moves many timers, by id, as ``postpone(id:to:in:)`` moves one, in one statement per 1,000; returns the ids of
+    /// those moved. The others had fired already or were due at their new time or later; the caller handles those.
+    @discardableResult
+    public func postpone(_ moves: [String: Date], in transaction: StoreTransaction) async throws -> Set<String> {
+        var moved = Set<String>()
+        for chunk in moves.sorted(by: { $0.key < $1.key }).chunks(of: 1000) {
+            let rows = chunk.map { move -> SQLQueryString in "(\(bind: move.key), \(bind: move.value))" }
+            // Both engines name the columns of a VALUES list column1, column2, …
+            let returned = try await transaction.sql.raw(
+                """
+                UPDATE timers SET due_at = moved.column2 FROM (VALUES \(rows.joined(separator: ", "))) AS moved
+                WHERE timers.id = moved.column1 AND timers.due_at < moved.column2 RETURNING id
+                """
+            ).all()
+            for row in returned { moved.insert(try row.decode(column: "id", as: String.self)) }
+        }
+        return moved
     }
 
     /// Removes a timer that has not fired, inside `transaction`; `false` when there is none with that id.

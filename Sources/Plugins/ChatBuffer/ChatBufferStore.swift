@@ -29,33 +29,61 @@ struct ChatBufferStore: Sendable {
 
     // MARK: Buffers and messages
 
-    /// Opens the user's buffer or adds to it, inside the caller's transaction, and returns it with the new message's
-    /// number (`lastSeq`). The row stays locked until the caller commits, so the user's other messages and its flush
-    /// wait: numbers follow commit order, and a flush never sees half a message. `timer_due` becomes the new deadline,
-    /// which the caller's transaction then gives the timer (a new buffer's, or moved later), or NULL when the deadline
-    /// came sooner than the timer or the timer's due time was unknown (a row from before the column): the caller then
-    /// sets the timer and records it (``timerSet(_:dueAt:_:)``). Recording the deadline here saves a statement per
-    /// message.
-    /// - Parameters:
-    ///   - deadline: now plus the message's ttl; the stored deadline becomes it, or the buffer's cap if that is sooner.
-    ///   - cap: now plus max_wait; stored only when this message opens the buffer.
-    func open(userKey: String, newBufferID: String, at now: Date, deadline: Date, cap: Date, _ sql: any SQLDatabase) async throws -> ChatBuffer {
+    /// What messages that arrive together bring to one user's buffer.
+    struct Arrival: Sendable {
+        var userKey: String
+        /// The buffer's id if these messages open it.
+        var newBufferID: String
+        /// How many of the messages are the user's.
+        var count: Int
+        /// Now plus the ttl of the user's last message: the stored deadline becomes it, or the buffer's cap if that is
+        /// sooner.
+        var deadline: Date
+        /// Now plus the max_wait of the user's first message; stored only when these messages open the buffer.
+        var cap: Date
+    }
+
+    /// Opens each user's buffer or adds to it, inside the caller's transaction, in one statement per 500 users, and
+    /// returns the buffers by user with their new `lastSeq` (the user's messages take the numbers up to it). The rows
+    /// stay locked until the caller commits, so the users' other messages and their flushes wait: numbers follow commit
+    /// order, and a flush never sees half a message. Rows are written in user order, so that two such transactions lock
+    /// shared users in the same order and never wait for each other in a circle.
+    ///
+    /// `timer_due` becomes the new deadline, which the caller's transaction then gives the timer (a new buffer's, or
+    /// moved later), or NULL when the deadline came sooner than the timer or the timer's due time was unknown (a row
+    /// from before the column): the caller then sets the timer and records it (``timerSet(_:dueAt:_:)``). Recording the
+    /// deadline here saves a statement per message.
+    func open(_ arrivals: [Arrival], at now: Date, _ sql: any SQLDatabase) async throws -> [String: ChatBuffer] {
         let newFlush: SQLQueryString =
             "CASE WHEN excluded.flush_at < chat_buffer_users.cap_at THEN excluded.flush_at ELSE chat_buffer_users.cap_at END"
-        let row = try await sql.raw(
-            """
-            INSERT INTO chat_buffer_users (user_key, buffer_id, last_seq, first_at, cap_at, flush_at, timer_due, updated_at)
-            VALUES (\(bind: userKey), \(bind: newBufferID), 1, \(bind: now), \(bind: cap), \(bind: min(deadline, cap)),
-                \(bind: min(deadline, cap)), \(bind: now))
-            ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + 1, flush_at = \(newFlush),
-                timer_due = CASE WHEN chat_buffer_users.timer_due IS NULL OR \(newFlush) < chat_buffer_users.timer_due THEN NULL
-                    ELSE \(newFlush) END,
-                updated_at = excluded.updated_at
-            RETURNING user_key, buffer_id, last_seq, first_at, flush_at, timer_due
-            """
-        ).first()
-        guard let row else { throw ChatBufferStoreError("the buffer's row was not returned") }
-        return try Self.buffer(row)
+        var buffers: [String: ChatBuffer] = [:]
+        buffers.reserveCapacity(arrivals.count)
+        for chunk in arrivals.sorted(by: { $0.userKey < $1.userKey }).chunks(of: 500) {
+            let rows = chunk.map { arrival -> SQLQueryString in
+                let flushAt = min(arrival.deadline, arrival.cap)
+                return """
+                    (\(bind: arrival.userKey), \(bind: arrival.newBufferID), \(bind: arrival.count), \(bind: now), \(bind: arrival.cap),
+                     \(bind: flushAt), \(bind: flushAt), \(bind: now))
+                    """
+            }
+            let returned = try await sql.raw(
+                """
+                INSERT INTO chat_buffer_users (user_key, buffer_id, last_seq, first_at, cap_at, flush_at, timer_due, updated_at)
+                VALUES \(rows.joined(separator: ", "))
+                ON CONFLICT (user_key) DO UPDATE SET last_seq = chat_buffer_users.last_seq + excluded.last_seq, flush_at = \(newFlush),
+                    timer_due = CASE WHEN chat_buffer_users.timer_due IS NULL OR \(newFlush) < chat_buffer_users.timer_due THEN NULL
+                        ELSE \(newFlush) END,
+                    updated_at = excluded.updated_at
+                RETURNING user_key, buffer_id, last_seq, first_at, flush_at, timer_due
+                """
+            ).all()
+            for row in returned {
+                let buffer = try Self.buffer(row)
+                buffers[buffer.userKey] = buffer
+            }
+        }
+        guard buffers.count == Set(arrivals.map(\.userKey)).count else { throw ChatBufferStoreError("a buffer's row was not returned") }
+        return buffers
     }
 
     /// Records that the buffer's timer is now due at `date`.
@@ -65,15 +93,17 @@ struct ChatBufferStore: Sendable {
         ).run()
     }
 
-    /// Stores message number `seq` of the buffer, its fields sealed.
-    func insert(_ message: ChatBufferMessage, into buffer: ChatBuffer, at now: Date, _ sql: any SQLDatabase) async throws {
-        let sealed = try secrets.seal(message.fields, boundTo: Self.binding(buffer.userKey, buffer.bufferID, buffer.lastSeq))
-        try await sql.raw(
-            """
-            INSERT INTO chat_buffer_messages (user_key, seq, fields, received_at)
-            VALUES (\(bind: buffer.userKey), \(bind: buffer.lastSeq), \(bind: sealed), \(bind: now))
-            """
-        ).run()
+    /// Stores each message as number `seq` of its buffer, its fields sealed, in one statement per 500 messages.
+    func insert(_ messages: [(message: ChatBufferMessage, buffer: ChatBuffer, seq: Int)], at now: Date, _ sql: any SQLDatabase) async throws {
+        for chunk in messages.chunks(of: 500) {
+            let rows = try chunk.map { placed -> SQLQueryString in
+                let sealed = try secrets.seal(placed.message.fields, boundTo: Self.binding(placed.buffer.userKey, placed.buffer.bufferID, placed.seq))
+                return "(\(bind: placed.buffer.userKey), \(bind: placed.seq), \(bind: sealed), \(bind: now))"
+            }
+            try await sql.raw(
+                "INSERT INTO chat_buffer_messages (user_key, seq, fields, received_at) VALUES \(rows.joined(separator: ", "))"
+            ).run()
+        }
     }
 
     /// The user's open buffer.
