@@ -340,6 +340,66 @@ struct ChatBufferTests {
         }
     }
 
+    @Test("flushes together: due buffers become one event each, a buffer not yet due is postponed, a gone or repeated one is skipped")
+    func flushesTogether() async throws {
+        try await Self.withReceiver { app, receiver in
+            for (user, ttl) in [("ana", 5), ("bea", 5), ("cid", 60)] {
+                try await Self.send(app, user: user, "\(user)-1", ["ttl": .number(Double(ttl))])
+                try await Self.send(app, user: user, "\(user)-2", ["ttl": .number(Double(ttl))])
+            }
+            func buffer(_ user: String) async throws -> String { try #require(try await Self.flushTimer(app, user: user)).buffer }
+            let ana = try await buffer("ana"), bea = try await buffer("bea"), cid = try await buffer("cid")
+            app.clock.advance(by: 10)
+            let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
+            let requests = [("ana", ana), ("cid", cid), ("bea", bea), ("ana", ana), ("dan", "gone")].map {
+                ChatBufferService.FlushRequest(userKey: $0.0, bufferID: $0.1)
+            }
+            let outcomes = try await service.flush(requests, firstAttempts: .queued)
+            #expect(
+                outcomes == [
+                    .flushed(eventID: ChatBufferService.eventID(bufferID: ana), messages: 2),
+                    .postponed(until: app.clock.now().addingTimeInterval(50)),
+                    .flushed(eventID: ChatBufferService.eventID(bufferID: bea), messages: 2),
+                    .skipped("the buffer was flushed already"), .skipped("the buffer was flushed already"),
+                ])
+            #expect(try await Self.rowCount(app, "chat_buffer_users") == 1)
+            #expect(try await Self.rowCount(app, "chat_buffer_messages") == 2)
+            try await Self.withWorkerOnly(app) { (_: Beat) async throws in
+                #expect(try await receiver.waitForHits(path: "/hook", count: 2))
+                #expect(try await WebhooksTests.drained(app))
+            }
+            let byUser = Dictionary(uniqueKeysWithValues: receiver.hits.map { ($0.json["user"]?.stringValue ?? "", Self.messages($0)) })
+            #expect(byUser == ["ana": ["ana-1", "ana-2"], "bea": ["bea-1", "bea-2"]])
+        }
+    }
+
+    @Test("a buffer that cannot be flushed (a message that does not open) fails its own task only; the others of its batch flush")
+    func unreadableBufferFailsAlone() async throws {
+        try await Self.withReceiver { app, _ in
+            for user in ["ana", "bea", "cid"] { try await Self.send(app, user: user, "\(user)-1", ["ttl": 5]) }
+            let buffers = try await ["ana", "bea", "cid"].asyncMap { user in
+                ChatBufferService.FlushRequest(userKey: user, bufferID: try #require(try await Self.flushTimer(app, user: user)).buffer)
+            }
+            // bea's message sealed for another row: it no longer opens.
+            try await app.runtime.database.withSQL { sql in
+                try await sql.raw(
+                    "UPDATE chat_buffer_messages SET fields = (SELECT fields FROM chat_buffer_messages WHERE user_key = 'ana') WHERE user_key = 'bea'"
+                ).run()
+            }
+            app.clock.advance(by: 10)
+            let service = ChatBufferService(environment: app.runtime.environment, options: ChatBufferOptions())
+            let results = await ChatBufferFlushes.flush(buffers, service: service)
+            #expect(results.count == 3)
+            #expect((try? results[0].get()) == .flushed(eventID: ChatBufferService.eventID(bufferID: buffers[0].bufferID), messages: 1))
+            #expect((try? results[1].get()) == nil, "bea's flush fails")
+            #expect((try? results[2].get()) == .flushed(eventID: ChatBufferService.eventID(bufferID: buffers[2].bufferID), messages: 1))
+            let left = try await app.runtime.database.withSQL { sql in
+                try await sql.raw("SELECT user_key FROM chat_buffer_messages").all().map { try $0.decode(column: "user_key", as: String.self) }
+            }
+            #expect(left == ["bea"], "bea's message stays for a later try")
+        }
+    }
+
     @Test("a buffer row that does not know when its timer is due (from before timer_due) has its timer set by the next message")
     func unknownTimerDueIsSetAgain() async throws {
         try await Self.withReceiver { app, _ in

@@ -20,8 +20,9 @@ struct ChatBufferFlush: TaskHandler {
         guard let user = arguments["user"]?.stringValue, let buffer = arguments["buffer"]?.stringValue else {
             throw PluginError("\(Self.taskName) needs the arguments user and buffer", permanent: true)
         }
-        let outcome = try await ChatBufferService(environment: environment, options: options).flush(
-            userKey: user, bufferID: buffer, firstAttempts: .byCaller)
+        let outcome = try await ChatBufferFlushes.shared(in: environment, options: options).flushes.submit(
+            ChatBufferService.FlushRequest(userKey: user, bufferID: buffer)
+        ).get()
         switch outcome {
         case .flushed(let eventID, let messages):
             context.logger.debug("chat buffer flushed", metadata: ["webhook.event_id": "\(eventID)", "messages": "\(messages)"])
@@ -39,5 +40,41 @@ struct ChatBufferFlush: TaskHandler {
             break
         }
         return outcome.json
+    }
+}
+
+/// Flush tasks that run at the same time share one transaction: at a burst of deadlines (users who wrote at the same
+/// time), five statements per flush kept the worker's slots busy while more flushes came due.
+final class ChatBufferFlushes: Sendable {
+    let flushes: BatchCall<ChatBufferService.FlushRequest, Result<ChatBufferFlushOutcome, any Error>>
+
+    init(service: ChatBufferService) {
+        flushes = BatchCall(maxBatch: 128) { requests in await Self.flush(requests, service: service) }
+    }
+
+    /// Flushes the buffers together; one outcome per request, in order. When that fails, each is tried on its own: a
+    /// buffer that cannot be flushed (a message that does not open) must not hold back the others, and only its own
+    /// task fails.
+    static func flush(
+        _ requests: [ChatBufferService.FlushRequest], service: ChatBufferService
+    ) async -> [Result<ChatBufferFlushOutcome, any Error>] {
+        do {
+            return try await service.flush(requests, firstAttempts: .byCaller).map { .success($0) }
+        } catch {
+            guard requests.count > 1 else { return [.failure(error)] }
+        }
+        var results: [Result<ChatBufferFlushOutcome, any Error>] = []
+        for request in requests {
+            do {
+                results.append(.success(try await service.flush([request], firstAttempts: .byCaller)[0]))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    static func shared(in environment: PluginEnvironment, options: ChatBufferOptions) -> ChatBufferFlushes {
+        environment.shared.object("chat-buffer.flushes") { ChatBufferFlushes(service: ChatBufferService(environment: environment, options: options)) }
     }
 }

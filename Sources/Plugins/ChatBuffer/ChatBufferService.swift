@@ -109,33 +109,65 @@ struct ChatBufferService: Sendable {
         userKey: String, bufferID: String, firstAttempts: WebhookDispatch.FirstAttempts = .queued,
         whileTaken: (@Sendable () async throws -> Void)? = nil
     ) async throws -> ChatBufferFlushOutcome {
+        try await flush([FlushRequest(userKey: userKey, bufferID: bufferID)], firstAttempts: firstAttempts, whileTaken: whileTaken)[0]
+    }
+
+    /// One buffer to flush: the user's, if it is still buffer `bufferID`.
+    struct FlushRequest: Sendable, Hashable {
+        var userKey: String
+        var bufferID: String
+    }
+
+    /// Flushes each buffer as ``flush(userKey:bufferID:firstAttempts:whileTaken:)`` does, all in one transaction of a
+    /// few multi-row statements; returns one outcome per request, in order. A request repeated in the list is
+    /// skipped after its first.
+    func flush(
+        _ requests: [FlushRequest], firstAttempts: WebhookDispatch.FirstAttempts, whileTaken: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> [ChatBufferFlushOutcome] {
         let store = self.store
         let environment = self.environment
         let options = self.options
         return try await environment.transaction { transaction in
             let now = environment.clock.now()
-            guard let (found, storedURL) = try await store.bufferForFlush(userKey: userKey, transaction.sql), found.bufferID == bufferID
-            else { return .skipped("the buffer was flushed already") }
-            var buffer = found
-            guard buffer.flushAt <= now else {
-                try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
-                try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
-                return .postponed(until: buffer.flushAt)
+            let (found, storedURL) = try await store.buffersForFlush(userKeys: Array(Set(requests.map(\.userKey))), transaction.sql)
+            // Each request's outcome; nil for the buffers to flush, known once their messages are taken.
+            var outcomes: [ChatBufferFlushOutcome?] = []
+            var due: [ChatBuffer] = []
+            var seen = Set<FlushRequest>()
+            var timersToSet: [DurableTimer] = []
+            for request in requests {
+                guard seen.insert(request).inserted, var buffer = found[request.userKey], buffer.bufferID == request.bufferID else {
+                    outcomes.append(.skipped("the buffer was flushed already"))
+                    continue
+                }
+                if buffer.flushAt > now {
+                    timersToSet.append(Self.timer(for: buffer, at: now))
+                    try await store.timerSet(buffer, dueAt: buffer.flushAt, transaction.sql)
+                    outcomes.append(.postponed(until: buffer.flushAt))
+                } else if storedURL ?? options.webhookURL == nil {
+                    buffer.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
+                    try await store.postpone(buffer, to: buffer.flushAt, transaction.sql)
+                    timersToSet.append(Self.timer(for: buffer, at: now))
+                    outcomes.append(.waiting(retryAt: buffer.flushAt))
+                } else {
+                    due.append(buffer)
+                    outcomes.append(nil)
+                }
             }
-            guard let url = storedURL ?? options.webhookURL else {
-                buffer.flushAt = now.addingTimeInterval(Self.urlRetryDelay)
-                try await store.postpone(buffer, to: buffer.flushAt, transaction.sql)
-                try await environment.timers.upsert(Self.timer(for: buffer, at: now), in: transaction, at: now)
-                return .waiting(retryAt: buffer.flushAt)
-            }
-            let messages = try await store.take(buffer, transaction.sql)
+            if !timersToSet.isEmpty { try await environment.timers.upsert(contentsOf: timersToSet, in: transaction, at: now) }
+            guard let url = storedURL ?? options.webhookURL, !due.isEmpty else { return outcomes.compactMap { $0 } }
+            let messages = try await store.take(due, transaction.sql)
             try await whileTaken?()
-            let delivery = WebhookDispatch.Delivery(
-                eventID: Self.eventID(for: buffer), eventType: Self.eventType, targetURL: url,
-                body: ChatBufferWebhookBody.make(messages, processedAt: now).encodedString())
+            let deliveries = due.map { buffer in
+                WebhookDispatch.Delivery(
+                    eventID: Self.eventID(for: buffer), eventType: Self.eventType, targetURL: url,
+                    body: ChatBufferWebhookBody.make(messages[buffer.userKey] ?? [], processedAt: now).encodedString())
+            }
             try await WebhookDispatch(environment: environment).dispatch(
-                [delivery], tenantID: Self.tenantID, owner: Self.owner, firstAttempts: firstAttempts, in: transaction)
-            return .flushed(eventID: delivery.eventID, messages: messages.count)
+                deliveries, tenantID: Self.tenantID, owner: Self.owner, firstAttempts: firstAttempts, in: transaction)
+            return zip(requests, outcomes).map { request, outcome in
+                outcome ?? .flushed(eventID: Self.eventID(bufferID: request.bufferID), messages: messages[request.userKey]?.count ?? 0)
+            }
         }
     }
 

@@ -113,44 +113,78 @@ struct ChatBufferStore: Sendable {
         ).first().map(Self.buffer)
     }
 
-    /// The user's open buffer, its row held until the transaction ends (PostgreSQL; SQLite has one writer), and the
-    /// webhook URL set through the API, read in the same statement: what a flush needs before it takes the messages.
-    func bufferForFlush(userKey: String, _ sql: any SQLDatabase) async throws -> (buffer: ChatBuffer, storedURL: String?)? {
+    /// The users' open buffers, by user, their rows held until the transaction ends (PostgreSQL, locked in user order;
+    /// SQLite has one writer), and the webhook URL set through the API: what flushes need before they take the
+    /// messages.
+    func buffersForFlush(userKeys: [String], _ sql: any SQLDatabase) async throws -> (buffers: [String: ChatBuffer], storedURL: String?) {
         let lock: SQLQueryString = sql.dialect.name == "postgresql" ? " FOR UPDATE" : ""
-        guard
-            let row = try await sql.raw(
+        var buffers: [String: ChatBuffer] = [:]
+        var storedURL: String?
+        for chunk in userKeys.sorted().chunks(of: 500) {
+            for row in try await sql.raw(
                 """
                 SELECT user_key, buffer_id, last_seq, first_at, flush_at, timer_due,
                     (SELECT value FROM chat_buffer_settings WHERE name = \(bind: Self.webhookURLSetting)) AS webhook_url
-                FROM chat_buffer_users WHERE user_key = \(bind: userKey)\(lock)
+                FROM chat_buffer_users WHERE user_key IN (\(binds: Array(chunk))) ORDER BY user_key\(lock)
                 """
-            ).first()
-        else { return nil }
-        return (try Self.buffer(row), try row.decode(column: "webhook_url", as: String?.self))
+            ).all() {
+                let buffer = try Self.buffer(row)
+                buffers[buffer.userKey] = buffer
+                storedURL = try row.decode(column: "webhook_url", as: String?.self)
+            }
+        }
+        // With no buffer found there is nothing to flush, so no URL is needed.
+        return (buffers, storedURL)
     }
 
-    /// Removes the buffer and exactly the messages it held, and returns those messages (each one's fields as sent) in
-    /// arrival order. The messages are read as they are deleted, after the buffer's row was locked, so a message
+    /// Removes the buffers and exactly the messages they held, and returns those messages (each one's fields as sent)
+    /// by user in arrival order. The buffers' rows are locked already (``buffersForFlush(userKeys:_:)``), so a message
     /// committed before the lock is among them and one sent after it waits for the next buffer.
-    func take(_ buffer: ChatBuffer, _ sql: any SQLDatabase) async throws -> [[String: JSONValue]] {
-        let removeMessages: SQLQueryString = """
-            DELETE FROM chat_buffer_messages WHERE user_key = \(bind: buffer.userKey) AND seq <= \(bind: buffer.lastSeq)
-            RETURNING seq, fields
-            """
-        let removeBuffer: SQLQueryString =
-            "DELETE FROM chat_buffer_users WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)"
-        let rows: [any SQLRow]
+    func take(_ buffers: [ChatBuffer], _ sql: any SQLDatabase) async throws -> [String: [[String: JSONValue]]] {
+        var sealed: [String: [(seq: Int, fields: String)]] = [:]
         if sql.dialect.name == "postgresql" {
-            // One round trip for both deletes: a flush runs while users wait for their webhook.
-            rows = try await sql.raw("WITH buffer_removed AS (\(removeBuffer)) \(removeMessages)").all()
+            // One round trip for each 500 buffers and their messages: flushes run while users wait for their webhook.
+            for chunk in buffers.chunks(of: 500) {
+                let taken = chunk.map { buffer -> SQLQueryString in "(\(bind: buffer.userKey), \(bind: buffer.bufferID))" }
+                let rows = try await sql.raw(
+                    """
+                    WITH buffers_removed AS (
+                        DELETE FROM chat_buffer_users WHERE (user_key, buffer_id) IN (VALUES \(taken.joined(separator: ", ")))
+                        RETURNING user_key, last_seq
+                    )
+                    DELETE FROM chat_buffer_messages AS message USING buffers_removed AS removed
+                    WHERE message.user_key = removed.user_key AND message.seq <= removed.last_seq
+                    RETURNING message.user_key, message.seq, message.fields
+                    """
+                ).all()
+                for row in rows {
+                    sealed[try row.decode(column: "user_key", as: String.self), default: []].append(
+                        (try row.decode(column: "seq", as: Int.self), try row.decode(column: "fields", as: String.self)))
+                }
+            }
         } else {
-            rows = try await sql.raw(removeMessages).all()
-            try await sql.raw(removeBuffer).run()
+            for buffer in buffers {
+                let rows = try await sql.raw(
+                    """
+                    DELETE FROM chat_buffer_messages WHERE user_key = \(bind: buffer.userKey) AND seq <= \(bind: buffer.lastSeq)
+                    RETURNING seq, fields
+                    """
+                ).all()
+                try await sql.raw(
+                    "DELETE FROM chat_buffer_users WHERE user_key = \(bind: buffer.userKey) AND buffer_id = \(bind: buffer.bufferID)"
+                ).run()
+                sealed[buffer.userKey] = try rows.map { row in
+                    (try row.decode(column: "seq", as: Int.self), try row.decode(column: "fields", as: String.self))
+                }
+            }
         }
-        let sealed = try rows.map { row in (seq: try row.decode(column: "seq", as: Int.self), fields: try row.decode(column: "fields", as: String.self)) }
-        return try sealed.sorted { $0.seq < $1.seq }.map { message in
-            try secrets.open(message.fields, boundTo: Self.binding(buffer.userKey, buffer.bufferID, message.seq))
+        var messages: [String: [[String: JSONValue]]] = [:]
+        for buffer in buffers {
+            messages[buffer.userKey] = try (sealed[buffer.userKey] ?? []).sorted { $0.seq < $1.seq }.map { message in
+                try secrets.open(message.fields, boundTo: Self.binding(buffer.userKey, buffer.bufferID, message.seq))
+            }
         }
+        return messages
     }
 
     /// Moves a buffer's deadline and its timer's (a flush that must wait for a webhook URL).
