@@ -16,7 +16,7 @@ struct ConnectionReserveTests {
     @Test("with more requests holding connections than the pool has, a background query still gets one and a further request waits its turn")
     func backgroundKeepsItsShare() async throws {
         try await TestDatabase.withEmptyLocation { location in
-            try await Database.withDatabase(location, logger: TestDatabase.logger, acquireTimeout: .milliseconds(800)) { database in
+            try await Database.withDatabase(location, logger: TestDatabase.logger, acquireTimeout: .seconds(2)) { database in
                 let holders = Holders()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     // As many requests as the whole pool: on a pool without a reserve they would take every connection.
@@ -45,7 +45,7 @@ struct ConnectionReserveTests {
                     let further = Task {
                         try await Database.$work.withValue(.request) { try await database.withSQL { sql in try await sql.raw("SELECT 3").run() } }
                     }
-                    try await Task.sleep(for: .milliseconds(1200))
+                    try await Task.sleep(for: .milliseconds(2500))
                     #expect(holders.holding.withLock { $0 } == Database.requestConnections)
                     holders.released.open()
                     let refused = await #expect(throws: StoreError.self) { try await further.value }
