@@ -271,6 +271,45 @@ struct BeatIsolationTests {
         }
     }
 
+    @Test(
+        "on PostgreSQL the take also turns synchronous commit off and announces on a channel at commit, only when it took a timer",
+        .enabled(if: TestDatabase.engine == .postgres))
+    func takeCompanions() async throws {
+        try await TestApp.run(extraPlugins: [.beatTest]) { app in
+            let key = "companions-\(UUID().uuidString)"
+            let start = app.clock.now()
+            _ = try await Self.timer(app, id: "due", key: key, in: 1)
+            let database = app.runtime.database
+            let channel = "take_test_\(UUID().uuidString.prefix(8).lowercased())"
+            let heard = Mutex(0)
+            let listening = Task { try await database.listen(channel: channel) { _ in heard.withLock { $0 += 1 } } }
+            defer { listening.cancel() }
+            // LISTEN takes effect once its connection has run it; a NOTIFY sent until then goes unheard.
+            try await Task.sleep(for: .milliseconds(300))
+            func take(companions: TimerStore.TakeCompanions) async throws -> (taken: Int, commitMode: String?) {
+                try await database.withTransaction { transaction in
+                    let sql = transaction.sql
+                    try await sql.raw("SET LOCAL synchronous_commit = on").run()
+                    let taken = try await app.runtime.timers.takeDue(
+                        at: start.addingTimeInterval(5), limit: 10, sql, engine: database.engine, companions: companions)
+                    let mode = try await sql.raw("SELECT current_setting('synchronous_commit') AS mode").first()?
+                        .decode(column: "mode", as: String.self)
+                    return (taken.timers.count, mode)
+                }
+            }
+            let both = TimerStore.TakeCompanions(commitWithoutWaitingForFlush: true, announceOn: channel)
+            let first = try await take(companions: both)
+            #expect(first.taken == 1 && first.commitMode == "off")
+            #expect(try await eventually(5) { heard.withLock { $0 } == 1 }, "the take's announcement arrives after its commit")
+            let empty = try await take(companions: both)
+            #expect(empty.taken == 0 && empty.commitMode == "off", "the commit mode is set even when nothing is due")
+            let plain = try await take(companions: TimerStore.TakeCompanions())
+            #expect(plain.commitMode == "on")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(heard.withLock { $0 } == 1, "a take that took nothing announces nothing")
+        }
+    }
+
     @Test("an unreadable timer is set aside with one error; the timers around it fire, and setting it again takes it back")
     func poisonedTimer() async throws {
         try await TestApp.run(extraPlugins: [.beatTest]) { app in

@@ -404,8 +404,12 @@ public final class Beat: Service, Sendable {
         let engine = database.engine
         let taken = try await database.withTransaction { transaction in
             let sql = transaction.sql
-            try await self.commitWithoutWaitingForFlush(sql)
-            let taken = try await self.timers.takeDue(at: now, limit: self.options.batchSize, sql, engine: engine)
+            // The commit mode and the announcement to idle workers ride on the take: two round trips fewer a pass.
+            let companions = TimerStore.TakeCompanions(
+                commitWithoutWaitingForFlush: self.commitsWithoutWaitingForFlush,
+                announceOn: self.dispatcher.queue != nil ? SQLBroker.arrivalsChannel : nil)
+            let taken = try await self.timers.takeDue(
+                at: now, limit: self.options.batchSize, sql, engine: engine, companions: companions)
             let due = taken.timers
             let queued = try await self.fireInBeat(due, transaction, leavingOut: failedHere)
             try await self.dispatcher.stage(
@@ -414,7 +418,6 @@ public final class Beat: Service, Sendable {
                     message.enqueuedAt = now
                     return QueuedRun(message: message, scheduledFor: timer.dueAt)
                 }, at: now, sql, claimedForCaller: false)
-            if !due.isEmpty { try await self.dispatcher.announceToIdleWorkers(sql) }
             return taken
         }
         let due = taken.timers
@@ -473,10 +476,12 @@ public final class Beat: Service, Sendable {
     /// the whole fire is gone — timer, run and message together — and it fires again after recovery: once, nothing
     /// lost. With an outbox the message leaves for the broker before any later commit, so those fires stay synchronous.
     private func commitWithoutWaitingForFlush(_ sql: any SQLDatabase) async throws {
-        if database.engine == .postgres, !dispatcher.usesOutbox {
+        if commitsWithoutWaitingForFlush {
             try await sql.raw("SET LOCAL synchronous_commit = off").run()
         }
     }
+
+    private var commitsWithoutWaitingForFlush: Bool { database.engine == .postgres && !dispatcher.usesOutbox }
 
     /// Of `taskIDs`, those still queued, running or waiting to retry.
     private static func activeTasks(_ taskIDs: [String], _ sql: any SQLDatabase) async throws -> Set<String> {

@@ -109,6 +109,15 @@ public struct TimerStore: Sendable {
             .decode(column: "due_at", as: Date.self)
     }
 
+    /// What the take's statement does besides taking, on PostgreSQL, each sparing the beat's pass a round trip of its
+    /// own. SQLite ignores them: it has no notifications, and its commits do not wait for another server.
+    struct TakeCompanions: Sendable {
+        /// Sets `synchronous_commit` off for the rest of the transaction, as `SET LOCAL` would.
+        var commitWithoutWaitingForFlush = false
+        /// Sends a `NOTIFY` on this channel, delivered when the transaction commits, if the take took any timer.
+        var announceOn: String?
+    }
+
     /// What one take found: the timers it took, earliest first, and when the earliest timer it left is due (`nil`
     /// when none is left), as the take's snapshot saw them.
     struct Taken: Sendable {
@@ -121,10 +130,24 @@ public struct TimerStore: Sendable {
     /// The same statement reads when the earliest timer left is due, which spares the beat a query before it sleeps.
     /// Throws ``UnreadableTimers`` when a row taken cannot be read: the caller rolls back (the rows come back), sets
     /// those aside (``setAside(_:)``) and takes the batch again.
-    func takeDue(at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine) async throws -> Taken {
+    func takeDue(
+        at now: Date, limit: Int, _ sql: any SQLDatabase, engine: Database.Engine, companions: TakeCompanions = TakeCompanions()
+    ) async throws -> Taken {
         let rows: [any SQLRow]
         var nextDue: Date?
         if engine == .postgres {
+            // Companion parts run because the outermost select list counts their rows (once, as an init plan): a
+            // part of a WITH that no output column reads does not run, even when it calls a volatile function.
+            var parts: [SQLQueryString] = []
+            var counts: [SQLQueryString] = []
+            if companions.commitWithoutWaitingForFlush {
+                parts.append(", commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS applied)")
+                counts.append(", (SELECT count(*) FROM commit_mode) AS commit_mode_set")
+            }
+            if let channel = companions.announceOn {
+                parts.append(", announced AS MATERIALIZED (SELECT pg_notify(\(bind: channel), '') AS sent WHERE EXISTS (SELECT 1 FROM taken))")
+                counts.append(", (SELECT count(*) FROM announced) AS announcements")
+            }
             // Every part of the statement sees the table as it was before the delete, so the timers taken are left out
             // of the next due time by id. A row another beat holds may be among those read: it is due now anyway.
             rows = try await sql.raw(
@@ -137,8 +160,8 @@ public struct TimerStore: Sendable {
                 ), following AS (
                     SELECT due_at FROM timers WHERE set_aside_reason IS NULL AND id NOT IN (SELECT id FROM taken)
                     ORDER BY due_at LIMIT 1
-                )
-                SELECT taken.*, upcoming.due_at AS next_due_at
+                )\(parts.joined(separator: ""))
+                SELECT taken.*, upcoming.due_at AS next_due_at\(counts.joined(separator: ""))
                 FROM (SELECT (SELECT due_at FROM following) AS due_at) AS upcoming LEFT JOIN taken ON true
                 """
             ).all()
