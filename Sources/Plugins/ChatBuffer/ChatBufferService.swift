@@ -235,15 +235,11 @@ final class RecentlySeen: Sendable {
 /// clients held as many connections that the flushes then waited for. One batch is written at a time per process;
 /// messages that arrive meanwhile form the next.
 final class ChatBufferIntake: Sendable {
-    let environment: PluginEnvironment
-    let store: ChatBufferStore
     /// Each message's buffer as it stands once the message is stored (`lastSeq` is the message's number).
     let messages: BatchCall<ChatBufferMessage, ChatBuffer>
 
     init(environment: PluginEnvironment) {
         let store = ChatBufferStore(secrets: environment.secrets)
-        self.environment = environment
-        self.store = store
         messages = BatchCall(maxBatch: 256) { messages in try await Self.store(messages, environment: environment, store: store) }
     }
 
