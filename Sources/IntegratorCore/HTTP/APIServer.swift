@@ -84,7 +84,6 @@ public enum APIServer {
     }
 }
 
-/// One line per request at info: method, path, status, duration. Never headers or bodies.
 /// Marks the request's queries as ``Database/Work/request``, so that requests leave the beat and the workers of the
 /// same process their share of database connections.
 struct RequestWorkMiddleware: RouterMiddleware {
@@ -95,6 +94,7 @@ struct RequestWorkMiddleware: RouterMiddleware {
     }
 }
 
+/// One line per request at info: method, path, status, duration. Never headers or bodies.
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
 

@@ -28,9 +28,7 @@ extension TimerStore {
     /// there is no such timer (it fired already) or it is due at `dueAt` or later; the caller then handles the fire.
     @discardableResult
     public func postpone(id: String, to dueAt: Date, in transaction: StoreTransaction) async throws -> Bool {
-        !(try await transaction.sql.raw(
-            "UPDATE timers SET due_at = \(bind: dueAt) WHERE id = \(bind: id) AND due_at < \(bind: dueAt) RETURNING id"
-        ).all()).isEmpty
+        try await postpone([id: dueAt], in: transaction).contains(id)
     }
 
     /// Moves many timers, by id, as ``postpone(id:to:in:)`` moves one, in one statement per 1,000; returns the ids of
