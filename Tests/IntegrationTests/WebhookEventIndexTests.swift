@@ -18,6 +18,44 @@ struct WebhookEventIndexTests {
         }
     }
 
+    @Test("events stored together read back as written: absent target URLs and idempotency keys stay absent")
+    func storedTogether() async throws {
+        try await TestApp.run { app in
+            _ = try await WebhooksTests.configure(app, "together", url: "http://127.0.0.1:9/hooks")
+            let store = WebhookStore(secrets: app.runtime.environment.secrets)
+            let now = app.clock.now()
+            var written = Self.events(120, tenant: "together", prefix: "mixed", state: .pending, at: now)
+            for index in written.indices where index % 3 == 0 {
+                written[index].targetURL = "http://127.0.0.1:9/own/\(index)"
+                written[index].idempotencyKey = "key-\(index)"
+                written[index].customHeaders = ["X-Order": "\(index)"]
+                written[index].severity = .critical
+            }
+            written[7].state = .skipped
+            let events = written
+            let (loaded, absent) = try await app.runtime.database.withSQL { sql in
+                try await store.insert(events, sql)
+                let absent = try await sql.raw(
+                    "SELECT COUNT(*) AS n FROM webhooks_events WHERE target_url IS NULL AND idempotency_key IS NULL"
+                ).first()?.decode(column: "n", as: Int.self)
+                return (try await store.deliveries(events.map(\.id), sql), absent)
+            }
+            #expect(absent == 80)
+            #expect(loaded.count == 120)
+            for event in events {
+                let stored = try #require(loaded[event.id]?.event)
+                #expect(stored.targetURL == event.targetURL, "\(event.id)")
+                #expect(stored.idempotencyKey == event.idempotencyKey, "\(event.id)")
+                #expect(stored.customHeaders == event.customHeaders, "\(event.id)")
+                #expect(stored.severity == event.severity && stored.state == event.state, "\(event.id)")
+                #expect(stored.body == event.body && stored.createdAt == event.createdAt && stored.attemptCount == 0, "\(event.id)")
+                #expect(loaded[event.id]?.tenant?.tenantID == "together")
+            }
+            let unstored = try await app.runtime.database.withSQL { sql in try await store.deliveries(["mixed-99999"], sql) }
+            #expect(unstored.isEmpty)
+        }
+    }
+
     @Test("no index of the events holds their state; dead letters and a tenant's events have indexes of their own")
     func stateInNoIndex() async throws {
         try await TestApp.run { app in

@@ -66,6 +66,33 @@ struct WebhookUnitTests {
                 id: "msg_other", timestamp: "1614265330", header: signature, body: body, secrets: [secret], now: sentAt))
     }
 
+    @Test("a keyring's keys sign message after message as freshly keyed ones do, each secret keyed once")
+    func keyringReuse() {
+        let keyring = WebhookSignature.Keyring()
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        #expect(
+            WebhookSignature.standard(
+                id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330, body: Data(#"{"test": 2432232314}"#.utf8),
+                key: keyring.key(for: secret)) == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        // A keyed state used for one message must come back unchanged for the next (and the same message twice).
+        for body in ["first", "second", "first", String(repeating: "long body ", count: 500)] {
+            for plain in ["minha-chave-secreta", secret] {
+                let data = Data(body.utf8)
+                let key = keyring.key(for: plain)
+                #expect(WebhookSignature.seed(body: data, key: key) == WebhookSignature.seed(body: data, secret: plain), "\(body)")
+                #expect(
+                    WebhookSignature.standard(id: "msg_1", timestamp: 1_700_000_000, body: data, key: key)
+                        == WebhookSignature.standard(id: "msg_1", timestamp: 1_700_000_000, body: data, secret: plain), "\(body)")
+            }
+        }
+        #expect(
+            WebhookSignature.seed(body: Data("first".utf8), key: keyring.key(for: "minha-chave-secreta"))
+                != WebhookSignature.seed(body: Data("second".utf8), key: keyring.key(for: "minha-chave-secreta")))
+        #expect(
+            WebhookSignature.seed(body: Data(#"{"event":"test","data":"example"}"#.utf8), key: keyring.key(for: "minha-chave-secreta"))
+                == "sha256=03382a7e8ca995742aed2fb773bc1d04a4015d986cf1b0ec80905c73ae503c0f")
+    }
+
     @Test("hex decoding refuses odd lengths and non-hex characters")
     func hex() {
         #expect(Data(hex: "00ff10Ab") == Data([0x00, 0xFF, 0x10, 0xAB]))

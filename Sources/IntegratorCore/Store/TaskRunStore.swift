@@ -204,7 +204,7 @@ public struct TaskRunStore: Sendable {
         return try await database.withSQL { sql in
             var current: [String: (state: TaskState?, attempt: Int)] = [:]
             for chunk in ids.chunks(of: isPostgres ? max(1, ids.count) : 500) {
-                let matching: SQLQueryString = isPostgres ? "= ANY(\(bind: Array(chunk))::text[])" : "IN (\(binds: Array(chunk)))"
+                let matching = SQLQueryString.isOneOf(Array(chunk), on: sql)
                 for row in try await sql.raw("SELECT id, state, attempt FROM task_runs WHERE id \(matching) AND \(blocking)").all() {
                     current[try row.decode(column: "id", as: String.self)] = (
                         TaskState(rawValue: try row.decode(column: "state", as: String.self)),

@@ -20,6 +20,7 @@ final class WebhookBatching: Sendable {
     /// Requests in flight in this process. Tasks of 100 events on 64 worker slots would otherwise start thousands of
     /// requests at once, each holding its buffers while it waits for one of the client's connections.
     let requests = AsyncGate(permits: 128)
+    let keyring = WebhookSignature.Keyring()
 
     init(environment: PluginEnvironment) {
         let store = WebhookStore(secrets: environment.secrets)

@@ -135,7 +135,7 @@ struct WebhookDelivery: TaskHandler {
             return WebhookDeliveryState.dead.rawValue
         }
         let (outcome, record) = try await batching.requests.withPermit {
-            await send(event, to: tenant, attempt: attempt, environment: environment, logger: logger)
+            await send(event, to: tenant, attempt: attempt, keyring: batching.keyring, environment: environment, logger: logger)
         }
         let state = try await settle(
             event, tenant: tenant, record: record, outcome: outcome, environment: environment, store: store, batching: batching, logger: logger)
@@ -160,10 +160,11 @@ struct WebhookDelivery: TaskHandler {
 
     /// Posts the event once and measures it. Never throws for what the endpoint does: that is the attempt's result.
     private func send(
-        _ event: WebhookEvent, to tenant: WebhookTenant, attempt: Int, environment: PluginEnvironment, logger: Logger
+        _ event: WebhookEvent, to tenant: WebhookTenant, attempt: Int, keyring: WebhookSignature.Keyring, environment: PluginEnvironment,
+        logger: Logger
     ) async -> (Outcome, WebhookAttempt) {
         let now = environment.clock.now()
-        let request = Self.request(for: event, tenant: tenant, at: now)
+        let request = Self.request(for: event, tenant: tenant, at: now, keyring: keyring)
         var client = environment.outbound.client(logger: logger)
         client.retry = RetryPolicy(maxAttempts: 1)
         client.timeout = Double(tenant.timeoutSeconds)
@@ -197,10 +198,12 @@ struct WebhookDelivery: TaskHandler {
     /// The signed POST for one attempt. Headers are collected by lowercased name (a custom header replaces a default
     /// one of the same name, authentication replaces both) without re-scanning the list per header: this runs for
     /// every delivery.
-    static func request(for event: WebhookEvent, tenant: WebhookTenant, at now: Date) -> OutboundRequest {
+    static func request(
+        for event: WebhookEvent, tenant: WebhookTenant, at now: Date, keyring: WebhookSignature.Keyring = WebhookSignature.Keyring()
+    ) -> OutboundRequest {
         let body = Data(event.body.utf8)
         let timestamp = Int(now.timeIntervalSince1970)
-        let secrets = tenant.signingSecrets(at: now)
+        let keys = tenant.signingSecrets(at: now).map(keyring.key(for:))
         var chosen: [String: (name: String, value: String)] = [:]
         for (name, value) in tenant.defaultHeaders { chosen[name.lowercased()] = (name, value) }
         for (name, value) in event.customHeaders { chosen[name.lowercased()] = (name, value) }
@@ -215,7 +218,7 @@ struct WebhookDelivery: TaskHandler {
         }
         var headers = chosen.filter { !protectedHeaders.contains($0.key) }.values.sorted { $0.name < $1.name }
         headers.append(("content-type", "application/json"))
-        headers.append(("X-Webhook-Signature", secrets.map { WebhookSignature.seed(body: body, secret: $0) }.joined(separator: " ")))
+        headers.append(("X-Webhook-Signature", keys.map { WebhookSignature.seed(body: body, key: $0) }.joined(separator: " ")))
         headers.append(("X-Event-Type", event.eventType))
         headers.append(("X-Event-ID", event.id))
         headers.append(("X-Tenant-ID", event.tenantID))
@@ -223,7 +226,7 @@ struct WebhookDelivery: TaskHandler {
         headers.append(("webhook-id", event.id))
         headers.append(("webhook-timestamp", String(timestamp)))
         headers.append(
-            ("webhook-signature", secrets.map { WebhookSignature.standard(id: event.id, timestamp: timestamp, body: body, secret: $0) }.joined(separator: " ")))
+            ("webhook-signature", keys.map { WebhookSignature.standard(id: event.id, timestamp: timestamp, body: body, key: $0) }.joined(separator: " ")))
         return OutboundRequest(method: "POST", event.targetURL ?? tenant.baseURL, headers: headers, body: body)
     }
 

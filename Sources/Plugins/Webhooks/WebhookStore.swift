@@ -153,7 +153,7 @@ struct WebhookStore: Sendable {
         let rows = try await sql.raw(
             """
             SELECT e.*, \(unsafeRaw: Self.joinedTenantColumns) FROM webhooks_events AS e
-            LEFT JOIN webhooks_tenants AS t ON t.tenant_id = e.tenant_id WHERE e.id IN (\(binds: eventIDs))
+            LEFT JOIN webhooks_tenants AS t ON t.tenant_id = e.tenant_id WHERE e.id \(SQLQueryString.isOneOf(eventIDs, on: sql))
             """
         ).all()
         var found: [String: (event: WebhookEvent, tenant: WebhookTenant?)] = [:]
@@ -179,23 +179,53 @@ struct WebhookStore: Sendable {
     // MARK: Events
 
     func insert(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws {
-        for chunk in events.chunks(of: 500) { try await sql.raw(Self.insertion(Array(chunk))).run() }
+        for chunk in Self.insertionChunks(events, sql) { try await sql.raw(Self.insertion(chunk, sql)).run() }
     }
 
     /// Inserts the events whose ids are not stored yet and leaves the others as they are; returns the ids inserted.
     /// `events` must not name an id twice.
     func insertUnlessStored(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws -> Set<String> {
         var inserted = Set<String>()
-        for chunk in events.chunks(of: 500) {
-            for row in try await sql.raw("\(Self.insertion(Array(chunk))) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
+        for chunk in Self.insertionChunks(events, sql) {
+            for row in try await sql.raw("\(Self.insertion(chunk, sql)) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
                 inserted.insert(try row.decode(column: "id", as: String.self))
             }
         }
         return inserted
     }
 
-    /// One multi-row `INSERT` of new events.
-    private static func insertion(_ events: [WebhookEvent]) -> SQLQueryString {
+    /// PostgreSQL takes any number of events in one statement (a parameter per column); SQLite's statements hold at
+    /// most a few thousand parameters, one per value.
+    private static func insertionChunks(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> [[WebhookEvent]] {
+        guard !events.isEmpty else { return [] }
+        return sql.dialect.name == "postgresql" ? [events] : events.chunks(of: 500).map(Array.init)
+    }
+
+    private static let insertedColumns = """
+        webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body, idempotency_key, state,
+            attempt_count, round_attempts, created_at, updated_at)
+        """
+
+    /// One `INSERT` of new events. On PostgreSQL its parameters are one array per column: a hundred events are a
+    /// dozen parameters rather than twelve hundred, each of which costs encoding here and parsing on the server.
+    private static func insertion(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> SQLQueryString {
+        guard sql.dialect.name == "postgresql" else { return valuesInsertion(events) }
+        // Arrays hold no NULL: an absent target URL or idempotency key travels as '' (neither can be empty when present).
+        return """
+            INSERT INTO \(unsafeRaw: insertedColumns)
+            SELECT id, tenant_id, event_type, severity, NULLIF(target_url, ''), custom_headers, body, NULLIF(idempotency_key, ''),
+                state, 0, 0, created_at, created_at
+            FROM unnest(\(bind: events.map(\.id))::text[], \(bind: events.map(\.tenantID))::text[], \(bind: events.map(\.eventType))::text[],
+                \(bind: events.map(\.severity.rawValue))::text[], \(bind: events.map { $0.targetURL ?? "" })::text[],
+                \(bind: events.map { encode($0.customHeaders) })::text[], \(bind: events.map(\.body))::text[],
+                \(bind: events.map { $0.idempotencyKey ?? "" })::text[], \(bind: events.map(\.state.rawValue))::text[],
+                \(bind: events.map(\.createdAt))::timestamptz[])
+                AS v(id, tenant_id, event_type, severity, target_url, custom_headers, body, idempotency_key, state, created_at)
+            """
+    }
+
+    /// One multi-row `INSERT … VALUES` of new events.
+    private static func valuesInsertion(_ events: [WebhookEvent]) -> SQLQueryString {
         let rows = events.map { event -> SQLQueryString in
             """
             (\(bind: event.id), \(bind: event.tenantID), \(bind: event.eventType), \(bind: event.severity.rawValue),
@@ -203,11 +233,7 @@ struct WebhookStore: Sendable {
              \(bind: event.state.rawValue), 0, 0, \(bind: event.createdAt), \(bind: event.createdAt))
             """
         }
-        return """
-            INSERT INTO webhooks_events (id, tenant_id, event_type, severity, target_url, custom_headers, body,
-                idempotency_key, state, attempt_count, round_attempts, created_at, updated_at)
-            VALUES \(rows.joined(separator: ", "))
-            """
+        return "INSERT INTO \(unsafeRaw: insertedColumns) VALUES \(rows.joined(separator: ", "))"
     }
 
     /// The delivery state of each of `ids` that names a stored event, in one query per 500.
