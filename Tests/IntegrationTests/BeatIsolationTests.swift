@@ -272,6 +272,28 @@ struct BeatIsolationTests {
     }
 
     @Test(
+        "on PostgreSQL the take deletes the timers it picked by id from an array: no join against the table is planned",
+        .enabled(if: TestDatabase.engine == .postgres))
+    func takePlansNoJoin() async throws {
+        try await TestApp.run(extraPlugins: [.beatTest]) { app in
+            let key = "plan-\(UUID().uuidString)"
+            for index in 0..<50 { _ = try await Self.timer(app, id: "t\(index)", key: key, in: Double(index)) }
+            let statement = TimerStore.postgresTake(
+                at: app.clock.now().addingTimeInterval(10), limit: 20,
+                companions: TimerStore.TakeCompanions(commitWithoutWaitingForFlush: true, announceOn: "take_plan_test"))
+            let plan = try await app.runtime.database.withTransaction { transaction in
+                try await transaction.sql.raw("ANALYZE timers").run()
+                return try await transaction.sql.raw("EXPLAIN \(statement)").all()
+                    .map { try $0.decode(column: "QUERY PLAN", as: String.self) }.joined(separator: "\n")
+            }
+            // The delete as a semi-join of its own pick (a join of the subquery's rows, "ANY_subquery", with the table)
+            // made planning cost as much as running the take.
+            #expect(!plan.contains("ANY_subquery") && !plan.contains("Semi Join"), "\(plan)")
+            #expect(plan.contains("(id = ANY ($"), "\(plan)")
+        }
+    }
+
+    @Test(
         "on PostgreSQL the take also turns synchronous commit off and announces on a channel at commit, only when it took a timer",
         .enabled(if: TestDatabase.engine == .postgres))
     func takeCompanions() async throws {

@@ -125,6 +125,39 @@ public struct TimerStore: Sendable {
         var nextDue: Date?
     }
 
+    /// ``takeDue(at:limit:_:engine:companions:)``'s statement on PostgreSQL.
+    static func postgresTake(at now: Date, limit: Int, companions: TakeCompanions) -> SQLQueryString {
+        // Companion parts run because the outermost select list counts their rows (once, as an init plan): a
+        // part of a WITH that no output column reads does not run, even when it calls a volatile function.
+        var parts: [SQLQueryString] = []
+        var counts: [SQLQueryString] = []
+        if companions.commitWithoutWaitingForFlush {
+            parts.append(", commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS applied)")
+            counts.append(", (SELECT count(*) FROM commit_mode) AS commit_mode_set")
+        }
+        if let channel = companions.announceOn {
+            parts.append(", announced AS MATERIALIZED (SELECT pg_notify(\(bind: channel), '') AS sent WHERE EXISTS (SELECT 1 FROM taken))")
+            counts.append(", (SELECT count(*) FROM announced) AS announcements")
+        }
+        // Every part of the statement sees the table as it was before the delete, so the timers taken are left out
+        // of the next due time by id. A row another beat holds may be among those read: it is due now anyway.
+        // `= ANY(ARRAY(…))` rather than `IN (…)`: as a semi-join, the delete made the planner weigh join methods
+        // against the whole table at every take, and planning cost as much as running it at a thousand timers a second.
+        return """
+            WITH taken AS (
+                DELETE FROM timers WHERE id = ANY(ARRAY(
+                    SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
+                    ORDER BY due_at, id LIMIT \(bind: limit) FOR UPDATE SKIP LOCKED
+                )) RETURNING *
+            ), following AS (
+                SELECT due_at FROM timers WHERE set_aside_reason IS NULL AND id NOT IN (SELECT id FROM taken)
+                ORDER BY due_at LIMIT 1
+            )\(parts.joined(separator: ""))
+            SELECT taken.*, upcoming.due_at AS next_due_at\(counts.joined(separator: ""))
+            FROM (SELECT (SELECT due_at FROM following) AS due_at) AS upcoming LEFT JOIN taken ON true
+            """
+    }
+
     /// Inside a transaction: takes up to `limit` timers due by `now`, earliest first, and deletes them, in one
     /// statement. On PostgreSQL rows another transaction holds are skipped, so two beats never take the same timer.
     /// The same statement reads when the earliest timer left is due, which spares the beat a query before it sleeps.
@@ -136,35 +169,7 @@ public struct TimerStore: Sendable {
         let rows: [any SQLRow]
         var nextDue: Date?
         if engine == .postgres {
-            // Companion parts run because the outermost select list counts their rows (once, as an init plan): a
-            // part of a WITH that no output column reads does not run, even when it calls a volatile function.
-            var parts: [SQLQueryString] = []
-            var counts: [SQLQueryString] = []
-            if companions.commitWithoutWaitingForFlush {
-                parts.append(", commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS applied)")
-                counts.append(", (SELECT count(*) FROM commit_mode) AS commit_mode_set")
-            }
-            if let channel = companions.announceOn {
-                parts.append(", announced AS MATERIALIZED (SELECT pg_notify(\(bind: channel), '') AS sent WHERE EXISTS (SELECT 1 FROM taken))")
-                counts.append(", (SELECT count(*) FROM announced) AS announcements")
-            }
-            // Every part of the statement sees the table as it was before the delete, so the timers taken are left out
-            // of the next due time by id. A row another beat holds may be among those read: it is due now anyway.
-            rows = try await sql.raw(
-                """
-                WITH taken AS (
-                    DELETE FROM timers WHERE id IN (
-                        SELECT id FROM timers WHERE due_at <= \(bind: now) AND set_aside_reason IS NULL
-                        ORDER BY due_at, id LIMIT \(bind: limit) FOR UPDATE SKIP LOCKED
-                    ) RETURNING *
-                ), following AS (
-                    SELECT due_at FROM timers WHERE set_aside_reason IS NULL AND id NOT IN (SELECT id FROM taken)
-                    ORDER BY due_at LIMIT 1
-                )\(parts.joined(separator: ""))
-                SELECT taken.*, upcoming.due_at AS next_due_at\(counts.joined(separator: ""))
-                FROM (SELECT (SELECT due_at FROM following) AS due_at) AS upcoming LEFT JOIN taken ON true
-                """
-            ).all()
+            rows = try await sql.raw(Self.postgresTake(at: now, limit: limit, companions: companions)).all()
             nextDue = try rows.first?.decode(column: "next_due_at", as: Date?.self)
         } else {
             // SQLite has no DELETE in a WITH; its queries are calls within the process, so the second costs little.
