@@ -173,42 +173,50 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// Leases a pooled connection, giving up after ``acquireTimeout`` if none could be had (the pool itself
-    /// would keep retrying for about a minute, leaving API callers hanging on a dead server). The lease is waited for
-    /// outside the caller's task: after the server dropped connections (a restart), a lease request can stay
-    /// unanswered and ignore cancellation, and a caller structured around it would then wait forever.
+    /// Leases a pooled connection and runs `body` on it, in a task of its own that the caller waits for with two
+    /// limits. No connection within `timeout`: the call fails as unavailable (the pool itself would keep retrying for
+    /// about a minute, leaving API callers hanging on a dead server), and a lease that comes later goes straight back.
+    /// The connection closed by the server while `body` runs: the caller walks away after two checks two seconds
+    /// apart, because PostgresNIO 1.33 sometimes leaves a lease request, or a query that was running when its backend
+    /// was terminated (a restart, a failover), waiting forever, and cancellation reaches neither. Walking away is safe
+    /// only then: the pool drops a closed connection, leased or not, and never hands it out again.
+    ///
+    /// One task does the lease and the call, so a query costs the caller one hop to that task and one back.
     private func withConnection<T: Sendable>(
         _ client: PostgresClient, _ statements: PostgresStatementRegistry, within timeout: Duration,
         _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
     ) async throws -> T {
-        let lease = ConnectionLease()
-        Task {
+        let call = PooledCall<T>()
+        let logger = logger
+        let work = Task {
             do {
                 try await client.withConnection { connection in
                     // A lease that comes after the caller gave up goes straight back to the pool.
-                    guard lease.hand(connection) else { return }
-                    await lease.waitUntilReturned()
+                    guard call.start(on: connection) else { return }
+                    let sql = StatementCachingPostgresDatabase(
+                        base: connection.sql(queryLogLevel: .trace, logger: logger), connection: connection, registry: statements)
+                    do { call.finish(.success(try await body(sql))) } catch { call.finish(.failure(error)) }
                 }
+            } catch let error as CancellationError {
+                call.finish(.failure(error))
             } catch {
-                lease.fail(error)
+                // The lease itself failed.
+                call.finish(.failure(error as? StoreError ?? StoreError(code: .unavailable, message: "the database is unavailable")))
             }
         }
-        let connection = try await lease.connection(within: timeout)
-        defer { lease.giveBack() }
-        let sql = StatementCachingPostgresDatabase(
-            base: connection.sql(queryLogLevel: .trace, logger: logger), connection: connection, registry: statements)
-        // The body runs in a task of its own, so that the caller can walk away from it once the server has closed the
-        // connection: PostgresNIO 1.33 sometimes leaves a query that was running when its backend was terminated (a
-        // restart, a failover) waiting forever, and cancellation does not reach it. Walking away is safe only then:
-        // a closed connection is never handed out again.
-        let call = DetachedCall<T>()
-        let work = Task {
-            do { call.finish(.success(try await body(sql))) } catch { call.finish(.failure(error)) }
-        }
+        let leaseDeadline = ContinuousClock.now + timeout
+        let checkInterval = Duration.seconds(2)
         return try await withTaskCancellationHandler {
             var closedChecks = 0
             while true {
-                if let result = await call.result(within: .seconds(2), on: connection.eventLoop) { return try result.get() }
+                let leasing = call.connection == nil
+                let wait = leasing ? max(min(leaseDeadline - ContinuousClock.now, checkInterval), .milliseconds(1)) : checkInterval
+                if let result = await call.outcome(within: wait) { return try result.get() }
+                guard let connection = call.connection else {
+                    let noConnection = Self.noConnection(within: timeout)
+                    if ContinuousClock.now >= leaseDeadline, call.abandonLease(noConnection) { throw noConnection }
+                    continue
+                }
                 guard connection.isClosed else { continue }
                 // One more period for the query to fail on its own, with the server's error, as it normally does.
                 closedChecks += 1
@@ -218,6 +226,8 @@ public final class Database: Service, Sendable {
                 }
             }
         } onCancel: {
+            // A caller still waiting for its lease leaves at once; a running call ends with its query's cancellation.
+            _ = call.abandonLease(CancellationError())
             work.cancel()
         }
     }
@@ -313,136 +323,48 @@ func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable 
     }
 }
 
-/// One connection lease, handed from the task that holds it to the caller that uses it, and back.
-private final class ConnectionLease: Sendable {
+/// A database call on a pooled connection, run by a task of its own and awaited by its caller with a time limit.
+private final class PooledCall<T: Sendable>: Sendable {
     private enum Phase {
-        /// Neither the connection nor the caller is there yet.
-        case idle
-        case waiting(CheckedContinuation<PostgresConnection, any Error>)
-        /// Leased before the caller started waiting.
-        case ready(PostgresConnection)
-        case taken
-        case abandoned(any Error)
+        case leasing
+        case running(PostgresConnection)
+        case finished(Result<T, any Error>)
+        /// The caller stopped waiting for a lease.
+        case abandoned
     }
 
     private struct State {
-        var phase = Phase.idle
-        var returned = false
-        var holder: CheckedContinuation<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    /// The leased connection; throws ``StoreError`` `unavailable` when none comes within `timeout`, and
-    /// `CancellationError` when the caller is cancelled first.
-    func connection(within timeout: Duration) async throws -> PostgresConnection {
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            self.abandon(Database.noConnection(within: timeout))
-        }
-        defer { timer.cancel() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let outcome = state.withLock { state -> Result<PostgresConnection, any Error>? in
-                    switch state.phase {
-                    case .idle:
-                        state.phase = .waiting(continuation)
-                        return nil
-                    case .ready(let connection):
-                        state.phase = .taken
-                        return .success(connection)
-                    case .abandoned(let error):
-                        return .failure(error)
-                    case .waiting, .taken:
-                        return .failure(StoreError(code: .unavailable, message: "a connection lease was awaited twice"))
-                    }
-                }
-                if let outcome { continuation.resume(with: outcome) }
-            }
-        } onCancel: {
-            abandon(CancellationError())
-        }
-    }
-
-    /// Gives the caller its connection; `false` when the caller no longer wants it.
-    func hand(_ connection: PostgresConnection) -> Bool {
-        let (wanted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<PostgresConnection, any Error>?) in
-            switch state.phase {
-            case .idle:
-                state.phase = .ready(connection)
-                return (true, nil)
-            case .waiting(let continuation):
-                state.phase = .taken
-                return (true, continuation)
-            case .ready, .taken, .abandoned:
-                return (false, nil)
-            }
-        }
-        waiter?.resume(returning: connection)
-        return wanted
-    }
-
-    /// The lease could not be had at all.
-    func fail(_ error: any Error) {
-        abandon(error as? StoreError ?? StoreError(code: .unavailable, message: "the database is unavailable"))
-    }
-
-    /// The caller gives up: a waiting caller gets `error`, and a connection leased but not yet taken goes back.
-    private func abandon(_ error: any Error) {
-        let (waiter, leasedUnused) = state.withLock { state -> (CheckedContinuation<PostgresConnection, any Error>?, Bool) in
-            switch state.phase {
-            case .idle:
-                state.phase = .abandoned(error)
-                return (nil, false)
-            case .waiting(let continuation):
-                state.phase = .abandoned(error)
-                return (continuation, false)
-            case .ready:
-                state.phase = .abandoned(error)
-                return (nil, true)
-            case .taken, .abandoned:
-                return (nil, false)
-            }
-        }
-        waiter?.resume(throwing: error)
-        if leasedUnused { giveBack() }
-    }
-
-    /// Held by the leasing task until the caller is done with the connection.
-    func waitUntilReturned() async {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                if state.returned { return true }
-                state.holder = continuation
-                return false
-            }
-            if done { continuation.resume() }
-        }
-    }
-
-    func giveBack() {
-        let holder = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.returned = true
-            defer { state.holder = nil }
-            return state.holder
-        }
-        holder?.resume()
-    }
-}
-
-/// The outcome of a database call running in a task of its own, awaited with a time limit.
-private final class DetachedCall<T: Sendable>: Sendable {
-    private struct State {
-        var result: Result<T, any Error>?
+        var phase = Phase.leasing
         var waiter: CheckedContinuation<Result<T, any Error>?, Never>?
         var timer: Scheduled<Void>?
     }
 
     private let state = Mutex(State())
 
+    /// The connection the call runs on, once leased.
+    var connection: PostgresConnection? {
+        state.withLock { state in
+            if case .running(let connection) = state.phase { return connection }
+            return nil
+        }
+    }
+
+    /// The lease came: the call may run on `connection`; `false` when the caller no longer waits for it.
+    func start(on connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard case .leasing = state.phase else { return false }
+            state.phase = .running(connection)
+            return true
+        }
+    }
+
+    /// The call ended (or its lease failed); a caller waiting gets `result`. Ignored once the caller left.
     func finish(_ result: Result<T, any Error>) {
-        let (waiter, timer) = state.withLock { state in
-            state.result = result
+        let (waiter, timer) = state.withLock { state -> (CheckedContinuation<Result<T, any Error>?, Never>?, Scheduled<Void>?) in
+            switch state.phase {
+            case .leasing, .running: state.phase = .finished(result)
+            case .finished, .abandoned: return (nil, nil)
+            }
             defer { state.waiter = nil; state.timer = nil }
             return (state.waiter, state.timer)
         }
@@ -450,28 +372,47 @@ private final class DetachedCall<T: Sendable>: Sendable {
         waiter?.resume(returning: result)
     }
 
+    /// The caller stops waiting for a lease that has not come; a waiting caller gets `error`. `false` when the lease
+    /// came (or the call ended) first.
+    func abandonLease(_ error: any Error) -> Bool {
+        let (abandoned, waiter, timer) = state.withLock {
+            state -> (Bool, CheckedContinuation<Result<T, any Error>?, Never>?, Scheduled<Void>?) in
+            guard case .leasing = state.phase else { return (false, nil, nil) }
+            state.phase = .abandoned
+            defer { state.waiter = nil; state.timer = nil }
+            return (true, state.waiter, state.timer)
+        }
+        timer?.cancel()
+        waiter?.resume(returning: .failure(error))
+        return abandoned
+    }
+
     /// The outcome, or `nil` when the call has not ended within `limit`.
-    func result(within limit: TimeAmount, on eventLoop: any EventLoop) async -> Result<T, any Error>? {
+    func outcome(within limit: Duration) async -> Result<T, any Error>? {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Result<T, any Error>? in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
+            let ready = state.withLock { state -> Result<T, any Error>?? in
+                switch state.phase {
+                case .finished(let result): return .some(result)
+                case .abandoned: return .some(.failure(CancellationError()))
+                case .leasing, .running:
+                    state.waiter = continuation
+                    return nil
+                }
             }
             if let ready { continuation.resume(returning: ready); return }
-            let timer = eventLoop.scheduleTask(in: limit) {
+            let timer = MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: TimeAmount(limit)) {
                 let waiter = self.state.withLock { state in
                     defer { state.waiter = nil; state.timer = nil }
                     return state.waiter
                 }
                 waiter?.resume(returning: nil)
             }
-            let finishedMeanwhile = state.withLock { state -> Bool in
+            let endedMeanwhile = state.withLock { state -> Bool in
                 if state.waiter == nil { return true }
                 state.timer = timer
                 return false
             }
-            if finishedMeanwhile { timer.cancel() }
+            if endedMeanwhile { timer.cancel() }
         }
     }
 }
