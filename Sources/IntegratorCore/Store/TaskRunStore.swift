@@ -178,7 +178,18 @@ public struct TaskRunStore: Sendable {
         guard !deliveries.isEmpty else { return [] }
         let unread = deliveries.filter { $0.runAtClaim == nil }
         let current = unread.isEmpty ? [:] : try await blockingRuns(of: unread)
-        return deliveries.map { delivery in
+        return Self.startable(deliveries, current: current)
+    }
+
+    /// ``startable(_:)`` when the claim read every delivery's run (the SQL queue on PostgreSQL), without a query;
+    /// `nil` when some run must be read.
+    public func startableAsClaimed(_ deliveries: [Delivery]) -> [Bool]? {
+        guard deliveries.allSatisfy({ $0.runAtClaim != nil }) else { return nil }
+        return Self.startable(deliveries, current: [:])
+    }
+
+    private static func startable(_ deliveries: [Delivery], current: [String: (state: TaskState?, attempt: Int)]) -> [Bool] {
+        deliveries.map { delivery in
             let message = delivery.message
             let run: (state: TaskState?, attempt: Int)?
             switch delivery.runAtClaim {

@@ -399,12 +399,17 @@ public final class Worker: Service {
             let startedAt = clock.now()
             let allowed: [Bool]
             let recordsStartLater = options.recordStartedAfter > .zero
+            let starts = runnable.map(\.delivery)
             do {
-                let deliveries = runnable.map(\.delivery)
-                allowed = try await Self.completing { [id, runs] in
-                    recordsStartLater
-                        ? try await runs.startable(deliveries)
-                        : try await runs.recordStarted(deliveries, workerID: id, at: startedAt)
+                // When the claim read the runs there is nothing to write or read yet: the tasks start without a hop.
+                if recordsStartLater, let known = runs.startableAsClaimed(starts) {
+                    allowed = known
+                } else {
+                    allowed = try await Self.completing { [id, runs] in
+                        recordsStartLater
+                            ? try await runs.startable(starts)
+                            : try await runs.recordStarted(starts, workerID: id, at: startedAt)
+                    }
                 }
             } catch {
                 // The database is down: leave the messages leased; they are delivered again when the leases end.
