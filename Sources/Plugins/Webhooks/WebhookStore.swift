@@ -179,26 +179,29 @@ struct WebhookStore: Sendable {
     // MARK: Events
 
     func insert(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws {
-        for chunk in Self.insertionChunks(events, sql) { try await sql.raw(Self.insertion(chunk, sql)).run() }
+        for insertion in Self.insertions(events, sql) { try await sql.raw(insertion).run() }
     }
 
     /// Inserts the events whose ids are not stored yet and leaves the others as they are; returns the ids inserted.
     /// `events` must not name an id twice.
     func insertUnlessStored(_ events: [WebhookEvent], _ sql: any SQLDatabase) async throws -> Set<String> {
         var inserted = Set<String>()
-        for chunk in Self.insertionChunks(events, sql) {
-            for row in try await sql.raw("\(Self.insertion(chunk, sql)) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
+        for insertion in Self.insertions(events, sql) {
+            for row in try await sql.raw("\(insertion) ON CONFLICT (id) DO NOTHING RETURNING id").all() {
                 inserted.insert(try row.decode(column: "id", as: String.self))
             }
         }
         return inserted
     }
 
-    /// PostgreSQL takes any number of events in one statement (a parameter per column); SQLite's statements hold at
-    /// most a few thousand parameters, one per value.
-    private static func insertionChunks(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> [[WebhookEvent]] {
+    /// The `INSERT`s that store `events`. On PostgreSQL one, whatever the count, with one array parameter per column: a
+    /// hundred events are a dozen parameters rather than twelve hundred, each of which costs encoding here and parsing
+    /// on the server. On SQLite one `VALUES` list per 500 events, since its statements hold at most a few thousand
+    /// parameters.
+    private static func insertions(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> [SQLQueryString] {
         guard !events.isEmpty else { return [] }
-        return sql.dialect.name == "postgresql" ? [events] : events.chunks(of: 500).map(Array.init)
+        guard sql.dialect.name == "postgresql" else { return events.chunks(of: 500).map { valuesInsertion(Array($0)) } }
+        return [arrayInsertion(events)]
     }
 
     private static let insertedColumns = """
@@ -206,10 +209,8 @@ struct WebhookStore: Sendable {
             attempt_count, round_attempts, created_at, updated_at)
         """
 
-    /// One `INSERT` of new events. On PostgreSQL its parameters are one array per column: a hundred events are a
-    /// dozen parameters rather than twelve hundred, each of which costs encoding here and parsing on the server.
-    private static func insertion(_ events: [WebhookEvent], _ sql: any SQLDatabase) -> SQLQueryString {
-        guard sql.dialect.name == "postgresql" else { return valuesInsertion(events) }
+    /// One `INSERT … SELECT … FROM unnest(…)` of new events (PostgreSQL).
+    private static func arrayInsertion(_ events: [WebhookEvent]) -> SQLQueryString {
         // Arrays hold no NULL: an absent target URL or idempotency key travels as '' (neither can be empty when present).
         return """
             INSERT INTO \(unsafeRaw: insertedColumns)
