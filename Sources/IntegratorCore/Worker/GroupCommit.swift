@@ -9,9 +9,10 @@ final class GroupCommit<Item: Sendable>: Sendable {
 
     /// - Parameters:
     ///   - maxBatch: the most items one write carries.
+    ///   - gathering: how long a write waits for more items (see ``BatchGathering``).
     ///   - write: writes a batch; must be all-or-nothing, since every caller of the batch gets its outcome.
-    init(maxBatch: Int, write: @escaping @Sendable ([Item]) async throws -> Void) {
-        batches = BatchCall(maxBatch: maxBatch) { items in
+    init(maxBatch: Int, gathering: BatchGathering = .burst, write: @escaping @Sendable ([Item]) async throws -> Void) {
+        batches = BatchCall(maxBatch: maxBatch, gathering: gathering) { items in
             try await write(items)
             return Array(repeating: (), count: items.count)
         }

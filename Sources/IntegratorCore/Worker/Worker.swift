@@ -85,7 +85,9 @@ public final class Worker: Service {
     private let slotSignals = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let startedAt: Date
     /// Final outcomes of concurrent tasks, recorded together (and, on the SQL broker, acknowledged in the same
-    /// transaction); an external broker's acknowledgements follow the commit.
+    /// transaction); an external broker's acknowledgements follow the commit. While tasks end one after another a
+    /// write waits a few milliseconds for more (``BatchGathering/stream(window:enough:)``): nothing waits on it
+    /// but the task's slot.
     private let outcomes: GroupCommit<AttemptOutcome>
     private let onRecorded: WorkerOutcomeObserver?
     /// Where outcomes, retries and dead letters are counted.
@@ -115,7 +117,7 @@ public final class Worker: Service {
         let queueInDatabase = broker.inDatabase
         self.queueInDatabase = queueInDatabase
         let workerLogger = logger
-        self.outcomes = GroupCommit(maxBatch: 500) { batch in
+        self.outcomes = GroupCommit(maxBatch: 500, gathering: .stream()) { batch in
             let recorded = try await runs.recordOutcomes(batch, acknowledgingIn: queueInDatabase)
             // An external broker's messages are acknowledged after the commit, fenced-off ones too: a newer delivery of
             // the same task decides its outcome, and this copy is done.

@@ -31,11 +31,12 @@ public struct ScheduledMessagesService: Sendable {
     }
 
     /// Upserts that arrive together share one transaction, their rows and timers written in one statement each: at a
-    /// thousand a second the transaction per message, not its two rows, is what costs. A failure fails them all, and
-    /// none is stored.
+    /// thousand a second the transaction per message, not its two rows, is what costs. While they keep coming a
+    /// transaction waits a few milliseconds for more (``BatchGathering/stream(window:enough:)``). A failure fails
+    /// them all, and none is stored.
     private var upserts: BatchCall<ScheduledMessage, Void> {
         environment.shared.object("scheduled-messages.upsert") {
-            BatchCall<ScheduledMessage, Void>(maxBatch: Self.chunkSize) { [environment] messages in
+            BatchCall<ScheduledMessage, Void>(maxBatch: Self.chunkSize, gathering: .stream()) { [environment] messages in
                 try await ScheduledMessagesService(environment: environment).store(messages)
                 return messages.map { _ in () }
             }

@@ -29,7 +29,7 @@ final class WebhookBatching: Sendable {
             let found = try await database.withSQL { sql in try await store.deliveries(Array(Set(ids)), sql) }
             return ids.map { found[$0] }
         }
-        successes = BatchCall(maxBatch: 256) { items in
+        successes = BatchCall(maxBatch: 256, gathering: .stream()) { items in
             // Two copies of one attempt in a batch: the first one is recorded, the others find it taken.
             var seen = Set<String>()
             let unique = items.filter { seen.insert($0.event.id).inserted }
