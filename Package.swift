@@ -97,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PluginsTests",
-            dependencies: ["Plugins", "IntegratorCore"],
+            dependencies: ["Plugins", "IntegratorCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictConcurrency
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 // The webhooks plugin's pure parts: patterns, backoff, signatures against known vectors, configuration rules.
+import Crypto
 import Foundation
 import IntegratorCore
 import Testing
@@ -91,6 +92,25 @@ struct WebhookUnitTests {
         #expect(
             WebhookSignature.seed(body: Data(#"{"event":"test","data":"example"}"#.utf8), key: keyring.key(for: "minha-chave-secreta"))
                 == "sha256=03382a7e8ca995742aed2fb773bc1d04a4015d986cf1b0ec80905c73ae503c0f")
+    }
+
+    @Test("a keyed hash gives HMAC-SHA256's code for keys shorter than, as long as and longer than a block")
+    func keyedHashIsHMAC() {
+        var generator = SystemRandomNumberGenerator()
+        for keyLength in [1, 20, 32, 63, 64, 65, 131, 200] {
+            let key = Data((0..<keyLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+            let keyed = WebhookSignature.KeyedHash(key: key)
+            for messageLength in [0, 1, 55, 56, 64, 1000] {
+                let message = Data((0..<messageLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+                let expected = Data(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+                #expect(keyed.code(of: message).withUnsafeBytes { Data($0) } == expected, "key \(keyLength), message \(messageLength)")
+                // Parts hash as if joined.
+                let split = message.count / 3
+                #expect(
+                    keyed.code(of: message.prefix(split), message.dropFirst(split)).withUnsafeBytes { Data($0) } == expected,
+                    "key \(keyLength), message \(messageLength) in two parts")
+            }
+        }
     }
 
     @Test("hex decoding refuses odd lengths and non-hex characters")
