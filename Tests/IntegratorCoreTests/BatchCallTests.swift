@@ -37,7 +37,7 @@ struct BatchCallTests {
     @Test("a streaming leader after a quiet spell calls at once, however long its window")
     func firstCallerDoesNotWait() async throws {
         let calls = Calls()
-        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 10))
+        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 10, pause: .seconds(60)))
         let clock = ContinuousClock()
         let start = clock.now
         #expect(try await batch.submit(1) == 2)
@@ -48,7 +48,7 @@ struct BatchCallTests {
     @Test("while calls follow one another, a leader waits until enough inputs came and calls them together")
     func waitsForEnough() async throws {
         let calls = Calls()
-        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 4))
+        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 4, pause: .seconds(60)))
         _ = try await batch.submit(0)
         let clock = ContinuousClock()
         let start = clock.now
@@ -67,12 +67,25 @@ struct BatchCallTests {
     func callsWhenWindowEnds() async throws {
         let calls = Calls()
         let window = Duration.milliseconds(100)
-        let batch = Self.doubling(calls, gathering: .stream(window: window, enough: 10))
+        let batch = Self.doubling(calls, gathering: .stream(window: window, enough: 10, pause: window))
         _ = try await batch.submit(0)
         let clock = ContinuousClock()
         let start = clock.now
         #expect(try await batch.submit(5) == 10)
         #expect(clock.now - start >= window)
         #expect(calls.all == [[0], [5]])
+    }
+
+    @Test("a streaming leader stops waiting once no input came for a pause, long before its window is over")
+    func callsWhenStreamPauses() async throws {
+        let calls = Calls()
+        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 10, pause: .milliseconds(50)))
+        _ = try await batch.submit(0)
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(try await batch.submit(7) == 14)
+        let waited = clock.now - start
+        #expect(waited >= .milliseconds(50) && waited < .seconds(10))
+        #expect(calls.all == [[0], [7]])
     }
 }

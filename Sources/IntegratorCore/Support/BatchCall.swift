@@ -26,6 +26,8 @@ public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
         var gatherer: CheckedContinuation<Void, Never>?
         /// Counts the leaders' waits, so that a wait's timer never ends a later one.
         var gatherings: UInt64 = 0
+        /// Counts the inputs that waited for a call, so that a waiting leader sees whether the stream still flows.
+        var arrivals: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -50,6 +52,7 @@ public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
             let (leads, gatherer) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
                 if state.running {
                     state.waiting.append(Waiter(input: input, continuation: continuation))
+                    state.arrivals &+= 1
                     guard state.waiting.count + 1 >= gathering.enough else { return (false, nil) }
                     defer { state.gatherer = nil }
                     return (false, state.gatherer)
@@ -106,25 +109,37 @@ public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
         return try result.get()[0]
     }
 
-    /// With ``BatchGathering/stream(window:enough:)``, while calls follow one another: waits until `enough` inputs are
-    /// waiting (the leader's own counts) or `window` is over.
+    /// With ``BatchGathering/stream(window:enough:pause:)``, while calls follow one another: waits until `enough`
+    /// inputs are waiting (the leader's own counts), no input came for `pause`, or `window` is over.
     private func gatherStream() async {
         guard gathering.window > .zero else { return }
-        let window = gathering.window
+        let (window, pause) = (gathering.window, gathering.pause)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let wait = state.withLock { state -> UInt64? in
+            let started = state.withLock { state -> (wait: UInt64, arrivals: UInt64)? in
                 guard let lastEnded = state.lastEnded, ContinuousClock.now - lastEnded < window,
                     state.waiting.count + 1 < gathering.enough
                 else { return nil }
                 state.gatherings += 1
                 state.gatherer = continuation
-                return state.gatherings
+                return (state.gatherings, state.arrivals)
             }
-            guard let wait else { return continuation.resume() }
+            guard let started else { return continuation.resume() }
             Task {
-                try? await Task.sleep(for: window)
+                var seen = started.arrivals
+                var waited = Duration.zero
+                while waited < window {
+                    let step = min(pause, window - waited)
+                    try? await Task.sleep(for: step)
+                    waited += step
+                    let arrivals = self.state.withLock { state -> UInt64? in
+                        state.gatherings == started.wait && state.gatherer != nil ? state.arrivals : nil
+                    }
+                    // Resumed already, or the stream paused: every caller there is may be waiting on this leader.
+                    guard let arrivals, arrivals != seen else { break }
+                    seen = arrivals
+                }
                 let gatherer = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                    guard state.gatherings == wait else { return nil }
+                    guard state.gatherings == started.wait else { return nil }
                     defer { state.gatherer = nil }
                     return state.gatherer
                 }
@@ -138,18 +153,20 @@ public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
 public struct BatchGathering: Sendable {
     let window: Duration
     let enough: Int
+    let pause: Duration
 
     /// Callers come in bursts (tasks finishing together): the leader lets the rest of its burst join, and no more.
-    public static let burst = BatchGathering(window: .zero, enough: 1)
+    public static let burst = BatchGathering(window: .zero, enough: 1, pause: .zero)
 
     /// Callers come in a steady stream (one every millisecond or so), so a batch that calls at once carries a few
     /// inputs, and a stream of small batches costs the database a statement each. While calls follow one another
-    /// (the last one ended less than `window` ago), a leader with fewer than `enough` inputs waits up to `window`
-    /// for more, as PostgreSQL's `commit_delay` does for commits. After a quiet spell the first caller calls at
-    /// once, so a lone caller never waits. Meant for writes nobody waits on in a hurry (acknowledgements, outcomes).
-    /// The defaults halved the statements of scheduled messages' acknowledgements and outcomes at 1,000 a second.
-    public static func stream(window: Duration = .milliseconds(6), enough: Int = 32) -> BatchGathering {
-        BatchGathering(window: window, enough: max(1, enough))
+    /// (the last one ended less than `window` ago), a leader with fewer than `enough` inputs waits for more, as
+    /// PostgreSQL's `commit_delay` does for commits: until `enough` are there, `window` is over, or no input came for
+    /// `pause` (the callers may all be waiting already, as when a worker's every slot waits on its write). After a
+    /// quiet spell the first caller calls at once, so a lone caller never waits. Meant for writes nobody waits on in a
+    /// hurry (outcomes, recorded successes).
+    public static func stream(window: Duration = .milliseconds(6), enough: Int = 32, pause: Duration = .milliseconds(2)) -> BatchGathering {
+        BatchGathering(window: window, enough: max(1, enough), pause: max(.microseconds(100), min(pause, window)))
     }
 }
 

@@ -86,8 +86,8 @@ public final class Worker: Service {
     private let startedAt: Date
     /// Final outcomes of concurrent tasks, recorded together (and, on the SQL broker, acknowledged in the same
     /// transaction); an external broker's acknowledgements follow the commit. While tasks end one after another a
-    /// write waits a few milliseconds for more (``BatchGathering/stream(window:enough:)``): nothing waits on it
-    /// but the task's slot.
+    /// write waits a few milliseconds for more (``BatchGathering/stream(window:enough:pause:)``), for a quarter of the
+    /// slots at most: nothing waits on it but the tasks' slots, and a worker whose slots all wait runs nothing.
     private let outcomes: GroupCommit<AttemptOutcome>
     private let onRecorded: WorkerOutcomeObserver?
     /// Where outcomes, retries and dead letters are counted.
@@ -117,7 +117,7 @@ public final class Worker: Service {
         let queueInDatabase = broker.inDatabase
         self.queueInDatabase = queueInDatabase
         let workerLogger = logger
-        self.outcomes = GroupCommit(maxBatch: 500, gathering: .stream()) { batch in
+        self.outcomes = GroupCommit(maxBatch: 500, gathering: .stream(enough: max(1, options.concurrency / 4))) { batch in
             let recorded = try await runs.recordOutcomes(batch, acknowledgingIn: queueInDatabase)
             // An external broker's messages are acknowledged after the commit, fenced-off ones too: a newer delivery of
             // the same task decides its outcome, and this copy is done.

@@ -32,7 +32,7 @@ public struct ScheduledMessagesService: Sendable {
 
     /// Upserts that arrive together share one transaction, their rows and timers written in one statement each: at a
     /// thousand a second the transaction per message, not its two rows, is what costs. While they keep coming a
-    /// transaction waits a few milliseconds for more (``BatchGathering/stream(window:enough:)``). A failure fails
+    /// transaction waits a few milliseconds for more (``BatchGathering/stream(window:enough:pause:)``). A failure fails
     /// them all, and none is stored.
     private var upserts: BatchCall<ScheduledMessage, Void> {
         environment.shared.object("scheduled-messages.upsert") {
