@@ -63,29 +63,32 @@ struct BatchCallTests {
         #expect(calls.all.last?.sorted() == [1, 2, 3, 4])
     }
 
-    @Test("a streaming leader calls with what it has once its window is over")
-    func callsWhenWindowEnds() async throws {
+    /// Calls once with 0, then times a lone call with `input` right after it: the output, the wait, every call's inputs.
+    static func loneCallAfterAnother(_ gathering: BatchGathering, input: Int) async throws -> (Int, Duration, [[Int]]) {
         let calls = Calls()
-        let window = Duration.milliseconds(100)
-        let batch = Self.doubling(calls, gathering: .stream(window: window, enough: 10, pause: window))
+        let batch = doubling(calls, gathering: gathering)
         _ = try await batch.submit(0)
         let clock = ContinuousClock()
         let start = clock.now
-        #expect(try await batch.submit(5) == 10)
-        #expect(clock.now - start >= window)
-        #expect(calls.all == [[0], [5]])
+        let output = try await batch.submit(input)
+        return (output, clock.now - start, calls.all)
+    }
+
+    @Test("a streaming leader calls with what it has once its window is over")
+    func callsWhenWindowEnds() async throws {
+        let window = Duration.milliseconds(100)
+        let (output, waited, calls) = try await Self.loneCallAfterAnother(.stream(window: window, enough: 10, pause: window), input: 5)
+        #expect(output == 10)
+        #expect(waited >= window)
+        #expect(calls == [[0], [5]])
     }
 
     @Test("a streaming leader stops waiting once no input came for a pause, long before its window is over")
     func callsWhenStreamPauses() async throws {
-        let calls = Calls()
-        let batch = Self.doubling(calls, gathering: .stream(window: .seconds(60), enough: 10, pause: .milliseconds(50)))
-        _ = try await batch.submit(0)
-        let clock = ContinuousClock()
-        let start = clock.now
-        #expect(try await batch.submit(7) == 14)
-        let waited = clock.now - start
+        let gathering = BatchGathering.stream(window: .seconds(60), enough: 10, pause: .milliseconds(50))
+        let (output, waited, calls) = try await Self.loneCallAfterAnother(gathering, input: 7)
+        #expect(output == 14)
         #expect(waited >= .milliseconds(50) && waited < .seconds(10))
-        #expect(calls.all == [[0], [7]])
+        #expect(calls == [[0], [7]])
     }
 }
