@@ -52,4 +52,41 @@ struct BeatNotificationTests {
             #expect(payloads.dropFirst().first.map(BeatWakeup.dueTime(fromPayload:)) == .some(nil), "no time: wake regardless")
         }
     }
+
+    @Test("a timer's own statement wakes other processes' beats with its due time when it commits, not when it rolls back")
+    func timerWriteNotifies() async throws {
+        try await TestDatabase.withDatabase { database in
+            let heard = Mutex<[String]>([])
+            let listener = Task { try await database.listen(channel: BeatWakeup.channel) { payload in heard.withLock { $0.append(payload) } } }
+            defer { listener.cancel() }
+            let timers = TimerStore(database: database, wakeup: BeatWakeup())
+            @Sendable func timer(_ id: String, dueAt seconds: TimeInterval) -> DurableTimer {
+                DurableTimer(id: id, dueAt: Date(timeIntervalSince1970: seconds), message: TaskMessage(name: "noop", enqueuedAt: Date()))
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while heard.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+                try await timers.upsert(timer("listening", dueAt: 1_800_000_000), at: Date())
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            struct Abandoned: Error {}
+            await #expect(throws: Abandoned.self) {
+                try await database.withTransaction { transaction in
+                    try await timers.upsert(contentsOf: [timer("rolled-back", dueAt: 1_800_000_100)], in: transaction, at: Date())
+                    throw Abandoned()
+                }
+            }
+            try await database.withTransaction { transaction in
+                try await timers.upsert(contentsOf: [timer("later", dueAt: 1_800_000_300), timer("earlier", dueAt: 1_800_000_200)], in: transaction, at: Date())
+            }
+            let expected = BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_200))
+            let heardIt = ContinuousClock.now + .seconds(30)
+            while !heard.withLock({ $0.contains(expected) }), ContinuousClock.now < heardIt { try await Task.sleep(for: .milliseconds(20)) }
+            let payloads = heard.withLock { $0 }
+            #expect(payloads.contains(expected), "\(payloads)")
+            #expect(!payloads.contains(BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_100))), "\(payloads)")
+            #expect(!payloads.contains(BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_300))), "\(payloads)")
+            #expect(try await timers.find(id: "rolled-back") == nil)
+            #expect(try await timers.find(id: "earlier")?.dueAt == Date(timeIntervalSince1970: 1_800_000_200))
+        }
+    }
 }

@@ -5,8 +5,7 @@ import SQLKit
 extension TimerStore {
     /// Creates the timer (or moves the one with the same id) inside `transaction`; the beat is woken once it commits.
     public func upsert(_ timer: DurableTimer, in transaction: StoreTransaction, at now: Date) async throws {
-        try await upsert(timer, at: now, transaction.sql)
-        try await BeatWakeup.notifyOthers(transaction.sql, dueAt: timer.dueAt)
+        try await upsert([timer], at: now, transaction.sql, wakingBeatsFor: timer.dueAt)
         let wakeup = self.wakeup
         transaction.afterCommit { wakeup.notify(dueAt: timer.dueAt) }
     }
@@ -15,10 +14,11 @@ extension TimerStore {
     /// id the last wins. The beat is woken once it commits, for the earliest of them.
     public func upsert(contentsOf timers: [DurableTimer], in transaction: StoreTransaction, at now: Date) async throws {
         guard let earliest = timers.map(\.dueAt).min() else { return }
-        for chunk in timers.chunks(of: Self.chunkSize) {
-            try await upsert(Array(chunk), at: now, transaction.sql)
+        let chunks = timers.chunks(of: Self.chunkSize)
+        for (index, chunk) in chunks.enumerated() {
+            // The last statement wakes the beats of other processes (on SQLite, which has no notifications, nothing).
+            try await upsert(Array(chunk), at: now, transaction.sql, wakingBeatsFor: index == chunks.count - 1 ? earliest : nil)
         }
-        try await BeatWakeup.notifyOthers(transaction.sql, dueAt: earliest)
         let wakeup = self.wakeup
         transaction.afterCommit { wakeup.notify(dueAt: earliest) }
     }

@@ -695,7 +695,6 @@ public final class Worker: Service {
             nextAttempt: next.attempt, acknowledgingIn: queue
         ) { sql in
             try await timers.upsert(timer, at: finishedAt, sql)
-            try await BeatWakeup.notifyOthers(sql, dueAt: timer.dueAt)
         }
         if queue == nil { try await broker.acknowledge(delivery) }
         guard recorded else {
