@@ -6,7 +6,6 @@ import Synchronization
 /// for the rest of its burst (see ``BatchGathering``), then calls with every waiting input; the others get their outputs
 /// from that call. When the call ends and more inputs arrived meanwhile, the first of their callers leads the next one.
 public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
-
     private enum Role {
         case lead
         case done(Output)
@@ -134,7 +133,8 @@ public final class BatchCall<Input: Sendable, Output: Sendable>: Sendable {
                     let arrivals = self.state.withLock { state -> UInt64? in
                         state.gatherings == started.wait && state.gatherer != nil ? state.arrivals : nil
                     }
-                    // Resumed already, or the stream paused: every caller there is may be waiting on this leader.
+                    // Resumed already; or nothing came during the step, and the callers there are may all be waiting
+                    // on this leader already.
                     guard let arrivals, arrivals != seen else { break }
                     seen = arrivals
                 }
