@@ -29,12 +29,25 @@ struct ArrivalNewsTests {
 
 @Suite("Beats hear when timers written by other processes are due", .enabled(if: TestDatabase.engine == .postgres))
 struct BeatNotificationTests {
-    @Test("a timer's wake-up, committed on another connection, arrives with its due time; a schedule edit's with none")
-    func notificationCarriesDueTime() async throws {
+    /// The payloads a listener heard, in order.
+    final class Heard: Sendable {
+        private let payloads = Mutex<[String]>([])
+        func withLock<T>(_ body: (inout [String]) -> T) -> T { payloads.withLock { body(&$0) } }
+    }
+
+    /// Runs `body` on a test database while a listener notes every payload on the beats' channel.
+    static func listening(_ body: @escaping @Sendable (Database, Heard) async throws -> Void) async throws {
         try await TestDatabase.withDatabase { database in
-            let heard = Mutex<[String]>([])
+            let heard = Heard()
             let listener = Task { try await database.listen(channel: BeatWakeup.channel) { payload in heard.withLock { $0.append(payload) } } }
             defer { listener.cancel() }
+            try await body(database, heard)
+        }
+    }
+
+    @Test("a timer's wake-up, committed on another connection, arrives with its due time; a schedule edit's with none")
+    func notificationCarriesDueTime() async throws {
+        try await Self.listening { database, heard in
             let due = Date(timeIntervalSince1970: 1_800_000_000.5)
             // The listener starts listening a moment after it starts: notify until it has heard.
             let deadline = ContinuousClock.now + .seconds(30)
@@ -55,10 +68,7 @@ struct BeatNotificationTests {
 
     @Test("a timer's own statement wakes other processes' beats with its due time when it commits, not when it rolls back")
     func timerWriteNotifies() async throws {
-        try await TestDatabase.withDatabase { database in
-            let heard = Mutex<[String]>([])
-            let listener = Task { try await database.listen(channel: BeatWakeup.channel) { payload in heard.withLock { $0.append(payload) } } }
-            defer { listener.cancel() }
+        try await Self.listening { database, heard in
             let timers = TimerStore(database: database, wakeup: BeatWakeup())
             @Sendable func timer(_ id: String, dueAt seconds: TimeInterval) -> DurableTimer {
                 DurableTimer(id: id, dueAt: Date(timeIntervalSince1970: seconds), message: TaskMessage(name: "noop", enqueuedAt: Date()))
