@@ -118,7 +118,7 @@ struct WebhookUnitTests {
         #expect(Data(hex: "00ff10Ab") == Data([0x00, 0xFF, 0x10, 0xAB]))
         #expect(Data(hex: "abc") == nil)
         #expect(Data(hex: "zz") == nil)
-        #expect(WebhookSignature.hex(Data([0x00, 0xFF, 0x10, 0xAB])) == "00ff10ab")
+        #expect(Hex.lowercase(Data([0x00, 0xFF, 0x10, 0xAB])) == "00ff10ab")
     }
 
     @Test("configure: the seed's defaults fill what is omitted")

@@ -59,7 +59,7 @@ public struct TokenService: Sendable {
 
     /// SHA-256 in hex. Tokens have 256 random bits, so a fast hash is enough; lookups are by this value.
     public static func hashPersonalToken(_ token: Secret) -> String {
-        SHA256.hash(data: Data(token.reveal().utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(SHA256.hash(data: Data(token.reveal().utf8)))
     }
 
     /// Compares two secrets in time that depends only on their lengths.

@@ -18,7 +18,7 @@ public struct SecretKeyRing: Sendable {
     public init(keys: [SymmetricKey]) {
         let made = keys.map { key in
             let digest = SHA256.hash(data: key.withUnsafeBytes { Data($0) })
-            return Key(id: digest.prefix(4).map { String(format: "%02x", $0) }.joined(), key: key)
+            return Key(id: Hex.lowercase(Data(digest.prefix(4))), key: key)
         }
         precondition(!made.isEmpty, "a key ring needs a key")
         self.current = made[0]

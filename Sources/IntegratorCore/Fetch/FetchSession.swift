@@ -129,18 +129,9 @@ actor FetchSession: RecordSink, FetchState {
         return nil
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     /// SHA-256 of the canonical JSON, as lowercase hex.
     static func hash(_ json: String) -> String {
-        let digest = SHA256.hash(data: Data(json.utf8))
-        var hex = [UInt8]()
-        hex.reserveCapacity(64)
-        for byte in digest {
-            hex.append(hexDigits[Int(byte >> 4)])
-            hex.append(hexDigits[Int(byte & 0x0F)])
-        }
-        return String(decoding: hex, as: UTF8.self)
+        Hex.lowercase(SHA256.hash(data: Data(json.utf8)))
     }
 
     /// Queues everything buffered (in chunks of at most `batchSize`) and the pending checkpoints for writing, then

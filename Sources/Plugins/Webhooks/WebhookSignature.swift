@@ -2,6 +2,7 @@
 // Standard Webhooks' `webhook-signature: v1,<base64>`.
 import Crypto
 import Foundation
+import IntegratorCore
 import Synchronization
 
 enum WebhookSignature {
@@ -14,25 +15,7 @@ enum WebhookSignature {
     }
 
     static func seed(body: Data, key: SigningKey) -> String {
-        key.seed.code(of: body).withUnsafeBytes { "sha256=" + hex($0) }
-    }
-
-    /// Lowercase hex, without Foundation's format strings (slow on this hot path).
-    static func hex(_ bytes: Data) -> String {
-        bytes.withUnsafeBytes { hex($0) }
-    }
-
-    static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
-        let digits: StaticString = "0123456789abcdef"
-        return String(unsafeUninitializedCapacity: bytes.count * 2) { text in
-            digits.withUTF8Buffer { digits in
-                for (index, byte) in bytes.enumerated() {
-                    text[2 * index] = digits[Int(byte >> 4)]
-                    text[2 * index + 1] = digits[Int(byte & 0x0f)]
-                }
-            }
-            return bytes.count * 2
-        }
+        "sha256=" + Hex.lowercase(key.seed.code(of: body))
     }
 
     /// Standard Webhooks: `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
