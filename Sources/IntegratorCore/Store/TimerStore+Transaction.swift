@@ -5,7 +5,7 @@ import SQLKit
 extension TimerStore {
     /// Creates the timer (or moves the one with the same id) inside `transaction`; the beat is woken once it commits.
     public func upsert(_ timer: DurableTimer, in transaction: StoreTransaction, at now: Date) async throws {
-        try await upsert([timer], at: now, transaction.sql, wakingBeatsFor: timer.dueAt)
+        try await upsert(timer, at: now, transaction.sql)
         let wakeup = self.wakeup
         transaction.afterCommit { wakeup.notify(dueAt: timer.dueAt) }
     }
