@@ -11,18 +11,45 @@ struct ArrivalNewsTests {
     func announcementWakesWorker() async throws {
         try await TestDatabase.withDatabase { database in
             let broker = SQLBroker(database: database)
+            // Another process's broker: a broker's own announcements are not news to its workers.
+            let otherProcess = SQLBroker(database: database)
             let listener = Task { await broker.receiveNewsOfArrivals() }
             defer { listener.cancel() }
             let mark = broker.arrivalMark
             let waiter = Task { await broker.waitForMessages(after: mark, upTo: .seconds(600)) }
-            // The listener starts listening a moment after it starts: announce until the waiter has heard.
-            let deadline = ContinuousClock.now + .seconds(30)
-            while broker.arrivalMark == mark, ContinuousClock.now < deadline {
-                try await database.transaction { sql in try await SQLBroker.announceArrivals(sql) }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            try await Self.announceUntilHeard(by: broker, from: otherProcess, database)
             if broker.arrivalMark == mark { waiter.cancel() }
             #expect(await waiter.value, "woken by the announcement, not by its 600 s limit")
+        }
+    }
+
+    @Test("a broker's workers skip its own beat's announcements, which the process told them of already")
+    func ownAnnouncementSkipped() async throws {
+        try await TestDatabase.withDatabase { database in
+            let broker = SQLBroker(database: database)
+            let otherProcess = SQLBroker(database: database)
+            let listener = Task { await broker.receiveNewsOfArrivals() }
+            defer { listener.cancel() }
+            try await Self.announceUntilHeard(by: broker, from: otherProcess, database)
+            // An announcement of that loop may still be on its way.
+            try await Task.sleep(for: .milliseconds(200))
+            // Notifications reach the one listening connection in commit order: once the other process's last
+            // announcement is heard, the three before it have been handled too.
+            let mark = broker.arrivalMark
+            for _ in 0..<3 { try await database.transaction { sql in try await broker.announceArrivals(sql) } }
+            try await database.transaction { sql in try await otherProcess.announceArrivals(sql) }
+            #expect(try await eventually(30) { broker.arrivalMark != mark })
+            #expect(broker.arrivalMark == mark + 1, "only the other process's announcement was news")
+        }
+    }
+
+    /// The listener starts listening a moment after it starts: `sender` announces until `broker` has heard.
+    static func announceUntilHeard(by broker: SQLBroker, from sender: SQLBroker, _ database: Database) async throws {
+        let mark = broker.arrivalMark
+        let deadline = ContinuousClock.now + .seconds(30)
+        while broker.arrivalMark == mark, ContinuousClock.now < deadline {
+            try await database.transaction { sql in try await sender.announceArrivals(sql) }
+            try await Task.sleep(for: .milliseconds(100))
         }
     }
 }
@@ -88,11 +115,19 @@ struct BeatNotificationTests {
             try await database.withTransaction { transaction in
                 try await timers.upsert(contentsOf: [timer("later", dueAt: 1_800_000_300), timer("earlier", dueAt: 1_800_000_200)], in: transaction, at: Date())
             }
+            // With the caller's own writes in the same statement.
+            try await timers.upsert(
+                contentsOf: [timer("with-write", dueAt: 1_800_000_400)], at: Date(),
+                writingAlso: ["DELETE FROM task_queue WHERE task_id = \(bind: "no-such-task")"])
             let expected = BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_200))
+            let expectedWithWrite = BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_400))
             let heardIt = ContinuousClock.now + .seconds(30)
-            while !heard.withLock({ $0.contains(expected) }), ContinuousClock.now < heardIt { try await Task.sleep(for: .milliseconds(20)) }
+            while !heard.withLock({ $0.contains(expected) && $0.contains(expectedWithWrite) }), ContinuousClock.now < heardIt {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let payloads = heard.withLock { $0 }
             #expect(payloads.contains(expected), "\(payloads)")
+            #expect(payloads.contains(expectedWithWrite), "\(payloads)")
             #expect(!payloads.contains(BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_100))), "\(payloads)")
             #expect(!payloads.contains(BeatWakeup.payload(dueAt: Date(timeIntervalSince1970: 1_800_000_300))), "\(payloads)")
             #expect(try await timers.find(id: "rolled-back") == nil)

@@ -280,7 +280,8 @@ struct BeatIsolationTests {
             for index in 0..<50 { _ = try await Self.timer(app, id: "t\(index)", key: key, in: Double(index)) }
             let statement = TimerStore.postgresTake(
                 at: app.clock.now().addingTimeInterval(10), limit: 20,
-                companions: TimerStore.TakeCompanions(commitWithoutWaitingForFlush: true, announceOn: "take_plan_test"))
+                companions: TimerStore.TakeCompanions(
+                    commitWithoutWaitingForFlush: true, announceOn: QueueAnnouncement(channel: "take_plan_test", sender: "plan")))
             let plan = try await app.runtime.database.withTransaction { transaction in
                 try await transaction.sql.raw("ANALYZE timers").run()
                 return try await transaction.sql.raw("EXPLAIN \(statement)").all()
@@ -304,7 +305,13 @@ struct BeatIsolationTests {
             let database = app.runtime.database
             let channel = "take_test_\(UUID().uuidString.prefix(8).lowercased())"
             let heard = Mutex(0)
-            let listening = Task { try await database.listen(channel: channel) { _ in heard.withLock { $0 += 1 } } }
+            let senders = Mutex<[String]>([])
+            let listening = Task {
+                try await database.listen(channel: channel) { sender in
+                    senders.withLock { $0.append(sender) }
+                    heard.withLock { $0 += 1 }
+                }
+            }
             defer { listening.cancel() }
             // LISTEN takes effect once its connection has run it; a NOTIFY sent until then goes unheard.
             try await Task.sleep(for: .milliseconds(300))
@@ -319,10 +326,12 @@ struct BeatIsolationTests {
                     return (taken.timers.count, mode)
                 }
             }
-            let both = TimerStore.TakeCompanions(commitWithoutWaitingForFlush: true, announceOn: channel)
+            let both = TimerStore.TakeCompanions(
+                commitWithoutWaitingForFlush: true, announceOn: QueueAnnouncement(channel: channel, sender: "beat-under-test"))
             let first = try await take(companions: both)
             #expect(first.taken == 1 && first.commitMode == "off")
             #expect(try await eventually(5) { heard.withLock { $0 } == 1 }, "the take's announcement arrives after its commit")
+            #expect(senders.withLock { $0 } == ["beat-under-test"], "the announcement names its sender")
             let empty = try await take(companions: both)
             #expect(empty.taken == 0 && empty.commitMode == "off", "the commit mode is set even when nothing is due")
             let plain = try await take(companions: TimerStore.TakeCompanions())

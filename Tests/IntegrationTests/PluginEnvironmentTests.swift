@@ -149,6 +149,41 @@ struct PluginEnvironmentTests {
         }
     }
 
+    @Test("timers set with a plugin's own writes (one statement on PostgreSQL) take effect with them, or not at all")
+    func timersWritingAlso() async throws {
+        try await TestApp.run(extraPlugins: [.notes(counter: ExecutionCounter())]) { app in
+            let timers = app.runtime.timers
+            let now = app.clock.now()
+            func timer(_ id: String) -> DurableTimer {
+                DurableTimer(id: id, dueAt: now.addingTimeInterval(3600), message: TaskMessage(name: "notes.count", enqueuedAt: now))
+            }
+            func text(_ id: String) async throws -> String? {
+                try await app.runtime.database.withSQL { sql in
+                    try await sql.raw("SELECT text FROM notes_items WHERE id = \(bind: id)").first()?.decode(column: "text", as: String.self)
+                }
+            }
+            try await timers.upsert(
+                contentsOf: [timer("together:1"), timer("together:2")], at: now,
+                writingAlso: ["INSERT INTO notes_items (id, text) VALUES (\(bind: "w1"), \(bind: "with timers"))"])
+            #expect(try await text("w1") == "with timers")
+            #expect(try await timers.find(id: "together:1") != nil)
+            #expect(try await timers.find(id: "together:2") != nil)
+
+            // The note exists: the write fails, and the timer beside it is not set.
+            await #expect(throws: (any Error).self) {
+                try await timers.upsert(
+                    contentsOf: [timer("together:3")], at: now,
+                    writingAlso: ["INSERT INTO notes_items (id, text) VALUES (\(bind: "w1"), \(bind: "again"))"])
+            }
+            #expect(try await timers.find(id: "together:3") == nil)
+            #expect(try await text("w1") == "with timers")
+
+            // Writes without timers are made all the same.
+            try await timers.upsert(contentsOf: [], at: now, writingAlso: ["INSERT INTO notes_items (id, text) VALUES ('w2', 'alone')"])
+            #expect(try await text("w2") == "alone")
+        }
+    }
+
     @Test("plugin routes check roles; open routes need no token")
     func routeAccess() async throws {
         try await TestApp.run(extraPlugins: [.notes(counter: ExecutionCounter())]) { app in

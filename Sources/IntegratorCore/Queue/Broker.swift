@@ -79,6 +79,11 @@ protocol InDatabaseBroker: Broker {
     /// Messages inserted with ``insertStatements(_:availableAt:)`` have committed: this process's idle workers claim
     /// them now instead of at their next brisk poll.
     func noteCommittedArrivals()
+    /// The `NOTIFY` that tells idle workers of other processes of messages queued (their own hear of them through
+    /// ``noteCommittedArrivals()``).
+    var announcement: QueueAnnouncement { get }
+    /// Inside a transaction that queued messages: sends ``announcement`` at its commit.
+    func announceArrivals(_ sql: any SQLDatabase) async throws
 }
 
 extension Broker {

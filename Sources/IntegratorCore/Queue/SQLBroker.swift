@@ -3,6 +3,12 @@ import Foundation
 import SQLKit
 import Synchronization
 
+/// A `NOTIFY` telling idle workers that tasks were queued: the channel, and the payload naming the broker that sent it.
+struct QueueAnnouncement: Sendable, Equatable {
+    var channel: String
+    var sender: String
+}
+
 /// A broker on SQL tables. On PostgreSQL, claims use `FOR UPDATE SKIP LOCKED`, so many worker processes share
 /// the queue without blocking each other; SQLite serves one process. A lease that runs out (a worker died) makes
 /// the message deliverable again, so nothing is lost.
@@ -74,20 +80,28 @@ public struct SQLBroker: InDatabaseBroker {
     /// The PostgreSQL channel on which the beat tells idle workers of other processes that it queued tasks.
     static let arrivalsChannel = "integrator_queue"
 
+    /// The announcement this broker's beat makes: its payload names this broker, whose own workers were already told
+    /// within the process (``noteCommittedArrivals()``) and ignore it.
+    var announcement: QueueAnnouncement { QueueAnnouncement(channel: Self.arrivalsChannel, sender: arrivals.sender) }
+
     /// Inside a transaction that queued messages: on PostgreSQL, workers listening in other processes hear of them
     /// when it commits. Only the beat calls it, once per batch of fires: `NOTIFY` serialises committing transactions,
     /// too dear for every enqueue.
-    static func announceArrivals(_ sql: any SQLDatabase) async throws {
-        try await sql.notifyAtCommit(arrivalsChannel)
+    func announceArrivals(_ sql: any SQLDatabase) async throws {
+        try await sql.notifyAtCommit(Self.arrivalsChannel, payload: arrivals.sender)
     }
 
-    /// On PostgreSQL, hears the beat's announcements for this process's workers until cancelled, listening again
-    /// after a dropped connection. Missing some only costs a poll pause.
+    /// On PostgreSQL, hears the beats' announcements for this process's workers until cancelled, listening again
+    /// after a dropped connection. Missing some only costs a poll pause. This broker's own announcements are skipped:
+    /// heard a moment after the local news, each made an idle worker claim a second time and find nothing.
     public func receiveNewsOfArrivals() async {
         guard database.engine == .postgres else { return }
+        let ownSender = arrivals.sender
         while !Task.isCancelled {
             do {
-                try await database.listen(channel: Self.arrivalsChannel) { _ in arrivals.note() }
+                try await database.listen(channel: Self.arrivalsChannel) { sender in
+                    if sender != ownSender { arrivals.note() }
+                }
             } catch {
                 if Task.isCancelled { return }
             }
@@ -337,6 +351,9 @@ public struct DeliveryNotHeld: Error, CustomStringConvertible {
 /// News of messages this process inserts, for its idle workers: each waits for news newer than the mark it took before
 /// its last claim, or for its poll pause, whichever comes first.
 final class QueueArrivals: Sendable {
+    /// Names this process's announcements among those of every process on the database.
+    let sender = Hex.lowercase((0..<8).map { _ in UInt8.random(in: .min ... .max) })
+
     private enum Waiter {
         case registered
         case waiting(CheckedContinuation<Bool, Never>)

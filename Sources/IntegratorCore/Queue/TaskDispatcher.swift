@@ -110,12 +110,11 @@ public struct TaskDispatcher: Sendable {
     /// Inside the beat's transaction that staged messages: on the SQL queue, idle workers of other processes hear of
     /// them at its commit instead of at their next poll. (RabbitMQ pushes messages to its consumers anyway.)
     func announceToIdleWorkers(_ sql: any SQLDatabase) async throws {
-        guard idleWorkersChannel != nil else { return }
-        try await SQLBroker.announceArrivals(sql)
+        try await queue?.announceArrivals(sql)
     }
 
-    /// The channel on which idle workers of other processes hear of staged messages: the SQL queue's, or none.
-    var idleWorkersChannel: String? { queue != nil ? SQLBroker.arrivalsChannel : nil }
+    /// How idle workers of other processes hear of staged messages: the SQL queue's announcement, or none.
+    var idleWorkersAnnouncement: QueueAnnouncement? { queue?.announcement }
 
     private func stageMessages(
         _ messages: [TaskMessage], at now: Date, _ sql: any SQLDatabase, claimedForCaller: Bool

@@ -407,7 +407,7 @@ public final class Beat: Service, Sendable {
             // The commit mode and the announcement to idle workers ride on the take: two round trips fewer a pass.
             let companions = TimerStore.TakeCompanions(
                 commitWithoutWaitingForFlush: self.commitsWithoutWaitingForFlush,
-                announceOn: self.dispatcher.idleWorkersChannel)
+                announceOn: self.dispatcher.idleWorkersAnnouncement)
             let taken = try await self.timers.takeDue(
                 at: now, limit: self.options.batchSize, sql, engine: engine, companions: companions)
             let due = taken.timers

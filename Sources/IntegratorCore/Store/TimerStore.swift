@@ -48,10 +48,36 @@ public struct TimerStore: Sendable {
         wakeup.notify(dueAt: timers.map(\.dueAt).min())
     }
 
+    /// Creates many timers (or moves existing ones) together with the caller's own `writes`: all take effect or none
+    /// does, and the beats are woken for the earliest timer. On PostgreSQL it is one statement, the writes running as
+    /// `WITH` parts of the timers' upsert: one round trip where a transaction takes four. So each write must be a
+    /// statement that returns nothing the caller reads, and none may touch a timer (the parts of one statement share a
+    /// snapshot). More than ``chunkSize`` timers, or SQLite, take a transaction.
+    public func upsert(contentsOf timers: [DurableTimer], at now: Date, writingAlso writes: [SQLQueryString]) async throws {
+        guard let earliest = timers.map(\.dueAt).min() else {
+            try await database.writeTogether(writes)
+            return
+        }
+        guard database.engine == .postgres, timers.count <= Self.chunkSize else {
+            try await database.withTransaction { transaction in
+                for write in writes { try await transaction.sql.raw(write).run() }
+                try await upsert(contentsOf: timers, in: transaction, at: now)
+            }
+            return
+        }
+        try await database.withSQL { sql in try await upsert(timers, at: now, sql, wakingBeatsFor: earliest, writingAlso: writes) }
+        wakeup.notify(dueAt: earliest)
+    }
+
     /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.
     /// `wakingBeatsFor` (PostgreSQL only) also sends the beats of other processes ``BeatWakeup``'s notification for
     /// that due time, delivered at commit, in the same statement: a round trip less than a `pg_notify` of its own.
-    func upsert(_ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase, wakingBeatsFor dueAt: Date? = nil) async throws {
+    /// `writingAlso` (PostgreSQL only) are statements run as `WITH` parts of this one, see
+    /// ``upsert(contentsOf:at:writingAlso:)``.
+    func upsert(
+        _ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase, wakingBeatsFor dueAt: Date? = nil,
+        writingAlso writes: [SQLQueryString] = []
+    ) async throws {
         let rows = timers.lastOccurrences(by: \.id).map { timer -> SQLQueryString in
             let message = timer.message
             return """
@@ -70,12 +96,22 @@ public struct TimerStore: Sendable {
                 attempt = excluded.attempt, max_attempts = excluded.max_attempts,
                 integration_id = excluded.integration_id, schedule_id = excluded.schedule_id, set_aside_reason = NULL
             """
-        guard let dueAt, database.engine == .postgres else { return try await sql.raw(write).run() }
+        guard database.engine == .postgres else {
+            for statement in writes + [write] { try await sql.raw(statement).run() }
+            return
+        }
+        var parts = writes.enumerated().map { index, statement -> SQLQueryString in
+            "companion\(unsafeRaw: String(index)) AS (\(statement))"
+        }
+        guard let dueAt else {
+            return try await sql.raw(parts.isEmpty ? write : "WITH \(parts.joined(separator: ", ")) \(write)").run()
+        }
         // The notification runs because the select list calls it (once: one row); the insert, like every writing
         // part of a WITH, runs to the end whether read or not.
+        parts.append("written AS (\(write) RETURNING 1)")
         try await sql.raw(
             """
-            WITH written AS (\(write) RETURNING 1)
+            WITH \(parts.joined(separator: ", "))
             SELECT pg_notify(\(bind: BeatWakeup.channel), \(bind: BeatWakeup.payload(dueAt: dueAt))) AS woken
             """
         ).run()
@@ -119,8 +155,8 @@ public struct TimerStore: Sendable {
     struct TakeCompanions: Sendable {
         /// Sets `synchronous_commit` off for the rest of the transaction, as `SET LOCAL` would.
         var commitWithoutWaitingForFlush = false
-        /// Sends a `NOTIFY` on this channel, delivered when the transaction commits, if the take took any timer.
-        var announceOn: String?
+        /// Sends this `NOTIFY`, delivered when the transaction commits, if the take took any timer.
+        var announceOn: QueueAnnouncement?
     }
 
     /// What one take found: the timers it took, earliest first, and when the earliest timer it left is due (`nil`
@@ -140,8 +176,12 @@ public struct TimerStore: Sendable {
             parts.append(", commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS applied)")
             counts.append(", (SELECT count(*) FROM commit_mode) AS commit_mode_set")
         }
-        if let channel = companions.announceOn {
-            parts.append(", announced AS MATERIALIZED (SELECT pg_notify(\(bind: channel), '') AS sent WHERE EXISTS (SELECT 1 FROM taken))")
+        if let announcement = companions.announceOn {
+            parts.append(
+                """
+                , announced AS MATERIALIZED (
+                    SELECT pg_notify(\(bind: announcement.channel), \(bind: announcement.sender)) AS sent WHERE EXISTS (SELECT 1 FROM taken))
+                """)
             counts.append(", (SELECT count(*) FROM announced) AS announcements")
         }
         // Every part of the statement sees the table as it was before the delete, so the timers taken are left out

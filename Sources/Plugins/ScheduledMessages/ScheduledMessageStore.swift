@@ -8,22 +8,25 @@ struct ScheduledMessageStore: Sendable {
 
     /// Creates the message or replaces the one with its id (time, payload, URL and version).
     func upsert(_ messages: [ScheduledMessage], at now: Date, _ sql: any SQLDatabase) async throws {
-        for chunk in messages.chunks(of: 500) {
+        for statement in upsertStatements(messages, at: now) { try await sql.raw(statement).run() }
+    }
+
+    /// The statements that store `messages` (or replace those with their ids), 500 rows each; ids must be distinct.
+    func upsertStatements(_ messages: [ScheduledMessage], at now: Date) -> [SQLQueryString] {
+        messages.chunks(of: 500).map { chunk in
             let rows = chunk.map { message -> SQLQueryString in
                 """
                 (\(bind: message.id), \(bind: message.version), \(bind: message.scheduleTo), \(bind: message.dueAt),
                  \(bind: message.payload.encodedString()), \(bind: message.webhookURL), \(bind: now), \(bind: now))
                 """
             }
-            try await sql.raw(
-                """
+            return """
                 INSERT INTO scheduled_messages (id, version, schedule_to, due_at, payload, webhook_url, created_at, updated_at)
                 VALUES \(rows.joined(separator: ", "))
                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, schedule_to = excluded.schedule_to,
                     due_at = excluded.due_at, payload = excluded.payload, webhook_url = excluded.webhook_url,
                     updated_at = excluded.updated_at
                 """
-            ).run()
         }
     }
 

@@ -35,8 +35,8 @@ struct WebhookDispatch: Sendable {
     /// tenant committed: an owned tenant cannot be deleted through the API.
     /// - Throws: ``ServiceError`` (409) when a tenant configured through the API already has that id.
     func ensureOwnedTenant(_ tenantID: String, owner: String, in transaction: StoreTransaction) async throws {
-        let seen = environment.shared.object("webhooks.owned-tenants-seen") { OwnedTenantsSeen() }
-        let key = "\(owner)\u{0}\(tenantID)"
+        let seen = ownedTenantsSeen
+        let key = Self.ownedTenantKey(tenantID, owner: owner)
         guard !seen.keys.withLock({ $0.contains(key) }) else { return }
         transaction.afterCommit { _ = seen.keys.withLock { $0.insert(key) } }
         let store = WebhookStore(secrets: environment.secrets)
@@ -55,6 +55,18 @@ struct WebhookDispatch: Sendable {
             owner: owner, createdAt: now, updatedAt: now)
         try await store.save(tenant, transaction.sql)
     }
+
+    /// `true` once this process has seen the owned tenant committed: ``ensureOwnedTenant(_:owner:in:)`` would do
+    /// nothing, and a caller may write without a transaction to join.
+    func hasSeenOwnedTenant(_ tenantID: String, owner: String) -> Bool {
+        ownedTenantsSeen.keys.withLock { $0.contains(Self.ownedTenantKey(tenantID, owner: owner)) }
+    }
+
+    private var ownedTenantsSeen: OwnedTenantsSeen {
+        environment.shared.object("webhooks.owned-tenants-seen") { OwnedTenantsSeen() }
+    }
+
+    private static func ownedTenantKey(_ tenantID: String, owner: String) -> String { "\(owner)\u{0}\(tenantID)" }
 
     /// Who makes the first attempt of dispatched events.
     enum FirstAttempts: Sendable {
