@@ -9,12 +9,7 @@ import Testing
 struct ArrivalNewsTests {
     @Test("a beat's announcement, committed on another connection, wakes an idle worker's wait long before its limit")
     func announcementWakesWorker() async throws {
-        try await TestDatabase.withDatabase { database in
-            let broker = SQLBroker(database: database)
-            // Another process's broker: a broker's own announcements are not news to its workers.
-            let otherProcess = SQLBroker(database: database)
-            let listener = Task { await broker.receiveNewsOfArrivals() }
-            defer { listener.cancel() }
+        try await Self.listening { database, broker, otherProcess in
             let mark = broker.arrivalMark
             let waiter = Task { await broker.waitForMessages(after: mark, upTo: .seconds(600)) }
             try await Self.announceUntilHeard(by: broker, from: otherProcess, database)
@@ -25,11 +20,7 @@ struct ArrivalNewsTests {
 
     @Test("a broker's workers skip its own beat's announcements, which the process told them of already")
     func ownAnnouncementSkipped() async throws {
-        try await TestDatabase.withDatabase { database in
-            let broker = SQLBroker(database: database)
-            let otherProcess = SQLBroker(database: database)
-            let listener = Task { await broker.receiveNewsOfArrivals() }
-            defer { listener.cancel() }
+        try await Self.listening { database, broker, otherProcess in
             try await Self.announceUntilHeard(by: broker, from: otherProcess, database)
             // An announcement of that loop may still be on its way.
             try await Task.sleep(for: .milliseconds(200))
@@ -40,6 +31,17 @@ struct ArrivalNewsTests {
             try await database.transaction { sql in try await otherProcess.announceArrivals(sql) }
             #expect(try await eventually(30) { broker.arrivalMark != mark })
             #expect(broker.arrivalMark == mark + 1, "only the other process's announcement was news")
+        }
+    }
+
+    /// Runs `body` with a broker whose listener hears announcements, and the broker of another process (a broker's own
+    /// announcements are not news to its workers).
+    static func listening(_ body: @escaping @Sendable (Database, SQLBroker, SQLBroker) async throws -> Void) async throws {
+        try await TestDatabase.withDatabase { database in
+            let broker = SQLBroker(database: database)
+            let listener = Task { await broker.receiveNewsOfArrivals() }
+            defer { listener.cancel() }
+            try await body(database, broker, SQLBroker(database: database))
         }
     }
 
