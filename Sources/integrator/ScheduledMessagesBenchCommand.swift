@@ -126,6 +126,7 @@ struct ScheduledMessagesBenchPlan: Sendable {
         let referenceInstant = clock.now
         let dueByEvent = DueTimes()
         let total = rate * seconds
+        arrivals.reserve(total)
         let worker = runtime.makeWorker(WorkerOptions(queues: ["default"], concurrency: concurrency))
         let beat = runtime.makeBeat()
         return try await withThrowingTaskGroup(of: Void.self) { group in
