@@ -72,8 +72,8 @@ public struct TimerStore: Sendable {
     /// One multi-row upsert. A statement may not touch a row twice, so of timers sharing an id the last wins.
     /// `wakingBeatsFor` (PostgreSQL only) also sends the beats of other processes ``BeatWakeup``'s notification for
     /// that due time, delivered at commit, in the same statement: a round trip less than a `pg_notify` of its own.
-    /// `writingAlso` (PostgreSQL only) are statements run as `WITH` parts of this one, see
-    /// ``upsert(contentsOf:at:writingAlso:)``.
+    /// `writingAlso` are the caller's statements written with it: on PostgreSQL as `WITH` parts of this one (see
+    /// ``upsert(contentsOf:at:writingAlso:)``), on SQLite one after the other before it.
     func upsert(
         _ timers: [DurableTimer], at now: Date, _ sql: any SQLDatabase, wakingBeatsFor dueAt: Date? = nil,
         writingAlso writes: [SQLQueryString] = []
