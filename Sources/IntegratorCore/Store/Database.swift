@@ -331,6 +331,19 @@ private final class PooledCall<T: Sendable>: Sendable {
         case finished(Result<T, any Error>)
         /// The caller stopped waiting for a lease.
         case abandoned
+
+        var isLeasing: Bool {
+            if case .leasing = self { return true }
+            return false
+        }
+
+        /// Leasing or running: not ended yet.
+        var isOpen: Bool {
+            switch self {
+            case .leasing, .running: return true
+            case .finished, .abandoned: return false
+            }
+        }
     }
 
     private struct State {
@@ -352,7 +365,7 @@ private final class PooledCall<T: Sendable>: Sendable {
     /// The lease came: the call may run on `connection`; `false` when the caller no longer waits for it.
     func start(on connection: PostgresConnection) -> Bool {
         state.withLock { state in
-            guard case .leasing = state.phase else { return false }
+            guard state.phase.isLeasing else { return false }
             state.phase = .running(connection)
             return true
         }
@@ -360,31 +373,29 @@ private final class PooledCall<T: Sendable>: Sendable {
 
     /// The call ended (or its lease failed); a caller waiting gets `result`. Ignored once the caller left.
     func finish(_ result: Result<T, any Error>) {
-        let (waiter, timer) = state.withLock { state -> (CheckedContinuation<Result<T, any Error>?, Never>?, Scheduled<Void>?) in
-            switch state.phase {
-            case .leasing, .running: state.phase = .finished(result)
-            case .finished, .abandoned: return (nil, nil)
-            }
-            defer { state.waiter = nil; state.timer = nil }
-            return (state.waiter, state.timer)
-        }
-        timer?.cancel()
-        waiter?.resume(returning: result)
+        end(as: .finished(result), from: { $0.isOpen }, handing: result)
     }
 
     /// The caller stops waiting for a lease that has not come; a waiting caller gets `error`. `false` when the lease
     /// came (or the call ended) first.
     func abandonLease(_ error: any Error) -> Bool {
-        let (abandoned, waiter, timer) = state.withLock {
-            state -> (Bool, CheckedContinuation<Result<T, any Error>?, Never>?, Scheduled<Void>?) in
-            guard case .leasing = state.phase else { return (false, nil, nil) }
-            state.phase = .abandoned
+        end(as: .abandoned, from: { $0.isLeasing }, handing: .failure(error))
+    }
+
+    /// Moves to `phase` if the call is in a phase `from` accepts, and hands `result` to a waiting caller (its timer
+    /// cancelled), outside the lock. `false` when the call was in another phase.
+    @discardableResult
+    private func end(as phase: Phase, from: (Phase) -> Bool, handing result: Result<T, any Error>) -> Bool {
+        let ended = state.withLock { state -> (waiter: CheckedContinuation<Result<T, any Error>?, Never>?, timer: Scheduled<Void>?)? in
+            guard from(state.phase) else { return nil }
+            state.phase = phase
             defer { state.waiter = nil; state.timer = nil }
-            return (true, state.waiter, state.timer)
+            return (state.waiter, state.timer)
         }
-        timer?.cancel()
-        waiter?.resume(returning: .failure(error))
-        return abandoned
+        guard let ended else { return false }
+        ended.timer?.cancel()
+        ended.waiter?.resume(returning: result)
+        return true
     }
 
     /// The outcome, or `nil` when the call has not ended within `limit`.
