@@ -4,7 +4,7 @@ import SQLKit
 import Synchronization
 
 /// A `NOTIFY` telling idle workers that tasks were queued: the channel, and the payload naming the broker that sent it.
-struct QueueAnnouncement: Sendable, Equatable {
+struct QueueAnnouncement: Sendable {
     var channel: String
     var sender: String
 }

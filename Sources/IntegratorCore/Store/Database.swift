@@ -288,10 +288,17 @@ extension SQLDatabase {
     func notifyAtCommit(_ channel: String, payload: String? = nil) async throws {
         guard dialect.name == "postgresql" else { return }
         if let payload {
-            try await raw("SELECT pg_notify(\(bind: channel), \(bind: payload))").run()
+            try await raw(.notification(on: channel, payload: payload)).run()
         } else {
             try await raw("NOTIFY \(unsafeRaw: channel)").run()
         }
+    }
+}
+
+extension SQLQueryString {
+    /// PostgreSQL's `SELECT pg_notify(…)`: inside a transaction, delivered to the channel's listeners at its commit.
+    static func notification(on channel: String, payload: String) -> SQLQueryString {
+        "SELECT pg_notify(\(bind: channel), \(bind: payload)) AS notified"
     }
 }
 

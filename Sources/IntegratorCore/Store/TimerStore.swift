@@ -96,25 +96,13 @@ public struct TimerStore: Sendable {
                 attempt = excluded.attempt, max_attempts = excluded.max_attempts,
                 integration_id = excluded.integration_id, schedule_id = excluded.schedule_id, set_aside_reason = NULL
             """
-        guard database.engine == .postgres else {
-            for statement in writes + [write] { try await sql.raw(statement).run() }
-            return
+        var statements = writes + [write]
+        if let dueAt, database.engine == .postgres {
+            // Last, so the statement's own select sends it; the writes before it, as `WITH` parts, run to the end
+            // whether read or not.
+            statements.append(.notification(on: BeatWakeup.channel, payload: BeatWakeup.payload(dueAt: dueAt)))
         }
-        var parts = writes.enumerated().map { index, statement -> SQLQueryString in
-            "companion\(unsafeRaw: String(index)) AS (\(statement))"
-        }
-        guard let dueAt else {
-            return try await sql.raw(parts.isEmpty ? write : "WITH \(parts.joined(separator: ", ")) \(write)").run()
-        }
-        // The notification runs because the select list calls it (once: one row); the insert, like every writing
-        // part of a WITH, runs to the end whether read or not.
-        parts.append("written AS (\(write) RETURNING 1)")
-        try await sql.raw(
-            """
-            WITH \(parts.joined(separator: ", "))
-            SELECT pg_notify(\(bind: BeatWakeup.channel), \(bind: BeatWakeup.payload(dueAt: dueAt))) AS woken
-            """
-        ).run()
+        try await sql.runTogether(statements, engine: database.engine)
     }
 
     /// Timers per multi-row statement: 12 parameters each stays under both engines' limits on bound parameters.
